@@ -1,0 +1,177 @@
+// Peer adapters for bench/micro.js. Each returns an object with
+//   al        something with malloc(n) -> address (0 = NULL) and free(p)
+//   memBytes  () -> current size of the memory the addresses index
+//   batchA    optional (sizes, nblocks, ntables, rounds) -> ms, workload (a)
+//             run inside wasm with one call
+//   close()   release the peer (mimalloc-ts: detach)
+//   info      a short description for the report
+// Only one peer is opened per worker, so the timed loops stay monomorphic.
+
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const BENCH_DIR = path.resolve(here, '..');
+export const BUILD_DIR = path.join(BENCH_DIR, 'build');
+export const DIST_INDEX = path.resolve(BENCH_DIR, '..', 'dist', 'index.js');
+
+export const MIMALLOC_TS_SIZE = 256 * 1024 * 1024;
+const THING_POOL_SIZE = 64 * 1024 * 1024;
+
+export const JS_PEERS = ['mimalloc-ts', 'mimalloc-ts-nocheck', 'dlmalloc-wasm', 'tlsf-wasm', 'thing-malloc'];
+
+/** Load dist/index.js; throws a readable Error when the allocator is not there. */
+export async function loadMimallocTs() {
+  let mod;
+  try {
+    mod = await import(DIST_INDEX);
+  } catch (e) {
+    throw new Error(`cannot import dist/index.js (${e.code ?? e.message})`);
+  }
+  if (typeof mod.Allocator?.create !== 'function') throw new Error('dist/index.js does not export Allocator.create');
+  return mod.Allocator;
+}
+
+/**
+ * Does `checkFree: false` really switch the double-free check off? Makes a
+ * throwaway allocator, frees one block twice, and reports whether it threw.
+ * Returns null when it is in effect, or a reason string.
+ */
+export function probeNoCheck(Allocator) {
+  let a;
+  try {
+    a = Allocator.create({ size: MIMALLOC_TS_SIZE, checkFree: false });
+  } catch (e) {
+    return `Allocator.create({ checkFree: false }) threw: ${e.message}`;
+  }
+  const p = a.malloc(16);
+  a.free(p);
+  try {
+    a.free(p);
+  } catch {
+    return 'checkFree: false is ignored (a double free still throws)';
+  }
+  return null;
+}
+
+function wasmMemBytes(memory) {
+  return () => memory.buffer.byteLength;
+}
+
+/** Imports for a module: a minimal WASI (everything ENOSYS) plus env.abort. */
+function makeImports(module) {
+  const imports = {};
+  for (const imp of WebAssembly.Module.imports(module)) {
+    if (imp.kind !== 'function') throw new Error(`unsupported import ${imp.module}.${imp.name} (${imp.kind})`);
+    let fn;
+    if (imp.module === 'wasi_snapshot_preview1') {
+      fn =
+        imp.name === 'proc_exit'
+          ? (code) => {
+              throw new Error(`wasm called proc_exit(${code})`);
+            }
+          : () => 52; // ENOSYS: malloc/free never need a host call
+    } else if (imp.module === 'env' && imp.name === 'abort') {
+      fn = () => {
+        throw new Error('wasm abort()');
+      };
+    } else {
+      throw new Error(`unexpected import ${imp.module}.${imp.name}`);
+    }
+    (imports[imp.module] ??= {})[imp.name] = fn;
+  }
+  return imports;
+}
+
+async function instantiate(file) {
+  const bytes = readFileSync(path.join(BUILD_DIR, file));
+  const module = await WebAssembly.compile(bytes);
+  const instance = await WebAssembly.instantiate(module, makeImports(module));
+  return instance.exports;
+}
+
+/**
+ * Batched (a) inside a wasm module: the size table and the pointer array are
+ * allocated once with the module's own malloc (untimed, kept for the
+ * module's lifetime), then one call runs all rounds. `loop` is the module's
+ * batch export.
+ */
+function makeBatchA(ex, mallocFn, loop) {
+  let sizesPtr = 0;
+  let ptrsPtr = 0;
+  return (sizes, nblocks, ntables, rounds) => {
+    if (sizesPtr === 0) {
+      sizesPtr = mallocFn(sizes.length * 4) >>> 0;
+      ptrsPtr = mallocFn(nblocks * 8) >>> 0;
+      if (!sizesPtr || !ptrsPtr) throw new Error('batched: malloc failed');
+      // a fresh view: the buffer object changes whenever memory grows
+      new Uint32Array(ex.memory.buffer, sizesPtr, sizes.length).set(sizes);
+    }
+    const t0 = performance.now();
+    const rc = loop(sizesPtr, nblocks, ntables, rounds, ptrsPtr);
+    const t = performance.now() - t0;
+    if (rc !== 0) throw new Error('batched: malloc returned NULL inside wasm');
+    return t;
+  };
+}
+
+export async function openPeer(name, { handle } = {}) {
+  switch (name) {
+    case 'mimalloc-ts':
+    case 'mimalloc-ts-nocheck': {
+      const Allocator = await loadMimallocTs();
+      let a;
+      if (handle !== undefined) a = Allocator.attach(handle);
+      else if (name === 'mimalloc-ts') a = Allocator.create({ size: MIMALLOC_TS_SIZE });
+      else {
+        const why = probeNoCheck(Allocator);
+        if (why) throw new Error(why);
+        a = Allocator.create({ size: MIMALLOC_TS_SIZE, checkFree: false });
+      }
+      return {
+        al: a,
+        memBytes: () => a.u8?.length ?? 0,
+        close: () => {
+          if (handle !== undefined) a.detach();
+        },
+        info:
+          (handle !== undefined ? 'Allocator.attach(handle) in a worker' : 'Allocator.create({ size: 256 MiB' +
+            (name === 'mimalloc-ts-nocheck' ? ', checkFree: false' : '') + ' })') + ', SharedArrayBuffer',
+      };
+    }
+    case 'dlmalloc-wasm': {
+      const ex = await instantiate('dlmalloc.wasm');
+      if (typeof ex._initialize === 'function') ex._initialize();
+      return {
+        al: { malloc: ex.malloc, free: ex.free },
+        memBytes: wasmMemBytes(ex.memory),
+        batchA: makeBatchA(ex, ex.malloc, ex.bench_a),
+        close() {},
+        info: 'wasi-libc malloc (dlmalloc), clang -O2 wasm32-wasi, exports called from JS',
+      };
+    }
+    case 'tlsf-wasm': {
+      const ex = await instantiate('tlsf.wasm');
+      return {
+        al: { malloc: ex.alloc, free: ex.free },
+        memBytes: wasmMemBytes(ex.memory),
+        batchA: makeBatchA(ex, ex.alloc, ex.benchA),
+        close() {},
+        info: 'AssemblyScript heap.alloc/free (TLSF), asc --runtime minimal -O3 --noAssert',
+      };
+    }
+    case 'thing-malloc': {
+      const { MemPool } = await import('@thi.ng/malloc');
+      const pool = new MemPool({ buf: new ArrayBuffer(THING_POOL_SIZE) });
+      return {
+        al: pool,
+        memBytes: () => THING_POOL_SIZE,
+        close() {},
+        info: '@thi.ng/malloc MemPool over a 64 MiB ArrayBuffer (defaults: align 8, compact, split)',
+      };
+    }
+    default:
+      throw new Error(`unknown peer ${name}`);
+  }
+}

@@ -1,0 +1,94 @@
+// Worker entry for bench/micro.js: opens ONE peer and runs one task.
+//   { kind: 'single', peer, workloads, params }  -> (a), batched (a), (b)
+//   { kind: 'c', peer, params, ctrl, nworkers, rounds, handle? } -> per-rep timestamps
+import { parentPort, workerData } from 'node:worker_threads';
+import { openPeer } from './peers.js';
+import {
+  barrier,
+  calibrate,
+  fillB,
+  makeSizesA,
+  makeTablesB,
+  median,
+  runA,
+  runB,
+  validate,
+} from './workload.js';
+
+function measure(run, start, p) {
+  const n = calibrate(run, start, p.target_ms);
+  for (let i = 0; i < p.warmup; i++) run(n);
+  const ms = [];
+  for (let i = 0; i < p.reps; i++) ms.push(run(n));
+  return { n, ms };
+}
+
+async function single({ peer: name, workloads, params: p }) {
+  const peer = await openPeer(name);
+  const out = { info: peer.info };
+  const al = peer.al;
+  const sizes = makeSizesA(p);
+  validate(al, sizes, p.a_blocks, peer.memBytes);
+
+  if (workloads.includes('a')) {
+    const ptrs = new Uint32Array(p.a_blocks);
+    const { n, ms } = measure((r) => runA(al, sizes, p.a_blocks, p.a_tables, r, ptrs), 1, p);
+    const ops = 2 * p.a_blocks * n;
+    const samples = ms.map((t) => (t * 1e6) / ops);
+    out.a = { rounds: n, ops_per_rep: ops, ns_per_op: median(samples), samples };
+    if (peer.batchA) {
+      const m = measure((r) => peer.batchA(sizes, p.a_blocks, p.a_tables, r), 1, p);
+      const bops = 2 * p.a_blocks * m.n;
+      const bs = m.ms.map((t) => (t * 1e6) / bops);
+      out.a_batched = { rounds: m.n, ops_per_rep: bops, ns_per_op: median(bs), samples: bs };
+    }
+  }
+
+  if (workloads.includes('b')) {
+    const tables = makeTablesB(p);
+    const st = { tables, live: new Uint32Array(p.b_live), cursor: 0 };
+    const fill_ms = fillB(al, tables, st.live);
+    const { n, ms } = measure((s) => runB(al, st, s), 1000, p);
+    const samples = ms.map((t) => (t * 1e6) / (2 * n));
+    out.b = { live: p.b_live, steps: n, ops_per_rep: 2 * n, fill_ms, ns_per_op: median(samples), samples };
+  }
+
+  // untimed consistency check where the allocator offers one
+  if (typeof al.check === 'function') {
+    try {
+      al.check();
+      out.check = 'ok';
+    } catch (e) {
+      out.check = `check() failed: ${e.message}`;
+    }
+  }
+  peer.close();
+  return out;
+}
+
+async function scaling({ peer: name, params: p, ctrl, nworkers, rounds, handle }) {
+  const peer = await openPeer(name, { handle });
+  const al = peer.al;
+  const sizes = makeSizesA(p);
+  const ptrs = new Uint32Array(p.a_blocks);
+  const ctl = new Int32Array(ctrl);
+  for (let i = 0; i < p.warmup; i++) runA(al, sizes, p.a_blocks, p.a_tables, rounds, ptrs);
+  const t0 = [];
+  const t1 = [];
+  for (let r = 0; r < p.c_reps; r++) {
+    barrier(ctl, nworkers);
+    t0.push(performance.timeOrigin + performance.now());
+    runA(al, sizes, p.a_blocks, p.a_tables, rounds, ptrs);
+    t1.push(performance.timeOrigin + performance.now());
+  }
+  peer.close();
+  return { t0, t1 };
+}
+
+try {
+  const task = workerData;
+  const result = task.kind === 'c' ? await scaling(task) : await single(task);
+  parentPort.postMessage({ ok: true, result });
+} catch (e) {
+  parentPort.postMessage({ ok: false, error: e?.stack ?? String(e) });
+}

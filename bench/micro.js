@@ -1,0 +1,454 @@
+#!/usr/bin/env node
+// Micro benchmark: mimalloc-ts side by side with native mimalloc (the
+// reference), glibc malloc, dlmalloc and AssemblyScript's TLSF compiled to
+// wasm, and @thi.ng/malloc. Run with `npm run bench:micro`.
+//
+//   (a) malloc 1,000 blocks of 8..207 B, free them in allocation order; repeat
+//   (b) 100,000 live blocks; free a random one and malloc a new one in its slot
+//   (c) two workers each doing (a) at once vs one worker doing (a) alone
+//
+// Options: --quick (fewer/shorter reps), --peers=name,name  --workloads=abc
+// Results: a table on stdout, progress on stderr, bench/results/micro.json.
+
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { BENCH_DIR, BUILD_DIR, JS_PEERS, MIMALLOC_TS_SIZE, loadMimallocTs, probeNoCheck } from './lib/peers.js';
+import { PARAMS, median } from './lib/workload.js';
+
+// ---- options ----------------------------------------------------------------
+
+const argv = process.argv.slice(2);
+const opt = (name) => argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
+const quick = argv.includes('--quick');
+const params = quick
+  ? { ...PARAMS, reps: 5, c_reps: 5, target_ms: 30, c_target_ms: 50, passes: 1, c_passes: 1 }
+  : { ...PARAMS };
+const workloads = opt('workloads') ?? 'abc';
+const NATIVE = ['native-mimalloc', 'native-glibc'];
+const ALL = [...NATIVE, ...JS_PEERS];
+const selected = opt('peers')?.split(',') ?? ALL;
+const REF = 'native-mimalloc';
+const log = (...m) => console.error('[bench:micro]', ...m);
+
+// ---- build the peers when artifacts are missing or stale --------------------
+
+const ARTIFACTS = {
+  dlmalloc: { file: 'dlmalloc.wasm', src: ['peers/dlmalloc_exports.c'] },
+  tlsf: { file: 'tlsf.wasm', src: ['peers/tlsf/index.ts'] },
+  'native-mimalloc': { file: 'native_micro_mimalloc', src: ['peers/native_micro.c'] },
+  'native-glibc': { file: 'native_micro_glibc', src: ['peers/native_micro.c'] },
+};
+const PEER_ARTIFACT = {
+  'dlmalloc-wasm': 'dlmalloc',
+  'tlsf-wasm': 'tlsf',
+  'native-mimalloc': 'native-mimalloc',
+  'native-glibc': 'native-glibc',
+};
+
+function stale(a) {
+  const f = path.join(BUILD_DIR, a.file);
+  if (!existsSync(f)) return true;
+  const t = statSync(f).mtimeMs;
+  return [...a.src, 'peers/build.sh'].some((s) => statSync(path.join(BENCH_DIR, s)).mtimeMs > t);
+}
+
+function ensureBuild() {
+  if (!Object.values(ARTIFACTS).some(stale)) return;
+  log('peer artifacts missing or stale: running bash bench/peers/build.sh');
+  const r = spawnSync('bash', [path.join(BENCH_DIR, 'peers', 'build.sh')], { stdio: ['ignore', 2, 2] });
+  if (r.status !== 0) log(`build.sh exited with ${r.status ?? r.signal}`);
+}
+
+function artifactProblem(peer) {
+  const key = PEER_ARTIFACT[peer];
+  if (!key) return null;
+  const why = path.join(BUILD_DIR, `${key}.unavailable`);
+  if (existsSync(why)) return readFileSync(why, 'utf8').trim();
+  if (!existsSync(path.join(BUILD_DIR, ARTIFACTS[key].file))) return `${ARTIFACTS[key].file} was not built`;
+  return null;
+}
+
+// ---- running things ---------------------------------------------------------
+
+const nativeArgs = () =>
+  Object.entries(params).filter(([k]) => !['passes', 'c_passes'].includes(k))
+    .map(([k, v]) => `${k}=${v}`);
+
+function runNative(peer, wl) {
+  const bin = path.join(BUILD_DIR, PEER_ARTIFACT[peer] === 'native-mimalloc' ? 'native_micro_mimalloc' : 'native_micro_glibc');
+  const r = spawnSync(bin, [...nativeArgs(), `workloads=${wl}`], { encoding: 'utf8', timeout: 120_000 });
+  if (r.status !== 0) throw new Error(`exit ${r.status ?? r.signal}: ${(r.stderr || r.error?.message || '').trim()}`);
+  const out = JSON.parse(r.stdout);
+  out.info = peer === REF ? `mimalloc ${out.version} (Debian libmimalloc), gcc -O2, mi_malloc/mi_free` : 'glibc malloc/free, gcc -O2';
+  return out;
+}
+
+const WORKER = new URL('./lib/worker.js', import.meta.url);
+
+function runWorker(task, timeoutMs = 120_000) {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(WORKER, { workerData: task });
+    let settled = false;
+    const timer = setTimeout(() => {
+      if (settled) return;
+      settled = true;
+      w.terminate();
+      reject(new Error(`timed out after ${timeoutMs / 1000} s`));
+    }, timeoutMs);
+    w.on('message', (m) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (m.ok) resolve(m.result);
+      else reject(new Error(m.error.split('\n').slice(0, 3).join(' | ')));
+    });
+    w.on('error', (e) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      reject(e);
+    });
+    w.on('exit', (code) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      reject(new Error(`worker exited with ${code} before reporting`));
+    });
+    task.worker = w;
+  });
+}
+
+/** (c): n workers, each `rounds` rounds of (a), synchronised per rep. */
+async function runScaling(peer, n, rounds, handle) {
+  const ctrl = new SharedArrayBuffer(64);
+  const tasks = [];
+  for (let i = 0; i < n; i++) tasks.push({ kind: 'c', peer, params, ctrl, nworkers: n, rounds, handle });
+  const ps = tasks.map((t) => runWorker(t));
+  let res;
+  try {
+    res = await Promise.all(ps);
+  } catch (e) {
+    for (const t of tasks) t.worker?.terminate();
+    await Promise.allSettled(ps);
+    throw e;
+  }
+  const ops = n * 2 * params.a_blocks * rounds;
+  const mops = [];
+  for (let r = 0; r < params.c_reps; r++) {
+    const lo = Math.min(...res.map((x) => x.t0[r]));
+    const hi = Math.max(...res.map((x) => x.t1[r]));
+    mops.push(ops / ((hi - lo) * 1e3));
+  }
+  return mops;
+}
+
+// ---- main -------------------------------------------------------------------
+
+const results = {};
+const unavailable = {};
+const notes = [];
+const t0 = performance.now();
+
+ensureBuild();
+
+let Allocator = null;
+if (selected.some((p) => p.startsWith('mimalloc-ts'))) {
+  try {
+    Allocator = await loadMimallocTs();
+    const a = Allocator.create({ size: MIMALLOC_TS_SIZE });
+    const p = a.malloc(64);
+    if (typeof p !== 'number' || p === 0) throw new Error(`malloc(64) returned ${p}`);
+    a.free(p);
+  } catch (e) {
+    Allocator = null;
+    const why = `skipped: the allocator is not usable yet (${e.message})`;
+    unavailable['mimalloc-ts'] = unavailable['mimalloc-ts-nocheck'] = why;
+    log(`mimalloc-ts ${why}`);
+  }
+  if (Allocator && selected.includes('mimalloc-ts-nocheck')) {
+    const why = probeNoCheck(Allocator);
+    if (why) unavailable['mimalloc-ts-nocheck'] = `n/a: ${why}`;
+  }
+}
+
+for (const peer of selected) {
+  if (!ALL.includes(peer)) throw new Error(`unknown peer ${peer}; known: ${ALL.join(', ')}`);
+  if (unavailable[peer]) continue;
+  const why = artifactProblem(peer);
+  if (why) unavailable[peer] = `unavailable: ${why}`;
+}
+const active = () => selected.filter((p) => !unavailable[p]);
+
+/** Pool the samples of one more pass into results[peer][key]. */
+function merge(peer, key, run) {
+  const dst = ((results[peer] ??= {})[key] ??= { ...run, samples: [], passes: [] });
+  dst.samples.push(...run.samples);
+  dst.passes.push({ ops_per_rep: run.ops_per_rep, ns_per_op: run.ns_per_op });
+  dst.ns_per_op = median(dst.samples);
+}
+
+// (a) and (b): `passes` passes over all peers, interleaved so that slow drifts
+// of the machine hit every peer alike; each pass is a fresh process or worker.
+const singleWl = workloads.replace('c', '');
+for (let pass = 1; singleWl && pass <= params.passes; pass++) {
+  for (const peer of active()) {
+    log(`pass ${pass}/${params.passes}: ${peer} ${singleWl}`);
+    try {
+      let r;
+      if (NATIVE.includes(peer)) r = runNative(peer, singleWl);
+      else {
+        const wl = peer === 'mimalloc-ts-nocheck' ? singleWl.replace(/[^a]/g, '') : singleWl;
+        if (!wl) continue;
+        r = await runWorker({ kind: 'single', peer, workloads: wl, params });
+      }
+      (results[peer] ??= {}).info = r.info;
+      if (r.check) results[peer].check = r.check;
+      for (const key of ['a', 'a_batched', 'b']) if (r[key]) merge(peer, key, r[key]);
+    } catch (e) {
+      unavailable[peer] = `failed: ${e.message}`;
+      log(`${peer} failed: ${e.message}`);
+    }
+  }
+}
+
+// (c): same per-worker work for 1 and 2 workers, sized to ~c_target_ms per rep
+if (workloads.includes('c')) {
+  const cPeers = active().filter((p) => p !== 'mimalloc-ts-nocheck');
+  const acc = {};
+  for (let pass = 1; pass <= params.c_passes; pass++) {
+    for (const peer of cPeers) {
+      if (results[peer]?.c_error) continue;
+      log(`pass ${pass}/${params.c_passes}: ${peer} (c)`);
+      const c = (acc[peer] ??= { one_samples: [], two_samples: [], passes: [] });
+      try {
+        if (NATIVE.includes(peer)) {
+          const r = runNative(peer, 'c');
+          (results[peer] ??= {}).info ??= r.info;
+          c.one_samples.push(...r.c.one_samples);
+          c.two_samples.push(...r.c.two_samples);
+          c.passes.push({ rounds_per_worker: r.c.rounds_per_worker, one_mops: r.c.one_mops, two_mops: r.c.two_mops });
+          continue;
+        }
+        const ns = results[peer]?.a?.ns_per_op ?? 100;
+        const rounds = Math.max(1, Math.round((params.c_target_ms * 1e6) / (ns * 2 * params.a_blocks)));
+        const one = [];
+        const two = [];
+        for (const n of [1, 2]) {
+          let alloc = null;
+          if (peer === 'mimalloc-ts') alloc = Allocator.create({ size: MIMALLOC_TS_SIZE });
+          const samples = await runScaling(peer, n, rounds, alloc?.handle);
+          (n === 1 ? one : two).push(...samples);
+          if (alloc && typeof alloc.check === 'function') {
+            try {
+              alloc.check();
+            } catch (e) {
+              notes.push(`mimalloc-ts (c, ${n} workers): check() after the run failed: ${e.message}`);
+            }
+          }
+        }
+        c.one_samples.push(...one);
+        c.two_samples.push(...two);
+        c.passes.push({ rounds_per_worker: rounds, one_mops: median(one), two_mops: median(two) });
+      } catch (e) {
+        (results[peer] ??= {}).c_error = e.message;
+        log(`${peer} (c) failed: ${e.message}`);
+      }
+    }
+  }
+  for (const [peer, c] of Object.entries(acc)) {
+    if (results[peer]?.c_error || !c.one_samples.length) continue;
+    c.one_mops = median(c.one_samples);
+    c.two_mops = median(c.two_samples);
+    c.scaling = c.two_mops / c.one_mops;
+    results[peer].c = c;
+  }
+}
+
+// ---- report -----------------------------------------------------------------
+
+const fmt = (x, d = 2) => (x === undefined || x === null || Number.isNaN(x) ? '-' : x.toFixed(d));
+const pad = (s, n) => String(s).padEnd(n);
+const lpad = (s, n) => String(s).padStart(n);
+const ref = results[REF];
+const spread = (s) => (s ? `${fmt(Math.min(...s))}..${fmt(Math.max(...s))}` : '-');
+
+function table(title, rows, cols) {
+  const lines = [title];
+  const widths = cols.map((c) => Math.max(c.h.length, ...rows.map((r) => String(c.f(r)).length)));
+  lines.push(cols.map((c, i) => (c.left ? pad(c.h, widths[i]) : lpad(c.h, widths[i]))).join('  ').trimEnd());
+  lines.push(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const r of rows)
+    lines.push(cols.map((c, i) => (c.left ? pad(c.f(r), widths[i]) : lpad(c.f(r), widths[i]))).join('  ').trimEnd());
+  return lines.join('\n');
+}
+
+const order = selected.filter((p) => ALL.includes(p));
+const why = (p) => unavailable[p] ?? '';
+
+function singleRows(w) {
+  const rows = [];
+  for (const p of order) {
+    const r = results[p]?.[w];
+    if (r) rows.push({ name: p, r });
+    else if (unavailable[p] && !(w === 'b' && p === 'mimalloc-ts-nocheck')) rows.push({ name: p, r: null });
+    const rb = results[p]?.[`${w}_batched`];
+    if (rb) rows.push({ name: `${p} (batched in wasm)`, r: rb });
+  }
+  return rows;
+}
+
+const out = [];
+const machine = `${os.cpus()[0]?.model ?? '?'}, ${os.availableParallelism?.() ?? os.cpus().length} CPUs, Node ${process.version}`;
+out.push(`mimalloc-ts micro benchmark (${machine})${quick ? ' [--quick]' : ''}`);
+out.push(
+  `(a)/(b): median of ${params.passes} passes x ${params.reps} timed reps (each pass a fresh worker/process, ` +
+    `${params.warmup} warm-up reps, ~${params.target_ms} ms per rep); ratio = ns/op / ${REF} ns/op`,
+);
+
+if (workloads.includes('a')) {
+  out.push('');
+  out.push(
+    table(
+      `(a) malloc ${params.a_blocks} blocks of ${params.size_min}..${params.size_min + params.size_span - 1} B, then free them in allocation order; repeated`,
+      singleRows('a'),
+      [
+        { h: 'allocator', left: true, f: (x) => x.name },
+        { h: 'ns/op', f: (x) => (x.r ? fmt(x.r.ns_per_op) : '-') },
+        { h: 'min..max', f: (x) => (x.r ? spread(x.r.samples) : '') },
+        { h: 'x native-mi', f: (x) => (x.r && ref?.a ? fmt(x.r.ns_per_op / ref.a.ns_per_op) : '-') },
+        { h: 'ops/rep', f: (x) => (x.r ? x.r.ops_per_rep : '') },
+        { h: 'notes', left: true, f: (x) => (x.r ? '' : why(x.name)) },
+      ],
+    ),
+  );
+}
+
+if (workloads.includes('b')) {
+  out.push('');
+  out.push(
+    table(
+      `(b) ${params.b_live} live blocks; free a random one, malloc a new one (${params.size_min}..${params.size_min + params.size_span - 1} B) in its slot`,
+      singleRows('b'),
+      [
+        { h: 'allocator', left: true, f: (x) => x.name },
+        { h: 'ns/op', f: (x) => (x.r ? fmt(x.r.ns_per_op) : '-') },
+        { h: 'min..max', f: (x) => (x.r ? spread(x.r.samples) : '') },
+        { h: 'x native-mi', f: (x) => (x.r && ref?.b ? fmt(x.r.ns_per_op / ref.b.ns_per_op) : '-') },
+        { h: 'ops/rep', f: (x) => (x.r ? x.r.ops_per_rep : '') },
+        {
+          h: 'notes',
+          left: true,
+          f: (x) =>
+            !x.r
+              ? why(x.name)
+              : x.name === 'thing-malloc'
+                ? `O(n) free: only ${x.r.steps} free+malloc steps per rep (live count kept at ${x.r.live})`
+                : '',
+        },
+      ],
+    ),
+  );
+}
+
+if (workloads.includes('c')) {
+  const rows = order
+    .filter((p) => p !== 'mimalloc-ts-nocheck')
+    .map((p) => ({ name: p, c: results[p]?.c, err: results[p]?.c_error ?? why(p) }));
+  out.push('');
+  out.push(
+    table(
+      `(c) (a) in 2 workers at once vs 1 worker alone, same work per worker; aggregate Mops/s (median of ${params.c_passes} passes x ${params.c_reps} reps)`,
+      rows,
+      [
+        { h: 'allocator', left: true, f: (x) => x.name },
+        { h: '1 worker', f: (x) => (x.c ? fmt(x.c.one_mops, 1) : '-') },
+        { h: '2 workers', f: (x) => (x.c ? fmt(x.c.two_mops, 1) : '-') },
+        { h: 'scaling', f: (x) => (x.c ? fmt(x.c.scaling) : '-') },
+        { h: 'ns/op (2w aggr.)', f: (x) => (x.c ? fmt(1e3 / x.c.two_mops) : '-') },
+        { h: 'x native-mi (2w)', f: (x) => (x.c && ref?.c ? fmt(ref.c.two_mops / x.c.two_mops) : '-') },
+        {
+          h: 'notes',
+          left: true,
+          f: (x) =>
+            x.c
+              ? x.name === 'mimalloc-ts'
+                ? 'both workers attached to one shared allocator'
+                : NATIVE.includes(x.name)
+                  ? 'pthreads'
+                  : 'one instance per worker'
+              : x.err,
+        },
+      ],
+    ),
+  );
+}
+
+// targets from the issue
+const targets = [];
+const mt = results['mimalloc-ts'];
+if (mt?.a && ref?.a) {
+  const r = mt.a.ns_per_op / ref.a.ns_per_op;
+  targets.push(`(a) mimalloc-ts / native mimalloc = ${fmt(r)}x (target <= 2x): ${r <= 2 ? 'met' : 'NOT met'}`);
+}
+const dl = results['dlmalloc-wasm'];
+if (mt?.a && dl?.a) {
+  const r = dl.a.ns_per_op / mt.a.ns_per_op;
+  targets.push(`(a) dlmalloc-wasm (called from JS) / mimalloc-ts = ${fmt(r)}x (target >= 2x): ${r >= 2 ? 'met' : 'NOT met'}`);
+  if (dl.a_batched)
+    targets.push(`    (dlmalloc batched inside wasm / mimalloc-ts = ${fmt(dl.a_batched.ns_per_op / mt.a.ns_per_op)}x, for reference)`);
+}
+if (mt?.c) {
+  targets.push(`(c) mimalloc-ts 2-worker / 1-worker throughput = ${fmt(mt.c.scaling)} (target >= 1.8): ${mt.c.scaling >= 1.8 ? 'met' : 'NOT met'}`);
+}
+const nc = results['mimalloc-ts-nocheck'];
+if (mt?.a && nc?.a) {
+  const cost = mt.a.ns_per_op / nc.a.ns_per_op - 1;
+  targets.push(`free-check cost on (a) = ${fmt(cost * 100, 1)}% (checked ${fmt(mt.a.ns_per_op)} vs unchecked ${fmt(nc.a.ns_per_op)} ns/op; target <= 5%): ${cost <= 0.05 ? 'met' : 'NOT met'}`);
+} else if (unavailable['mimalloc-ts-nocheck']) {
+  targets.push(`free-check cost on (a): ${unavailable['mimalloc-ts-nocheck']}`);
+}
+if (targets.length) {
+  out.push('');
+  out.push('targets:');
+  for (const t of targets) out.push(`  ${t}`);
+}
+for (const [p, r] of Object.entries(results)) if (r.check && r.check !== 'ok') notes.push(`${p}: ${r.check}`);
+if (notes.length) {
+  out.push('');
+  out.push('notes:');
+  for (const n of notes) out.push(`  ${n}`);
+}
+const elapsed = (performance.now() - t0) / 1e3;
+out.push('');
+out.push(`total time ${fmt(elapsed, 1)} s; raw samples in bench/results/micro.json`);
+console.log(out.join('\n'));
+
+const resultsDir = path.join(BENCH_DIR, 'results');
+mkdirSync(resultsDir, { recursive: true });
+writeFileSync(
+  path.join(resultsDir, 'micro.json'),
+  JSON.stringify(
+    {
+      date: new Date().toISOString(),
+      command: `node bench/micro.js ${argv.join(' ')}`.trim(),
+      machine: {
+        cpu: os.cpus()[0]?.model,
+        cpus: os.availableParallelism?.() ?? os.cpus().length,
+        node: process.version,
+        platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+      },
+      params,
+      reference: REF,
+      results,
+      unavailable,
+      targets,
+      notes,
+      elapsed_s: elapsed,
+    },
+    null,
+    2,
+  ) + '\n',
+);

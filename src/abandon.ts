@@ -1,0 +1,162 @@
+/**
+ * abandon.ts — pages without an owner: abandonment, reclaim, and taking over
+ * the pages of a terminated agent (mimalloc v3 §5, adapted).
+ *
+ * Ownership protocol. A page's OWNER word says who may write its plain
+ * fields: a tid (the page sits in that agent's theap queue), tid|HELD (an
+ * agent holds it outside any queue for a moment), or ABANDONED (nobody).
+ * Taking an abandoned page is one CAS ABANDONED → tid|HELD.
+ *
+ * mimalloc v3 folds ownership into bit 0 of `xthread_free` so that a remote
+ * free and the claim are one CAS. Here ownership must name *who* holds the
+ * page, so that a survivor can take over the pages of a killed agent; the
+ * price is one extra load. A remote free pushes its block (CAS on
+ * XTHREAD_FREE) and then loads OWNER; a holder letting go stores OWNER =
+ * ABANDONED and then loads XTHREAD_FREE. Atomics are sequentially
+ * consistent, so at least one of the two sees the other (a Dekker pair):
+ * either the freer sees ABANDONED and claims the page, or the holder sees
+ * the new block and takes the page back. No block is left on an abandoned
+ * page that nobody will look at.
+ */
+import type { Arena } from './arena.js';
+import {
+  A_ID, A_STATE, AGENT_ALIVE, AGENT_FREE, AGENT_REAPING, AGENT_WORDS, BIN_COUNT, BIN_HUGE, F_QUEUED,
+  H_ABANDONED_COUNT, H_AGENTS_LIVE, MAX_AGENTS, OWNER_ABANDONED, OWNER_HELD, R_FLAGS, R_HEAP, R_ORIGIN,
+  R_OWNER, R_RESERVED, R_SLICES, R_STATE, R_USED, R_XTHREAD_FREE, REC_SHIFT, STATE_IN_USE,
+} from './types.js';
+import { mapAbandoned, pageBin, pageCollect, pageRebuild, pageRelease, unmapAbandoned } from './page.js';
+import type { Theap } from './theap.js';
+
+/** What abandon.ts needs of an agent. */
+export interface AgentContext {
+  readonly arena: Arena;
+  readonly tid: number;
+  readonly agentBase: number;
+  /** This agent's theap for a heap, if it has one. */
+  theapOf(heapId: number): Theap | null;
+}
+
+/**
+ * The caller holds `rb` (OWNER = tid|HELD) and the page is in no queue:
+ * collect it, then free it if empty, take it into the caller's theap if the
+ * caller's theap made it (v3's reclaim-on-free into the originating theap),
+ * or let it go: "mapped" (findable by its bin) when under 7/8 used, else
+ * unmapped (a later free revives it).
+ */
+export function settleHeld(ag: AgentContext, rb: number, allowReclaim: boolean): void {
+  const a = ag.arena;
+  const meta = a.meta;
+  for (;;) {
+    pageCollect(a, rb);
+    const used = meta[rb + R_USED];
+    if (used === 0) {
+      pageRelease(a, ag.agentBase, rb);
+      return;
+    }
+    const bin = pageBin(meta, rb);
+    if (allowReclaim && meta[rb + R_ORIGIN] === ag.tid && bin !== BIN_HUGE) {
+      const th = ag.theapOf(meta[rb + R_HEAP]);
+      if (th !== null) {
+        unmapAbandoned(a, rb);
+        Atomics.store(meta, rb + R_OWNER, ag.tid);
+        th.pushBack(meta, bin, rb);
+        return;
+      }
+    }
+    if (bin !== BIN_HUGE && used * 8 < meta[rb + R_RESERVED] * 7) mapAbandoned(a, rb);
+    Atomics.store(meta, rb + R_OWNER, OWNER_ABANDONED);
+    if (Atomics.load(meta, rb + R_XTHREAD_FREE) === 0) return;
+    // a remote free raced with the release: take the page back and look again
+    if (Atomics.compareExchange(meta, rb + R_OWNER, OWNER_ABANDONED, ag.tid | OWNER_HELD) !== OWNER_ABANDONED) return;
+  }
+}
+
+/**
+ * Find a mapped abandoned page of `bin` in `heapId` and take it into theap
+ * `th` (mimalloc's `mi_arenas_page_try_find_abandoned`). A set bit is only a
+ * hint: the claim is the OWNER CAS, and a page that turns out to be of
+ * another bin or heap is let go again. Returns the record base, or 0.
+ */
+export function reclaimAbandoned(ag: AgentContext, th: Theap, bin: number): number {
+  const a = ag.arena;
+  const mem = a.mem;
+  if (Atomics.load(mem, H_ABANDONED_COUNT + bin) <= 0) return 0;
+  const meta = a.meta;
+  const base = a.layout.abandoned + bin * a.layout.sliceWords;
+  const words = a.layout.sliceWords;
+  for (let w = 0; w < words; w++) {
+    let bits = Atomics.load(mem, base + w);
+    while (bits !== 0) {
+      const bit = bits & -bits;
+      bits ^= bit;
+      const old = Atomics.and(mem, base + w, ~bit);
+      if ((old & bit) === 0) continue;
+      Atomics.sub(mem, H_ABANDONED_COUNT + bin, 1);
+      const rb = ((w << 5) + (31 - Math.clz32(bit))) << REC_SHIFT;
+      if (Atomics.compareExchange(meta, rb + R_OWNER, OWNER_ABANDONED, ag.tid | OWNER_HELD) !== OWNER_ABANDONED) continue;
+      if (Atomics.load(meta, rb + R_STATE) !== STATE_IN_USE || pageBin(meta, rb) !== bin || meta[rb + R_HEAP] !== th.heapId) {
+        settleHeld(ag, rb, false);
+        continue;
+      }
+      pageCollect(a, rb);
+      meta[rb + R_ORIGIN] = ag.tid;
+      Atomics.store(meta, rb + R_OWNER, ag.tid);
+      return rb;
+    }
+  }
+  return 0;
+}
+
+/** Record base of the agent record holding `id`, or -1. */
+export function findAgentRecord(a: Arena, id: number): number {
+  const mem = a.mem;
+  for (let i = 0; i < MAX_AGENTS; i++) {
+    const b = a.layout.agents + i * AGENT_WORDS;
+    if (Atomics.load(mem, b + A_ID) === id) return b;
+  }
+  return -1;
+}
+
+/**
+ * Hand every page that names `tid` (queued or held) to the abandoned pool,
+ * rebuilding each from the A bitmap first when its holder died (`rebuild`).
+ * Cost: one pass over the page records (O(slices)); runs once per agent exit.
+ */
+export function abandonAllOf(ag: AgentContext, tid: number, rebuild: boolean): void {
+  const a = ag.arena;
+  const meta = a.meta;
+  for (let s = a.headerSlices; s < a.sliceCount; s++) {
+    const rb = s << REC_SHIFT;
+    if (Atomics.load(meta, rb + R_STATE) !== STATE_IN_USE) continue;
+    const slices = meta[rb + R_SLICES];
+    const o = Atomics.load(meta, rb + R_OWNER);
+    if ((o & ~3) === tid && Atomics.compareExchange(meta, rb + R_OWNER, o, ag.tid | OWNER_HELD) === o) {
+      meta[rb + R_FLAGS] &= ~F_QUEUED;
+      if (rebuild) pageRebuild(a, rb);
+      settleHeld(ag, rb, false);
+    }
+    if (slices > 1) s += slices - 1;
+  }
+}
+
+/**
+ * Take over the pages of a terminated agent (`releaseAgent`). Finishes or
+ * undoes the slice update it died in (its intent), then rebuilds and
+ * abandons each of its pages. Returns false if no live agent has that id.
+ */
+export function reapAgent(ag: AgentContext, id: number): boolean {
+  const a = ag.arena;
+  const mem = a.mem;
+  if (!Number.isInteger(id) || id <= 0 || id >= 2 ** 29) return false;
+  const b = findAgentRecord(a, id);
+  if (b < 0 || b === ag.agentBase) return false;
+  if (Atomics.compareExchange(mem, b + A_STATE, AGENT_ALIVE, AGENT_REAPING) !== AGENT_ALIVE) return false;
+  a.recoverIntent(b);
+  abandonAllOf(ag, id << 2, true);
+  Atomics.sub(mem, H_AGENTS_LIVE, 1);
+  Atomics.store(mem, b + A_STATE, AGENT_FREE);
+  Atomics.store(mem, b + A_ID, 0);
+  return true;
+}
+
+export { BIN_COUNT };

@@ -1,0 +1,743 @@
+/**
+ * alloc.ts — the Allocator: one agent's entry point (mimalloc's `alloc.c`,
+ * `free.c`, `page.c` generic paths and the agent-local "thread" state).
+ *
+ * Hot paths (cost on the development machine, V8 on x64, in comments):
+ * - `malloc(n ≤ 1 KiB)`: a type/range test, the `pagesFreeDirect` load, a
+ *   free-list pop, the A-bit set and USED increment — about 10 typed-array
+ *   accesses, no Atomics, no allocation.
+ * - `free(p)` of a block on a page this agent owns: the A-bit test (which is
+ *   also the complete validity check: out of range, unaligned, interior,
+ *   double and never-allocated addresses all have a clear A bit), the page
+ *   map load, an owner compare, an R-bit load (`Atomics.load` is a plain mov
+ *   on x64) and a push onto LOCAL_FREE — no CAS, no division.
+ * Everything else goes through the generic paths below.
+ */
+import { AgentContext, abandonAllOf, findAgentRecord, reapAgent, reclaimAbandoned, settleHeld } from './abandon.js';
+import { Arena } from './arena.js';
+import { BIN_BLOCK_SIZE, BIN_PAGE_SLICES, binOf, goodSizeOf } from './bins.js';
+import { checkHeap } from './check.js';
+import {
+  AllocatorError, ErrorCode, ErrorHandler, checkAddress, checkSize, defaultErrorHandler, hex,
+} from './errors.js';
+import {
+  blockIsLive, blockStartOf, pageCollect, pageExtend, pageInit, pageRelease, pageStart,
+} from './page.js';
+import { StatsSnapshot, collectStats, formatStats } from './stats.js';
+import { Theap } from './theap.js';
+import {
+  A_ID, A_STATE, AGENT_ALIVE, AGENT_WORDS, BIN_HUGE, BITMAP_WORD_SHIFT, DEFAULT_SIZE, F_ALIGNED, F_ZERO,
+  GRANULE_SHIFT, H_AGENTS_LIVE, H_NEXT_AGENT_ID, LARGE_OBJ_SIZE_MAX, MAX_AGENTS, MAX_SIZE, MIN_SIZE,
+  OWNER_ABANDONED, OWNER_HELD, PAGE_FULL_RETAIN, R_BLOCK_SIZE, R_CAPACITY, R_FLAGS, R_FREE, R_HEAP,
+  R_LOCAL_FREE, R_NEXT, R_OWNER, R_RESERVED, R_STATE, R_USED, R_XTHREAD_FREE, REC_SHIFT, RETIRE_CYCLES_OTHER,
+  RETIRE_CYCLES_SMALL, RETIRE_MASK, RETIRE_SHIFT, SLICE_SHIFT, SLICE_SIZE, SMALL_SIZE_MAX, STATE_IN_USE,
+  FLAG_BIN_MASK,
+} from './types.js';
+
+/** Options of `Allocator.create`. */
+export interface AllocatorOptions {
+  /** Bytes to reserve. Default 256 MiB; rounded up to a multiple of 64 KiB; 1 MiB ≤ size ≤ 4 GiB − 64 KiB. Untouched memory costs nothing. */
+  size?: number;
+  /** Default true: a SharedArrayBuffer that workers can attach to. false: a plain ArrayBuffer (this agent only). */
+  shared?: boolean;
+  /** Manage this existing buffer instead of creating one (its contents are overwritten). Its byteLength sets the size. */
+  buffer?: SharedArrayBuffer | ArrayBuffer;
+  /** Error handler `fn(code, message, address)`; default: throw AllocatorError for EINVAL/EAGAIN/EFAULT, return NULL quietly for ENOMEM/EOVERFLOW. */
+  onError?: ErrorHandler;
+  /** Secure mode level 0..4 (mimalloc's ladder). Reserved: accepted and recorded, not yet enforced. */
+  secure?: number;
+  /** Debug mode (fill bytes, padding canaries). Reserved: accepted and recorded, not yet enforced. */
+  debug?: boolean;
+}
+
+/** Options of `Allocator.attach`. */
+export interface AttachOptions {
+  onError?: ErrorHandler;
+}
+
+/** What a worker needs to attach: structured-cloneable, postMessage it. */
+export interface AllocatorHandle {
+  readonly kind: 'mimalloc-ts';
+  readonly buffer: SharedArrayBuffer;
+}
+
+const TWO_31 = 2147483648;
+const TWO_32 = 4294967296;
+
+export class Allocator implements AgentContext {
+  // --- hot fields (read by malloc/free on every call) ---
+  private direct: Int32Array;
+  private readonly meta: Int32Array;
+  private readonly mem: Int32Array;
+  private readonly aBits: Int32Array;
+  private readonly rBits: Int32Array;
+  private readonly pageMap: Int32Array;
+  private readonly size: number;
+  /** tid while this agent is attached; -1 after detach, so the fast free path never matches. */
+  private fastTid: number;
+
+  readonly arena: Arena;
+  /** This agent's id (distinct per agent, never reused). */
+  readonly agentId: number;
+  /** agentId << 2: the value in OWNER of the pages this agent's theaps own. */
+  readonly tid: number;
+  /** Word index of this agent's record in the header. */
+  readonly agentBase: number;
+  private readonly theap: Theap;
+  private readonly theaps: (Theap | null)[] = [];
+  private errorHandler: ErrorHandler;
+  private detached = false;
+
+  private readonly _u8: Uint8Array;
+  private readonly _u32: Uint32Array;
+  private readonly _f64: Float64Array;
+  private readonly _view: DataView;
+
+  private constructor(arena: Arena, onError: ErrorHandler | undefined) {
+    this.arena = arena;
+    this.mem = arena.mem;
+    this.meta = arena.meta;
+    this.aBits = arena.aBits;
+    this.rBits = arena.rBits;
+    this.pageMap = arena.pageMap;
+    this.size = arena.size;
+    const buf = arena.buffer;
+    this._u8 = new Uint8Array(buf, 0, arena.size);
+    this._u32 = new Uint32Array(buf, 0, arena.size >>> 2);
+    this._f64 = new Float64Array(buf, 0, arena.size >>> 3);
+    this._view = new DataView(buf, 0, arena.size);
+    this.errorHandler = onError ?? defaultErrorHandler;
+    // register this agent: a never-reused id, and a free agent record
+    const mem = arena.mem;
+    const id = Atomics.add(mem, H_NEXT_AGENT_ID, 1) + 1;
+    if (id >= 2 ** 29) throw new Error('mimalloc-ts: agent ids exhausted');
+    let base = -1;
+    for (let i = 0; i < MAX_AGENTS; i++) {
+      const b = arena.layout.agents + i * AGENT_WORDS;
+      if (Atomics.compareExchange(mem, b + A_ID, 0, id) === 0) { base = b; break; }
+    }
+    if (base < 0) throw new Error(`mimalloc-ts: more than ${MAX_AGENTS} agents attached; detach() or releaseAgent() some first`);
+    for (let k = 2; k < AGENT_WORDS; k++) Atomics.store(mem, base + k, 0);
+    Atomics.store(mem, base + A_STATE, AGENT_ALIVE);
+    Atomics.add(mem, H_AGENTS_LIVE, 1);
+    this.agentId = id;
+    this.tid = id << 2;
+    this.fastTid = this.tid;
+    this.agentBase = base;
+    this.theap = new Theap(0);
+    this.theaps[0] = this.theap;
+    this.direct = this.theap.direct;
+  }
+
+  /** Create an allocator over a new (or the given) buffer; this agent is its first. */
+  static create(opts: AllocatorOptions = {}): Allocator {
+    if (opts === null || typeof opts !== 'object') throw new TypeError('options must be an object');
+    let buffer: SharedArrayBuffer | ArrayBuffer;
+    let knownZero: boolean;
+    if (opts.buffer !== undefined) {
+      const b = opts.buffer;
+      const isSab = typeof SharedArrayBuffer !== 'undefined' && b instanceof SharedArrayBuffer;
+      if (!isSab && !(b instanceof ArrayBuffer)) throw new TypeError('options.buffer must be a SharedArrayBuffer or ArrayBuffer');
+      if (b.byteLength < MIN_SIZE) throw new RangeError(`options.buffer must hold at least ${MIN_SIZE} bytes`);
+      buffer = b;
+      knownZero = false;
+    } else {
+      let size = opts.size ?? DEFAULT_SIZE;
+      if (typeof size !== 'number') throw new TypeError('options.size must be a number');
+      if (!Number.isInteger(size) || size < MIN_SIZE || size > MAX_SIZE) {
+        throw new RangeError(`options.size must be an integer in [${MIN_SIZE}, ${MAX_SIZE}], got ${size}`);
+      }
+      size = Math.ceil(size / SLICE_SIZE) * SLICE_SIZE;
+      const shared = opts.shared ?? true;
+      if (shared && typeof SharedArrayBuffer === 'undefined') {
+        throw new Error('SharedArrayBuffer is not available here (cross-origin isolation?); pass shared: false');
+      }
+      buffer = shared ? new SharedArrayBuffer(size) : new ArrayBuffer(size);
+      knownZero = true;
+    }
+    if (opts.secure !== undefined && (!Number.isInteger(opts.secure) || opts.secure < 0 || opts.secure > 4)) {
+      throw new RangeError('options.secure must be an integer 0..4');
+    }
+    if (opts.onError !== undefined && typeof opts.onError !== 'function') throw new TypeError('options.onError must be a function');
+    const arena = new Arena(buffer);
+    if (arena.headerSlices + 2 > arena.sliceCount) throw new RangeError('buffer too small for the header');
+    arena.format(knownZero);
+    return new Allocator(arena, opts.onError);
+  }
+
+  /** In a worker (or any agent): attach to an allocator created elsewhere; this agent gets its own theaps. */
+  static attach(handle: AllocatorHandle, opts: AttachOptions = {}): Allocator {
+    if (handle === null || typeof handle !== 'object' || !(handle.buffer instanceof SharedArrayBuffer)) {
+      throw new TypeError('attach: expected the handle of an allocator (allocator.handle)');
+    }
+    const arena = new Arena(handle.buffer);
+    arena.validateHeader();
+    return new Allocator(arena, opts.onError);
+  }
+
+  /** Structured-cloneable description of the allocator, for `Allocator.attach` in another agent. */
+  get handle(): AllocatorHandle {
+    const b = this.arena.buffer;
+    if (!(typeof SharedArrayBuffer !== 'undefined' && b instanceof SharedArrayBuffer)) {
+      throw new Error('handle: this allocator lives in an ArrayBuffer, which other agents cannot share (create it with shared: true)');
+    }
+    return { kind: 'mimalloc-ts', buffer: b };
+  }
+
+  // --- views: over the whole buffer, always current ---
+  get buffer(): ArrayBufferLike { return this.arena.buffer; }
+  get u8(): Uint8Array { return this._u8; }
+  get i32(): Int32Array { return this.mem; }
+  get u32(): Uint32Array { return this._u32; }
+  get f64(): Float64Array { return this._f64; }
+  get view(): DataView { return this._view; }
+
+  setErrorHandler(fn: ErrorHandler | null): void {
+    if (fn !== null && typeof fn !== 'function') throw new TypeError('setErrorHandler: expected a function or null');
+    this.errorHandler = fn ?? defaultErrorHandler;
+  }
+
+  theapOf(heapId: number): Theap | null {
+    return this.theaps[heapId] ?? null;
+  }
+
+  // =========================================================================
+  // malloc
+  // =========================================================================
+
+  /**
+   * Allocate `n` bytes; returns the address, or 0 (NULL) when out of memory.
+   * Fast path (n ≤ 1 KiB, a page with a free block): ~10 typed-array
+   * accesses, no Atomics.
+   */
+  malloc(n: number): number {
+    if ((n >>> 0) === n && n <= SMALL_SIZE_MAX) {
+      const rb = this.direct[(n + 7) >>> 3];
+      const meta = this.meta;
+      const b = meta[rb + R_FREE];
+      if (b !== 0) {
+        const mem = this.mem;
+        meta[rb + R_FREE] = mem[b >>> 2];
+        meta[rb + R_USED]++;
+        this.aBits[b >>> BITMAP_WORD_SHIFT] |= 1 << ((b >>> GRANULE_SHIFT) & 31);
+        mem[b >>> 2] = 0; // do not leak the free-list link
+        return b >>> 0;
+      }
+    }
+    return this.mallocGeneric(n);
+  }
+
+  private mallocGeneric(n: unknown): number {
+    const size = checkSize('size', n);
+    this.assertAttached();
+    return this.allocSize(this.theap, size);
+  }
+
+  /** Generic allocation of a validated size in theap `th`. */
+  private allocSize(th: Theap, size: number): number {
+    if (size > TWO_31 - SLICE_SIZE) return this.nomem(size);
+    if ((++th.genericCount & 63) === 0 && th.retiredMin <= th.retiredMax) this.collectRetired(th, false);
+    if (size > LARGE_OBJ_SIZE_MAX) return this.allocHuge(th, size, 1);
+    const bin = binOf(size);
+    const rb = this.findPage(th, bin);
+    if (rb === 0) return this.nomem(size);
+    return this.popBlock(rb);
+  }
+
+  /** Pop a block from a page known to have FREE ≠ 0. */
+  private popBlock(rb: number): number {
+    const meta = this.meta;
+    const mem = this.mem;
+    const b = meta[rb + R_FREE];
+    meta[rb + R_FREE] = mem[b >>> 2];
+    meta[rb + R_USED]++;
+    this.aBits[b >>> BITMAP_WORD_SHIFT] |= 1 << ((b >>> GRANULE_SHIFT) & 31);
+    mem[b >>> 2] = 0;
+    return b >>> 0;
+  }
+
+  /**
+   * mimalloc's `mi_find_free_page` + `mi_page_queue_find_free_ex`: walk the
+   * bin's queue, collecting each page; extend where capacity remains; abandon
+   * full pages beyond the retain budget; then reclaim an abandoned page of
+   * this bin; then take fresh slices.
+   */
+  private findPage(th: Theap, bin: number): number {
+    const a = this.arena;
+    const meta = this.meta;
+    let rb = th.first[bin];
+    let full = 0;
+    const retain = BIN_PAGE_SLICES[bin] === 1 ? PAGE_FULL_RETAIN : 0;
+    while (rb !== 0) {
+      const next = meta[rb + R_NEXT];
+      if (meta[rb + R_FREE] === 0) pageCollect(a, rb);
+      if (meta[rb + R_FREE] === 0 && meta[rb + R_CAPACITY] < meta[rb + R_RESERVED]) pageExtend(a, rb);
+      if (meta[rb + R_FREE] !== 0) {
+        meta[rb + R_FLAGS] &= ~RETIRE_MASK;
+        th.moveToFront(meta, bin, rb);
+        return rb;
+      }
+      if (++full > retain) {
+        th.remove(meta, bin, rb);
+        Atomics.store(meta, rb + R_OWNER, this.tid | OWNER_HELD);
+        settleHeld(this, rb, false);
+      }
+      rb = next;
+    }
+    for (let tries = 0; tries < 4; tries++) {
+      rb = reclaimAbandoned(this, th, bin);
+      if (rb === 0) break;
+      if (meta[rb + R_FREE] === 0 && meta[rb + R_CAPACITY] < meta[rb + R_RESERVED]) pageExtend(a, rb);
+      if (meta[rb + R_FREE] !== 0) {
+        th.pushFront(meta, bin, rb);
+        return rb;
+      }
+      Atomics.store(meta, rb + R_OWNER, this.tid | OWNER_HELD);
+      settleHeld(this, rb, false);
+    }
+    rb = this.freshPage(th, bin);
+    if (rb === 0) return 0;
+    pageExtend(a, rb);
+    th.pushFront(meta, bin, rb);
+    return rb;
+  }
+
+  /** Claim slices for a new page of `bin`; falls back to a smaller page when memory is short. */
+  private freshPage(th: Theap, bin: number): number {
+    const a = this.arena;
+    const bs = BIN_BLOCK_SIZE[bin];
+    let slices = BIN_PAGE_SLICES[bin];
+    let s = a.claimSlices(this.agentBase, slices, 1);
+    if (s < 0) {
+      this.collectRetired(th, true);
+      s = a.claimSlices(this.agentBase, slices, 1);
+    }
+    if (s < 0 && slices > 1) {
+      slices = Math.max(1, Math.ceil(bs / SLICE_SIZE));
+      s = a.claimSlices(this.agentBase, slices, 1);
+    }
+    if (s < 0) return 0;
+    const fresh = a.takeFresh(s, slices);
+    const rb = s << REC_SHIFT;
+    const reserved = Math.floor((slices * SLICE_SIZE) / bs);
+    pageInit(a, this.agentBase, rb, slices, bin, bs, reserved, th.heapId, this.tid, this.tid, fresh);
+    return rb;
+  }
+
+  /**
+   * A singleton page of whole slices for one block (> 512 KiB, or alignment
+   * > 64 KiB). v3 abandons singleton pages as soon as their block is handed
+   * out: whichever agent frees the block takes the page and releases it.
+   */
+  private allocHuge(th: Theap, size: number, alignSlices: number): number {
+    const a = this.arena;
+    const slices = Math.max(1, Math.ceil(size / SLICE_SIZE));
+    let s = a.claimSlices(this.agentBase, slices, alignSlices);
+    if (s < 0) {
+      this.collectRetired(th, true);
+      s = a.claimSlices(this.agentBase, slices, alignSlices);
+    }
+    if (s < 0) return this.nomem(size);
+    const fresh = a.takeFresh(s, slices);
+    const rb = s << REC_SHIFT;
+    pageInit(a, this.agentBase, rb, slices, BIN_HUGE, slices * SLICE_SIZE, 1, th.heapId, this.tid | OWNER_HELD, this.tid, fresh);
+    pageExtend(a, rb);
+    const b = this.popBlock(rb);
+    Atomics.store(this.meta, rb + R_OWNER, OWNER_ABANDONED);
+    return b;
+  }
+
+  private nomem(size: number): number {
+    this.report('ENOMEM', `unable to allocate ${size} bytes`, 0);
+    return 0;
+  }
+
+  /** Allocate zero-initialised memory for `count` elements of `size` bytes. */
+  calloc(count: number, size: number): number {
+    const c = checkSize('count', count);
+    const s = checkSize('size', size);
+    const total = c * s;
+    if (total >= TWO_32) {
+      this.report('EOVERFLOW', `allocation request is too large (${c} * ${s} bytes)`, 0);
+      return 0;
+    }
+    return this.zallocSize(this.theap, total);
+  }
+
+  /** Allocate `n` zero-initialised bytes. */
+  zalloc(n: number): number {
+    return this.zallocSize(this.theap, checkSize('size', n));
+  }
+
+  private zallocSize(th: Theap, n: number): number {
+    const p = th === this.theap ? this.malloc(n) : this.allocSize(th, n);
+    if (p === 0) return 0;
+    // blocks from a page whose FREE list is known-zero are zero but for the link word, which malloc cleared
+    const rb = this.pageMap[p >>> SLICE_SHIFT];
+    if ((this.meta[rb + R_FLAGS] & F_ZERO) === 0 && n > 4) this._u8.fill(0, p, p + n);
+    return p;
+  }
+
+  /**
+   * Allocate `n` bytes at an address that is a multiple of `alignment` (a
+   * power of two). Sizes whose bin block is a multiple of the alignment are
+   * naturally aligned (pages start on 64 KiB); otherwise the block is
+   * over-allocated and the page marked F_ALIGNED; alignments above 64 KiB get
+   * a singleton page on an aligned slice.
+   */
+  mallocAligned(n: number, alignment: number): number {
+    const size = checkSize('size', n);
+    if (typeof alignment !== 'number') throw new TypeError(`alignment must be a number, got ${typeof alignment}`);
+    if (!Number.isInteger(alignment) || alignment < 1 || alignment > TWO_31 || (alignment & (alignment - 1)) !== 0) {
+      if (!(alignment === TWO_31)) throw new RangeError(`alignment must be a power of two in [1, 2^31], got ${alignment}`);
+    }
+    this.assertAttached();
+    return this.allocAligned(this.theap, size, alignment);
+  }
+
+  private allocAligned(th: Theap, size: number, alignment: number): number {
+    if (alignment <= 8) return this.allocSize(th, size);
+    if (size > TWO_31 - SLICE_SIZE) return this.nomem(size);
+    if (alignment > SLICE_SIZE) return this.allocHuge(th, size, alignment / SLICE_SIZE);
+    if (size > LARGE_OBJ_SIZE_MAX) return this.allocHuge(th, size, 1);
+    const want = Math.max(size, alignment);
+    if (BIN_BLOCK_SIZE[binOf(want)] % alignment === 0) return this.allocSize(th, want);
+    const over = size + alignment - 8;
+    if (over > LARGE_OBJ_SIZE_MAX) return this.allocHuge(th, size, 1);
+    const b = this.allocSize(th, over);
+    if (b === 0) return 0;
+    const q = Math.ceil(b / alignment) * alignment;
+    if (q !== b) {
+      const rb = this.pageMap[b >>> SLICE_SHIFT];
+      this.meta[rb + R_FLAGS] |= F_ALIGNED;
+      const aBits = this.aBits;
+      aBits[b >>> BITMAP_WORD_SHIFT] &= ~(1 << ((b >>> GRANULE_SHIFT) & 31));
+      aBits[q >>> BITMAP_WORD_SHIFT] |= 1 << ((q >>> GRANULE_SHIFT) & 31);
+    }
+    return q;
+  }
+
+  // =========================================================================
+  // free
+  // =========================================================================
+
+  /**
+   * Free a block; `free(0)` does nothing. Fast path (a block on a page this
+   * agent owns): A-bit test, page-map load, owner compare, R-bit load, push.
+   */
+  free(p: number): void {
+    if ((p >>> 0) === p && p < this.size && (p & 7) === 0) {
+      const w = p >>> BITMAP_WORD_SHIFT;
+      const bit = 1 << ((p >>> GRANULE_SHIFT) & 31);
+      const aw = this.aBits[w];
+      if ((aw & bit) !== 0) {
+        const rb = this.pageMap[p >>> SLICE_SHIFT];
+        const meta = this.meta;
+        if (meta[rb + R_OWNER] === this.fastTid && (meta[rb + R_FLAGS] & F_ALIGNED) === 0 &&
+            (Atomics.load(this.rBits, w) & bit) === 0) {
+          this.aBits[w] = aw ^ bit;
+          this.mem[p >>> 2] = meta[rb + R_LOCAL_FREE];
+          meta[rb + R_LOCAL_FREE] = p;
+          if (--meta[rb + R_USED] === 0) this.pageEmptied(rb);
+          return;
+        }
+      }
+    }
+    this.freeGeneric(p);
+  }
+
+  private freeGeneric(p: unknown): void {
+    const q = checkAddress(p);
+    if (q === 0) return;
+    this.assertAttached();
+    const rb = this.validate(q, 'free');
+    if (rb === 0) return;
+    const meta = this.meta;
+    const owner = Atomics.load(meta, rb + R_OWNER);
+    if (owner === this.tid) {
+      const err = this.freeHeld(rb, q);
+      if (err !== null) { this.report('EAGAIN', err, q); return; }
+      if (meta[rb + R_USED] === 0) this.pageEmptied(rb);
+      return;
+    }
+    if (owner === OWNER_ABANDONED &&
+        Atomics.compareExchange(meta, rb + R_OWNER, OWNER_ABANDONED, this.tid | OWNER_HELD) === OWNER_ABANDONED) {
+      const err = this.freeHeld(rb, q);
+      settleHeld(this, rb, true);
+      if (err !== null) this.report('EAGAIN', err, q);
+      return;
+    }
+    this.freeRemote(rb, q);
+  }
+
+  /** Free q on a page this agent holds. Returns an error message instead of reporting (the caller settles first). */
+  private freeHeld(rb: number, q: number): string | null {
+    const meta = this.meta;
+    const w = q >>> BITMAP_WORD_SHIFT;
+    const bit = 1 << ((q >>> GRANULE_SHIFT) & 31);
+    if ((this.aBits[w] & bit) === 0 || (Atomics.load(this.rBits, w) & bit) !== 0) {
+      return `double free of block ${hex(q)} (size ${meta[rb + R_BLOCK_SIZE]})`;
+    }
+    this.aBits[w] &= ~bit;
+    const b = (meta[rb + R_FLAGS] & F_ALIGNED) !== 0 ? blockStartOf(meta, rb, q) : q;
+    this.mem[b >>> 2] = meta[rb + R_LOCAL_FREE];
+    meta[rb + R_LOCAL_FREE] = b;
+    meta[rb + R_USED]--;
+    return null;
+  }
+
+  /**
+   * Free onto another agent's page (mimalloc's `mi_free_block_mt`): mark the
+   * block with an atomic OR on its R bit (exact double-free detection across
+   * agents: the second OR sees the bit), then one CAS push onto
+   * XTHREAD_FREE; if the page is abandoned, take it and settle it.
+   */
+  private freeRemote(rb: number, q: number): void {
+    const meta = this.meta;
+    const w = q >>> BITMAP_WORD_SHIFT;
+    const bit = 1 << ((q >>> GRANULE_SHIFT) & 31);
+    const old = Atomics.or(this.rBits, w, bit);
+    if ((old & bit) !== 0) {
+      this.report('EAGAIN', `double free of block ${hex(q)} (size ${meta[rb + R_BLOCK_SIZE]}): already freed by another agent`, q);
+      return;
+    }
+    if ((this.aBits[w] & bit) === 0) { // the owner collected an earlier free of it meanwhile
+      Atomics.and(this.rBits, w, ~bit);
+      this.report('EAGAIN', `double free of block ${hex(q)} (size ${meta[rb + R_BLOCK_SIZE]})`, q);
+      return;
+    }
+    const b = (meta[rb + R_FLAGS] & F_ALIGNED) !== 0 ? blockStartOf(meta, rb, q) : q;
+    const mem = this.mem;
+    for (;;) {
+      const head = Atomics.load(meta, rb + R_XTHREAD_FREE);
+      mem[b >>> 2] = head;
+      if (Atomics.compareExchange(meta, rb + R_XTHREAD_FREE, head, q | 0) === head) break;
+    }
+    if (Atomics.load(meta, rb + R_OWNER) === OWNER_ABANDONED &&
+        Atomics.compareExchange(meta, rb + R_OWNER, OWNER_ABANDONED, this.tid | OWNER_HELD) === OWNER_ABANDONED) {
+      settleHeld(this, rb, true);
+    }
+  }
+
+  /**
+   * A local free made a queued page empty (mimalloc's `_mi_page_retire`): the
+   * only page of its bin stays a while (retired), so an alloc/free cycle
+   * around one block does not claim and release slices every time; any
+   * other empty page goes back to the arena at once.
+   */
+  private pageEmptied(rb: number): void {
+    const meta = this.meta;
+    const th = this.theapOf(meta[rb + R_HEAP]);
+    const bin = meta[rb + R_FLAGS] & FLAG_BIN_MASK;
+    if (th === null || Atomics.load(meta, rb + R_XTHREAD_FREE) !== 0) return;
+    if (th.count[bin] === 1) {
+      const cycles = BIN_PAGE_SLICES[bin] === 1 ? RETIRE_CYCLES_SMALL : RETIRE_CYCLES_OTHER;
+      meta[rb + R_FLAGS] = (meta[rb + R_FLAGS] & ~RETIRE_MASK) | (cycles << RETIRE_SHIFT);
+      th.noteRetired(bin);
+      return;
+    }
+    th.remove(meta, bin, rb);
+    pageRelease(this.arena, this.agentBase, rb);
+  }
+
+  /** Count down retired pages; release those that expired (all of them when `force`). */
+  private collectRetired(th: Theap, force: boolean): void {
+    const meta = this.meta;
+    let lo = th.retiredMax + 1;
+    let hi = -1;
+    for (let bin = th.retiredMin; bin <= th.retiredMax; bin++) {
+      let rb = th.first[bin];
+      while (rb !== 0) {
+        const next = meta[rb + R_NEXT];
+        const f = meta[rb + R_FLAGS];
+        const cycles = (f & RETIRE_MASK) >>> RETIRE_SHIFT;
+        if (cycles !== 0) {
+          if (meta[rb + R_USED] !== 0) {
+            meta[rb + R_FLAGS] = f & ~RETIRE_MASK;
+          } else if (force || cycles === 1) {
+            th.remove(meta, bin, rb);
+            pageRelease(this.arena, this.agentBase, rb);
+          } else {
+            meta[rb + R_FLAGS] = (f & ~RETIRE_MASK) | ((cycles - 1) << RETIRE_SHIFT);
+            if (bin < lo) lo = bin;
+            if (bin > hi) hi = bin;
+          }
+        }
+        rb = next;
+      }
+    }
+    th.retiredMin = lo <= hi ? lo : 1 << 30;
+    th.retiredMax = hi;
+  }
+
+  /**
+   * The page of a live block at q, or 0 after reporting why q is not one
+   * (EINVAL: not a block address; EAGAIN: a block that is already free).
+   */
+  private validate(q: number, what: string): number {
+    const meta = this.meta;
+    if ((q & 7) === 0 && q < this.size) {
+      if ((this.aBits[q >>> BITMAP_WORD_SHIFT] & (1 << ((q >>> GRANULE_SHIFT) & 31))) !== 0) {
+        const rb = this.pageMap[q >>> SLICE_SHIFT];
+        if (rb !== 0 && Atomics.load(meta, rb + R_STATE) === STATE_IN_USE) return rb;
+      }
+      const rb = this.pageMap[q >>> SLICE_SHIFT];
+      if (rb !== 0 && Atomics.load(meta, rb + R_STATE) === STATE_IN_USE) {
+        const bs = meta[rb + R_BLOCK_SIZE];
+        const ps = pageStart(rb);
+        const aligned = (meta[rb + R_FLAGS] & F_ALIGNED) !== 0;
+        const b = blockStartOf(meta, rb, q);
+        const idx = (b - ps) / bs;
+        if (idx < meta[rb + R_CAPACITY] && (b === q || aligned) && !blockIsLive(this.aBits, b, bs, aligned)) {
+          this.report('EAGAIN', `${what}: double free of block ${hex(q)} (size ${bs}): the block is not allocated`, q);
+          return 0;
+        }
+        this.report('EINVAL', `${what}: invalid pointer ${hex(q)}: not the start of a live block (inside a block of size ${bs} at ${hex(b)})`, q);
+        return 0;
+      }
+    }
+    this.report('EINVAL', `${what}: invalid pointer ${hex(q)}: not an address of a block of this allocator`, q);
+    return 0;
+  }
+
+  // =========================================================================
+  // realloc, sizes
+  // =========================================================================
+
+  /** Usable bytes of the block at p (its block size, minus the offset of an aligned address). */
+  usableSize(p: number): number {
+    const q = checkAddress(p);
+    if (q === 0) return 0;
+    const rb = this.validate(q, 'usableSize');
+    if (rb === 0) return 0;
+    return this.usableOf(rb, q);
+  }
+
+  private usableOf(rb: number, q: number): number {
+    const meta = this.meta;
+    const bs = meta[rb + R_BLOCK_SIZE];
+    if ((meta[rb + R_FLAGS] & F_ALIGNED) === 0) return bs;
+    return blockStartOf(meta, rb, q) + bs - q;
+  }
+
+  /**
+   * Resize: in place when usable/2 ≤ n ≤ usable, else move (copying
+   * min(usable, n) bytes). A failed grow returns 0 and leaves p live and intact.
+   */
+  realloc(p: number, n: number): number {
+    const q = checkAddress(p);
+    const size = checkSize('size', n);
+    if (q === 0) return this.malloc(size);
+    this.assertAttached();
+    const rb = this.validate(q, 'realloc');
+    if (rb === 0) return 0;
+    const usable = this.usableOf(rb, q);
+    if (size <= usable && size >= usable / 2 && size > 0) return q;
+    const nb = this.allocSize(this.theap, size);
+    if (nb === 0) return 0;
+    this._u8.copyWithin(nb, q, q + Math.min(usable, size));
+    this.free(q);
+    return nb;
+  }
+
+  /** Grow or shrink in place only: returns p if n fits in the block, else 0 (mimalloc's `mi_expand`). */
+  expand(p: number, n: number): number {
+    const q = checkAddress(p);
+    const size = checkSize('size', n);
+    if (q === 0) return 0;
+    const rb = this.validate(q, 'expand');
+    if (rb === 0) return 0;
+    return size <= this.usableOf(rb, q) ? q : 0;
+  }
+
+  /** The usable size a request of n bytes would get. */
+  goodSize(n: number): number {
+    return goodSizeOf(checkSize('size', n));
+  }
+
+  // =========================================================================
+  // agents
+  // =========================================================================
+
+  /**
+   * This agent is done: every page of its theaps is collected, released if
+   * empty, or abandoned for the other agents to reclaim. The object can no
+   * longer allocate or free afterwards.
+   */
+  detach(): void {
+    if (this.detached) return;
+    const meta = this.meta;
+    for (const th of this.theaps) {
+      if (!th) continue;
+      for (let bin = 0; bin < th.first.length; bin++) {
+        let rb = th.first[bin];
+        while (rb !== 0) {
+          const next = meta[rb + R_NEXT];
+          th.remove(meta, bin, rb);
+          Atomics.store(meta, rb + R_OWNER, this.tid | OWNER_HELD);
+          settleHeld(this, rb, false);
+          rb = next;
+        }
+      }
+    }
+    this.detached = true;
+    this.theaps.length = 0;
+    abandonAllOf(this, this.tid, false); // none should be left; a safety net
+    this.fastTid = -1;
+    this.direct = new Int32Array(this.direct.length);
+    const mem = this.mem;
+    Atomics.sub(mem, H_AGENTS_LIVE, 1);
+    Atomics.store(mem, this.agentBase + A_STATE, 0);
+    Atomics.store(mem, this.agentBase + A_ID, 0);
+  }
+
+  /**
+   * Take over the pages of a terminated agent (call it from the Worker's
+   * 'exit' event with the agentId the worker reported). Any multi-word update
+   * the agent died in is finished or undone; each of its pages is rebuilt
+   * from its allocation bitmap and abandoned for reclaim. Returns false if no
+   * attached agent has that id (it detached, or was released already).
+   * Only call it for an agent that can no longer run.
+   */
+  releaseAgent(id: number): boolean {
+    if (typeof id !== 'number') throw new TypeError('releaseAgent: id must be a number');
+    this.assertAttached();
+    return reapAgent(this, id);
+  }
+
+  /** Is an agent with this id attached (alive or not yet released)? */
+  isAgentAttached(id: number): boolean {
+    return findAgentRecord(this.arena, id) >= 0;
+  }
+
+  private assertAttached(): void {
+    if (this.detached) throw new Error('mimalloc-ts: this allocator object was detached');
+  }
+
+  // =========================================================================
+  // errors, stats, check
+  // =========================================================================
+
+  private report(code: ErrorCode, message: string, address: number): void {
+    this.errorHandler(code, message, address);
+  }
+
+  /** Counters: reserved, committed (high-water mark), used (bytes in live blocks), pages, agents… */
+  stats(): StatsSnapshot {
+    return collectStats(this.arena);
+  }
+
+  /** mimalloc-style statistics table (returned, and printed with console.log unless `print` is false). */
+  printStats(print = true): string {
+    const s = formatStats(this.stats());
+    if (print) console.log(s);
+    return s;
+  }
+
+  /** Verify every invariant of every page and bitmap; throws an Error naming the first broken one. Assumes no other agent mutates meanwhile. */
+  check(): void {
+    checkHeap(this.arena);
+  }
+}
+
+export { AllocatorError };

@@ -1,0 +1,155 @@
+/**
+ * check.ts — the full invariant check behind `Allocator.check()` (mimalloc's
+ * `_mi_page_is_valid` at MI_DEBUG=3, over the whole buffer). It names the
+ * first invariant it finds broken (see the list in types.ts). O(buffer/256 +
+ * blocks); assumes no other agent mutates the heap meanwhile.
+ */
+import type { Arena } from './arena.js';
+import {
+  A_ID, A_STATE, AGENT_ALIVE, AGENT_WORDS, BIN_HUGE, BITMAP_WORD_SHIFT, F_ALIGNED, FLAG_BIN_MASK, GRANULE_SHIFT,
+  H_MAGIC, MAGIC, MAX_AGENTS, OWNER_ABANDONED, OWNER_HELD, R_BLOCK_SIZE, R_CAPACITY, R_COLLECT, R_FLAGS,
+  R_FREE, R_LOCAL_FREE, R_OWNER, R_RESERVED, R_SLICES, R_STATE, R_USED, R_XTHREAD_FREE, REC_SHIFT,
+  SLICE_SHIFT, SLICE_SIZE, STATE_IN_USE,
+} from './types.js';
+import { BIN_BLOCK_SIZE } from './bins.js';
+import { pageStart } from './page.js';
+
+function fail(msg: string): never {
+  throw new Error(`mimalloc-ts check failed: ${msg}`);
+}
+
+function hex(x: number): string {
+  return '0x' + (x >>> 0).toString(16);
+}
+
+function bitOf(bits: Int32Array, p: number): boolean {
+  return (bits[p >>> BITMAP_WORD_SHIFT] & (1 << ((p >>> GRANULE_SHIFT) & 31))) !== 0;
+}
+
+function popcount(x: number): number {
+  x = x - ((x >>> 1) & 0x55555555);
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  return (((x + (x >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
+}
+
+export function checkHeap(a: Arena): void {
+  const mem = a.mem;
+  const meta = a.meta;
+  const pm = a.pageMap;
+  const aBits = a.aBits;
+  const rBits = a.rBits;
+  if (Atomics.load(mem, H_MAGIC) !== MAGIC) fail('header magic is gone (the header was overwritten)');
+  // agents
+  const live = new Set<number>();
+  for (let i = 0; i < MAX_AGENTS; i++) {
+    const b = a.layout.agents + i * AGENT_WORDS;
+    const id = Atomics.load(mem, b + A_ID);
+    if (id === 0) continue;
+    if (live.has(id)) fail(`agent id ${id} appears in two agent records`);
+    if (Atomics.load(mem, b + A_STATE) === AGENT_ALIVE) live.add(id);
+  }
+  const wordsPerSlice = 1 << (SLICE_SHIFT - BITMAP_WORD_SHIFT);
+  for (let s = a.headerSlices; s < a.sliceCount; s++) {
+    const free = a.isSliceFree(s);
+    const rb = s << REC_SHIFT;
+    if (free) {
+      if (pm[s] !== 0) fail(`I1: slice ${s} is free but the page map names page ${pm[s] >>> REC_SHIFT}`);
+      for (let w = s * wordsPerSlice; w < (s + 1) * wordsPerSlice; w++) {
+        if (aBits[w] !== 0) fail(`I2: free slice ${s} has allocation bits set near ${hex(w << BITMAP_WORD_SHIFT)}`);
+        if (rBits[w] !== 0) fail(`I3: free slice ${s} has remote-free bits set near ${hex(w << BITMAP_WORD_SHIFT)}`);
+      }
+      continue;
+    }
+    if (Atomics.load(meta, rb + R_STATE) !== STATE_IN_USE) fail(`I1: slice ${s} is taken but no page starts there or covers it (page map ${pm[s] >>> REC_SHIFT})`);
+    if (pm[s] !== rb) fail(`I1: page map of slice ${s} names ${pm[s] >>> REC_SHIFT}, not the page starting there`);
+    const slices = meta[rb + R_SLICES];
+    if (slices < 1 || s + slices > a.sliceCount) fail(`page ${s}: bad slice count ${slices}`);
+    for (let x = s + 1; x < s + slices; x++) {
+      if (a.isSliceFree(x)) fail(`I1: slice ${x} of page ${s} is marked free`);
+      if (pm[x] !== rb) fail(`I1: page map of slice ${x} does not name page ${s}`);
+    }
+    checkPage(a, rb, live);
+    s += slices - 1;
+  }
+  void rBits;
+}
+
+function checkPage(a: Arena, rb: number, live: Set<number>): void {
+  const mem = a.mem;
+  const meta = a.meta;
+  const aBits = a.aBits;
+  const rBits = a.rBits;
+  const s = rb >>> REC_SHIFT;
+  const name = `page ${s}`;
+  const bs = meta[rb + R_BLOCK_SIZE];
+  const res = meta[rb + R_RESERVED];
+  const cap = meta[rb + R_CAPACITY];
+  const used = meta[rb + R_USED];
+  const slices = meta[rb + R_SLICES];
+  const bin = meta[rb + R_FLAGS] & FLAG_BIN_MASK;
+  const aligned = (meta[rb + R_FLAGS] & F_ALIGNED) !== 0;
+  const ps = pageStart(rb);
+  if (bs <= 0 || (bs & 7) !== 0) fail(`${name}: block size ${bs} is not a positive multiple of 8`);
+  if (bin !== BIN_HUGE && BIN_BLOCK_SIZE[bin] !== bs) fail(`${name}: block size ${bs} does not match bin ${bin}`);
+  if (res < 1 || res * bs > slices * SLICE_SIZE) fail(`${name}: ${res} blocks of ${bs} do not fit in ${slices} slices`);
+  if (cap < 0 || cap > res) fail(`I2: ${name}: capacity ${cap} outside [0, reserved ${res}]`);
+  if (used < 0 || used > cap) fail(`I2: ${name}: used ${used} outside [0, capacity ${cap}]`);
+  if (meta[rb + R_COLLECT] !== 0) fail(`${name}: a collection is in progress (COLLECT ≠ 0)`);
+  const owner = Atomics.load(meta, rb + R_OWNER);
+  if (owner !== OWNER_ABANDONED) {
+    const id = owner >>> 2;
+    if ((owner & 3) !== 0 && (owner & 3) !== OWNER_HELD) fail(`I4: ${name}: owner word ${owner} is malformed`);
+    if (!live.has(id)) fail(`I4: ${name}: owned by agent ${id}, which is not attached`);
+  }
+  // live blocks from the A bitmap
+  let liveBlocks = 0;
+  const end = ps + slices * SLICE_SIZE;
+  for (let p = ps; p < end; p += 256) {
+    const w = aBits[p >>> BITMAP_WORD_SHIFT];
+    if (w === 0) continue;
+    for (let k = 0; k < 32; k++) {
+      if ((w & (1 << k)) === 0) continue;
+      const q = p + k * 8;
+      const off = q - ps;
+      const idx = Math.floor(off / bs);
+      if (idx >= cap) fail(`I2: ${name}: allocation bit at ${hex(q)} beyond capacity ${cap}`);
+      if (!aligned && off % bs !== 0) fail(`I2: ${name}: allocation bit at ${hex(q)}, inside block ${idx} (size ${bs})`);
+    }
+    liveBlocks += popcount(w);
+  }
+  if (liveBlocks !== used) fail(`I2: ${name}: used is ${used} but ${liveBlocks} blocks have allocation bits`);
+  const seen = new Set<number>();
+  const walk = (head: number, list: string, remote: boolean): number => {
+    let n = 0;
+    let q = head >>> 0;
+    while (q !== 0) {
+      if (n > cap) fail(`I3: ${name}: ${list} has more entries than capacity ${cap} (a cycle?)`);
+      if (q < ps || q >= end) fail(`I3: ${name}: ${list} entry ${hex(q)} is outside the page`);
+      const off = q - ps;
+      const idx = Math.floor(off / bs);
+      if (idx >= cap) fail(`I3: ${name}: ${list} entry ${hex(q)} is beyond capacity`);
+      const b = ps + idx * bs;
+      if (!remote && b !== q) fail(`I3: ${name}: ${list} entry ${hex(q)} is not a block start`);
+      if (seen.has(b)) fail(`I3: ${name}: block ${hex(b)} is on the free lists twice`);
+      seen.add(b);
+      if (remote) {
+        if (!bitOf(aBits, q) || !bitOf(rBits, q)) fail(`I3: ${name}: remote-freed block ${hex(q)} lacks its A/R bits`);
+      } else if (bitOf(aBits, q)) {
+        fail(`I3: ${name}: block ${hex(q)} is on ${list} but marked allocated`);
+      }
+      n++;
+      q = mem[b >>> 2] >>> 0;
+    }
+    return n;
+  };
+  const nFree = walk(meta[rb + R_FREE], 'free', false);
+  const nLocal = walk(meta[rb + R_LOCAL_FREE], 'localFree', false);
+  const nRemote = walk(Atomics.load(meta, rb + R_XTHREAD_FREE), 'xthreadFree', true);
+  if (used - nRemote + nFree + nLocal !== cap) {
+    fail(`I2: ${name}: used ${used} − xthreadFree ${nRemote} + free ${nFree} + localFree ${nLocal} ≠ capacity ${cap}`);
+  }
+  // R bits only on blocks waiting on xthreadFree
+  let rCount = 0;
+  for (let p = ps; p < end; p += 256) rCount += popcount(rBits[p >>> BITMAP_WORD_SHIFT]);
+  if (rCount !== nRemote) fail(`I3: ${name}: ${rCount} remote-free bits but ${nRemote} blocks on xthreadFree`);
+}

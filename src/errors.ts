@@ -1,0 +1,57 @@
+/**
+ * errors.ts — error codes and the handler protocol (mimalloc's `_mi_error_message`).
+ *
+ * Every detected misuse is reported *after* it has been refused, so the heap
+ * is consistent whichever way the handler returns or throws.
+ */
+
+/** Error codes, as mimalloc's errno values. */
+export type ErrorCode = 'EINVAL' | 'EAGAIN' | 'EFAULT' | 'ENOMEM' | 'EOVERFLOW';
+
+/** `fn(code, message, address)`; return to continue (the call is ignored / returns NULL), throw to abort it. */
+export type ErrorHandler = (code: ErrorCode, message: string, address: number) => void;
+
+/** Thrown by the default handler for EINVAL, EAGAIN and EFAULT. */
+export class AllocatorError extends Error {
+  readonly code: ErrorCode;
+  readonly address: number;
+  constructor(code: ErrorCode, message: string, address: number) {
+    super(message);
+    this.name = 'AllocatorError';
+    this.code = code;
+    this.address = address;
+  }
+}
+
+/** The default: C programs test for NULL, so ENOMEM and EOVERFLOW only return 0; the rest throw. */
+export function defaultErrorHandler(code: ErrorCode, message: string, address: number): void {
+  if (code === 'ENOMEM' || code === 'EOVERFLOW') return;
+  throw new AllocatorError(code, message, address);
+}
+
+export function hex(p: number): string {
+  return '0x' + (p >>> 0).toString(16);
+}
+
+/** Argument checks shared by every entry point; they throw before any state changes. */
+export function badSize(name: string, n: unknown): never {
+  if (typeof n !== 'number') throw new TypeError(`${name} must be a number, got ${typeof n}`);
+  throw new RangeError(`${name} must be a non-negative integer, got ${n}`);
+}
+
+export function badAddress(p: unknown): never {
+  if (typeof p !== 'number') throw new TypeError(`address must be a number, got ${p === null ? 'null' : typeof p}`);
+  throw new RangeError(`address must be an integer in [0, 2^32), got ${p}`);
+}
+
+/** Validate an address argument: a number that is an integer in [0, 2^32). Returns it as u32. */
+export function checkAddress(p: unknown): number {
+  if (typeof p !== 'number' || !Number.isInteger(p) || p < 0 || p >= 4294967296) badAddress(p);
+  return p as number;
+}
+
+/** Validate a size argument: a number that is a non-negative integer (any magnitude). */
+export function checkSize(name: string, n: unknown): number {
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) badSize(name, n);
+  return n as number;
+}

@@ -1,0 +1,246 @@
+/**
+ * page.ts — one page: initialisation, lazy extension, collection of the
+ * free lists, release of its slices, and the rebuild a reaper performs.
+ *
+ * All functions here run in the agent that *holds* the page (OWNER is its
+ * tid, or tid|HELD): only the holder writes a page's plain fields, so none
+ * of this needs Atomics except XTHREAD_FREE, OWNER, STATE and the R bitmap.
+ */
+import { Arena } from './arena.js';
+import {
+  BIN_COUNT, BITMAP_WORD_SHIFT, EXTEND_BYTES, F_ALIGNED, F_FRESH, F_ZERO, FLAG_BIN_MASK, GRANULE_SHIFT,
+  H_ABANDONED_COUNT, R_BLOCK_SIZE, R_CAPACITY, R_COLLECT, R_FLAGS, R_FREE, R_HEAP, R_LOCAL_FREE, R_NEXT,
+  R_ORIGIN, R_OWNER, R_PREV, R_RESERVED, R_SLICES, R_STATE, R_USED, R_XTHREAD_FREE, REC_SHIFT, SLICE_SIZE,
+  STATE_IN_USE,
+} from './types.js';
+
+/** First byte of the page whose record base is `rb`. */
+export function pageStart(rb: number): number {
+  return (rb >>> REC_SHIFT) * SLICE_SIZE;
+}
+
+/** Start of the block containing address q (q inside the page). One division: aligned pages only. */
+export function blockStartOf(meta: Int32Array, rb: number, q: number): number {
+  const ps = pageStart(rb);
+  const bs = meta[rb + R_BLOCK_SIZE];
+  return ps + Math.floor((q - ps) / bs) * bs;
+}
+
+/**
+ * Publish a page: every field, then the page map, then STATE last, so that a
+ * reaper recovering a half-done claim can tell complete from incomplete.
+ */
+export function pageInit(
+  a: Arena, agentBase: number, rb: number, slices: number, bin: number, blockSize: number,
+  reserved: number, heap: number, owner: number, origin: number, fresh: boolean,
+): void {
+  const meta = a.meta;
+  meta[rb + R_BLOCK_SIZE] = blockSize;
+  meta[rb + R_RESERVED] = reserved;
+  meta[rb + R_CAPACITY] = 0;
+  meta[rb + R_USED] = 0;
+  meta[rb + R_FREE] = 0;
+  meta[rb + R_LOCAL_FREE] = 0;
+  meta[rb + R_HEAP] = heap;
+  meta[rb + R_SLICES] = slices;
+  meta[rb + R_NEXT] = 0;
+  meta[rb + R_PREV] = 0;
+  meta[rb + R_FLAGS] = bin | (fresh ? F_FRESH : 0);
+  meta[rb + R_COLLECT] = 0;
+  meta[rb + R_ORIGIN] = origin;
+  Atomics.store(meta, rb + R_XTHREAD_FREE, 0);
+  Atomics.store(meta, rb + R_OWNER, owner);
+  const s = rb >>> REC_SHIFT;
+  const pm = a.pageMap;
+  for (let x = s; x < s + slices; x++) pm[x] = rb;
+  Atomics.store(meta, rb + R_STATE, STATE_IN_USE);
+  a.clearIntent(agentBase);
+}
+
+/**
+ * Lazy extension (mimalloc's `mi_page_extend_free`): thread about 4 KiB worth
+ * of new blocks onto the empty FREE list, in address order. Cost: one store
+ * per new block. Precondition: FREE is empty and CAPACITY < RESERVED.
+ */
+export function pageExtend(a: Arena, rb: number): void {
+  const meta = a.meta;
+  const mem = a.mem;
+  const bs = meta[rb + R_BLOCK_SIZE];
+  const cap = meta[rb + R_CAPACITY];
+  const res = meta[rb + R_RESERVED];
+  let k = bs >= EXTEND_BYTES ? 1 : (EXTEND_BYTES / bs) | 0;
+  if (k > res - cap) k = res - cap;
+  const first = pageStart(rb) + cap * bs;
+  let b = first;
+  for (let i = 1; i < k; i++) {
+    const nx = b + bs;
+    mem[b >>> 2] = nx;
+    b = nx;
+  }
+  mem[b >>> 2] = 0;
+  meta[rb + R_FREE] = first;
+  meta[rb + R_CAPACITY] = cap + k;
+  const f = meta[rb + R_FLAGS];
+  meta[rb + R_FLAGS] = (f & F_FRESH) !== 0 ? f | F_ZERO : f & ~F_ZERO;
+}
+
+/**
+ * Take the XTHREAD_FREE list (one CAS) and move its blocks to LOCAL_FREE.
+ * The taken list is parked in COLLECT first, so a kill mid-way loses nothing:
+ * the reaper finishes COLLECT. Per block: clear A (plain, we hold the page)
+ * before R (atomic): a concurrent second free of the block then sees either
+ * R still set or A already clear (see free.ts). Cost: ~12 ns per block for
+ * the R clear, paid once per remote free.
+ */
+export function collectXthread(a: Arena, rb: number): void {
+  const meta = a.meta;
+  let head = Atomics.load(meta, rb + R_XTHREAD_FREE);
+  if (head === 0) return;
+  for (;;) {
+    Atomics.store(meta, rb + R_COLLECT, head);
+    const cur = Atomics.compareExchange(meta, rb + R_XTHREAD_FREE, head, 0);
+    if (cur === head) break;
+    head = cur;
+  }
+  drainCollect(a, rb);
+}
+
+/** Move the blocks parked in COLLECT to LOCAL_FREE (see collectXthread). */
+function drainCollect(a: Arena, rb: number): void {
+  const meta = a.meta;
+  const mem = a.mem;
+  const aBits = a.aBits;
+  const rBits = a.rBits;
+  const aligned = (meta[rb + R_FLAGS] & F_ALIGNED) !== 0;
+  let q = meta[rb + R_COLLECT] >>> 0;
+  let guard = meta[rb + R_CAPACITY] + 1;
+  while (q !== 0 && guard-- > 0) {
+    const b = aligned ? blockStartOf(meta, rb, q) : q;
+    const next = mem[b >>> 2] >>> 0;
+    const w = q >>> BITMAP_WORD_SHIFT;
+    const bit = 1 << ((q >>> GRANULE_SHIFT) & 31);
+    aBits[w] &= ~bit;
+    Atomics.and(rBits, w, ~bit);
+    meta[rb + R_COLLECT] = next;
+    mem[b >>> 2] = meta[rb + R_LOCAL_FREE];
+    meta[rb + R_LOCAL_FREE] = b;
+    meta[rb + R_USED]--;
+    q = next;
+  }
+  meta[rb + R_COLLECT] = 0;
+}
+
+/**
+ * Full collect: remote frees to LOCAL_FREE, then LOCAL_FREE onto FREE if FREE
+ * is empty (mimalloc moves local frees over only when FREE runs out, which
+ * keeps the fast path's list short and gives a deterministic heartbeat).
+ */
+export function pageCollect(a: Arena, rb: number): void {
+  const meta = a.meta;
+  if (Atomics.load(meta, rb + R_XTHREAD_FREE) !== 0) collectXthread(a, rb);
+  if (meta[rb + R_FREE] === 0 && meta[rb + R_LOCAL_FREE] !== 0) {
+    meta[rb + R_FREE] = meta[rb + R_LOCAL_FREE];
+    meta[rb + R_LOCAL_FREE] = 0;
+    meta[rb + R_FLAGS] &= ~F_ZERO;
+  }
+}
+
+/** Bin of a page. */
+export function pageBin(meta: Int32Array, rb: number): number {
+  return meta[rb + R_FLAGS] & FLAG_BIN_MASK;
+}
+
+/** Clear the page's bit in its bin's abandoned bitmap, keeping the count in step. */
+export function unmapAbandoned(a: Arena, rb: number): void {
+  const bin = pageBin(a.meta, rb);
+  if (bin <= 0 || bin >= BIN_COUNT) return;
+  const s = rb >>> REC_SHIFT;
+  const idx = a.layout.abandoned + bin * a.layout.sliceWords + (s >>> 5);
+  const bit = 1 << (s & 31);
+  const old = Atomics.and(a.mem, idx, ~bit);
+  if ((old & bit) !== 0) Atomics.sub(a.mem, H_ABANDONED_COUNT + bin, 1);
+}
+
+/** Set the page's bit in its bin's abandoned bitmap ("mapped"): claimers searching that bin will find it. */
+export function mapAbandoned(a: Arena, rb: number): void {
+  const bin = pageBin(a.meta, rb);
+  const s = rb >>> REC_SHIFT;
+  const idx = a.layout.abandoned + bin * a.layout.sliceWords + (s >>> 5);
+  const bit = 1 << (s & 31);
+  const old = Atomics.or(a.mem, idx, bit);
+  if ((old & bit) === 0) Atomics.add(a.mem, H_ABANDONED_COUNT + bin, 1);
+}
+
+/**
+ * Return an empty page's slices to the arena. Precondition: held by the
+ * caller, USED = 0, not in any queue. STATE and OWNER go first so a stale
+ * claimer's CAS on OWNER fails; the slices are freed last.
+ */
+export function pageRelease(a: Arena, agentBase: number, rb: number): void {
+  const meta = a.meta;
+  const s = rb >>> REC_SHIFT;
+  const n = meta[rb + R_SLICES];
+  a.announceRelease(agentBase, s, n);
+  unmapAbandoned(a, rb);
+  Atomics.store(meta, rb + R_STATE, 0);
+  Atomics.store(meta, rb + R_OWNER, 0);
+  const pm = a.pageMap;
+  for (let x = s; x < s + n; x++) pm[x] = 0;
+  a.setRun(s, n);
+  a.clearIntent(agentBase);
+}
+
+/** Does the block at b (of size bs) have any A bit set (the block is live)? */
+export function blockIsLive(aBits: Int32Array, b: number, bs: number, aligned: boolean): boolean {
+  if (!aligned) return (aBits[b >>> BITMAP_WORD_SHIFT] & (1 << ((b >>> GRANULE_SHIFT) & 31))) !== 0;
+  for (let g = b; g < b + bs; g += 8) {
+    if ((aBits[g >>> BITMAP_WORD_SHIFT] & (1 << ((g >>> GRANULE_SHIFT) & 31))) !== 0) return true;
+  }
+  return false;
+}
+
+/**
+ * Rebuild FREE, LOCAL_FREE and USED of a page whose holder was terminated,
+ * from the A bitmap, which is the one source of truth: whatever statement the
+ * holder died after, a block is live iff its A bit is set. Blocks on
+ * XTHREAD_FREE keep A set, so their links are left alone; blocks parked in
+ * COLLECT are finished first. The only loss is a block whose A bit was set
+ * but whose address never reached the caller.
+ */
+export function pageRebuild(a: Arena, rb: number): void {
+  const meta = a.meta;
+  const mem = a.mem;
+  const aBits = a.aBits;
+  const aligned = (meta[rb + R_FLAGS] & F_ALIGNED) !== 0;
+  const bs = meta[rb + R_BLOCK_SIZE];
+  const cap = meta[rb + R_CAPACITY];
+  // 1. blocks parked in COLLECT: read the chain before any link is rewritten
+  const parked: number[] = [];
+  let q = meta[rb + R_COLLECT] >>> 0;
+  for (let guard = cap + 1; q !== 0 && guard > 0; guard--) {
+    parked.push(q);
+    const b = aligned ? blockStartOf(meta, rb, q) : q;
+    q = mem[b >>> 2] >>> 0;
+  }
+  for (const p of parked) {
+    const w = p >>> BITMAP_WORD_SHIFT;
+    const bit = 1 << ((p >>> GRANULE_SHIFT) & 31);
+    aBits[w] &= ~bit;
+    Atomics.and(a.rBits, w, ~bit);
+  }
+  meta[rb + R_COLLECT] = 0;
+  // 2. every block below capacity whose A bit is clear is free
+  const ps = pageStart(rb);
+  let free = 0;
+  let used = 0;
+  for (let i = cap - 1; i >= 0; i--) {
+    const b = ps + i * bs;
+    if (blockIsLive(aBits, b, bs, aligned)) { used++; continue; }
+    mem[b >>> 2] = free;
+    free = b;
+  }
+  meta[rb + R_FREE] = free;
+  meta[rb + R_LOCAL_FREE] = 0;
+  meta[rb + R_USED] = used;
+  meta[rb + R_FLAGS] &= ~F_ZERO;
+}

@@ -1,0 +1,93 @@
+/**
+ * stats.ts — counters read off the buffer, and mimalloc's statistics table.
+ *
+ * Nothing on a hot path counts: every number is derived from the page
+ * records when asked (one pass over the records, O(slices)), so statistics
+ * cost nothing until read and are the same whichever agent reads them.
+ */
+import type { Arena } from './arena.js';
+import {
+  BIN_HUGE, FLAG_BIN_MASK, H_AGENTS_LIVE, H_COMMITTED, OWNER_ABANDONED, R_BLOCK_SIZE, R_CAPACITY, R_FLAGS,
+  R_OWNER, R_SLICES, R_STATE, R_USED, REC_SHIFT, SLICE_SIZE, STATE_IN_USE,
+} from './types.js';
+
+export interface StatsSnapshot {
+  /** Bytes of the buffer. */
+  reserved: number;
+  /** Bytes ever handed to pages or the header: the high-water mark of touched memory. */
+  committed: number;
+  /** Bytes of the header (metadata). */
+  metadata: number;
+  /** Bytes in live blocks (block sizes; blocks freed by other agents and not yet collected count as live). */
+  used: number;
+  /** Bytes in pages right now (slices × 64 KiB). */
+  pagesBytes: number;
+  pages: number;
+  smallPages: number;
+  mediumPages: number;
+  largePages: number;
+  hugePages: number;
+  /** Pages nobody owns (abandoned by a detached or released agent, or full). */
+  abandonedPages: number;
+  /** Blocks handed out (live). */
+  blocks: number;
+  /** Initialised block capacity of all pages, in bytes. */
+  capacityBytes: number;
+  /** Agents attached now. */
+  agents: number;
+}
+
+export function collectStats(a: Arena): StatsSnapshot {
+  const meta = a.meta;
+  const st: StatsSnapshot = {
+    reserved: a.size, committed: Atomics.load(a.mem, H_COMMITTED) * SLICE_SIZE,
+    metadata: a.headerSlices * SLICE_SIZE, used: 0, pagesBytes: 0, pages: 0, smallPages: 0, mediumPages: 0,
+    largePages: 0, hugePages: 0, abandonedPages: 0, blocks: 0, capacityBytes: 0, agents: Atomics.load(a.mem, H_AGENTS_LIVE),
+  };
+  for (let s = a.headerSlices; s < a.sliceCount; s++) {
+    const rb = s << REC_SHIFT;
+    if (Atomics.load(meta, rb + R_STATE) !== STATE_IN_USE) continue;
+    const slices = meta[rb + R_SLICES];
+    const bs = meta[rb + R_BLOCK_SIZE];
+    const used = meta[rb + R_USED];
+    st.pages++;
+    st.pagesBytes += slices * SLICE_SIZE;
+    st.used += used * bs;
+    st.blocks += used;
+    st.capacityBytes += meta[rb + R_CAPACITY] * bs;
+    if ((meta[rb + R_FLAGS] & FLAG_BIN_MASK) === BIN_HUGE) st.hugePages++;
+    else if (slices === 1) st.smallPages++;
+    else if (slices <= 8) st.mediumPages++;
+    else st.largePages++;
+    if (Atomics.load(meta, rb + R_OWNER) === OWNER_ABANDONED) st.abandonedPages++;
+    if (slices > 1) s += slices - 1;
+  }
+  return st;
+}
+
+function amount(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB'];
+  let v = n;
+  let u = 0;
+  while (Math.abs(v) >= 1024 && u < units.length - 1) { v /= 1024; u++; }
+  return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
+}
+
+/** A table in the spirit of mimalloc's `mi_stats_print`. */
+export function formatStats(st: StatsSnapshot): string {
+  const rows: [string, string, string][] = [
+    ['reserved', amount(st.reserved), 'buffer size'],
+    ['committed', amount(st.committed), 'high-water mark of touched memory'],
+    ['metadata', amount(st.metadata), 'header: bitmaps, page records'],
+    ['pages', amount(st.pagesBytes), `${st.pages} pages (${st.smallPages} small, ${st.mediumPages} medium, ${st.largePages} large, ${st.hugePages} huge)`],
+    ['abandoned', String(st.abandonedPages), 'pages without an owner'],
+    ['capacity', amount(st.capacityBytes), 'initialised blocks'],
+    ['used', amount(st.used), `${st.blocks} live blocks`],
+    ['agents', String(st.agents), 'attached'],
+  ];
+  const w0 = Math.max(...rows.map((r) => r[0].length));
+  const w1 = Math.max(...rows.map((r) => r[1].length));
+  const lines = [`${'heap stats'.padEnd(w0)}  ${'amount'.padStart(w1)}  `];
+  for (const [k, v, note] of rows) lines.push(`${k.padEnd(w0)}  ${v.padStart(w1)}  ${note}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,100 @@
+/**
+ * theap.ts — a theap: one agent's part of one heap (mimalloc v3's `mi_theap_t`).
+ *
+ * It owns a page queue per bin (doubly linked through the pages' NEXT/PREV
+ * record words, which only the owner touches) and the `pagesFreeDirect`
+ * table that makes small `malloc` a table load and a list pop. The queue
+ * heads are agent-local: they are a cache of what the buffer says (a page
+ * belongs to this theap iff its OWNER is this agent's tid and its HEAP is
+ * this heap), which is all a reaper needs to take the pages over.
+ */
+import { BIN_BLOCK_SIZE, WSIZE_BIN } from './bins.js';
+import {
+  BIN_COUNT, F_QUEUED, R_FLAGS, R_NEXT, R_PREV, SMALL_SIZE_MAX, SMALL_WSIZE_MAX,
+} from './types.js';
+
+/** For bins whose blocks are ≤ SMALL_SIZE_MAX: the wsize range [lo, hi] mapping to them. */
+const DIRECT_LO = new Int32Array(BIN_COUNT).fill(-1);
+const DIRECT_HI = new Int32Array(BIN_COUNT).fill(-2);
+for (let w = 0; w <= SMALL_WSIZE_MAX; w++) {
+  const b = WSIZE_BIN[w];
+  if (DIRECT_LO[b] < 0) DIRECT_LO[b] = w;
+  DIRECT_HI[b] = w;
+}
+
+export class Theap {
+  /** Heap id this theap belongs to (0 = the main heap). */
+  readonly heapId: number;
+  /** Queue heads and tails per bin (record bases; 0 = empty). */
+  readonly first = new Int32Array(BIN_COUNT);
+  readonly last = new Int32Array(BIN_COUNT);
+  readonly count = new Int32Array(BIN_COUNT);
+  /**
+   * pagesFreeDirect: wsize (0..128) → record base of the first page of that
+   * size's bin, or 0, the record of header slice 0, whose FREE is always 0,
+   * so the fast path needs no "initialised?" test.
+   */
+  readonly direct = new Int32Array(SMALL_WSIZE_MAX + 1);
+  /** Generic-path calls, the heartbeat for retiring pages. */
+  genericCount = 0;
+  /** Bins that may hold a retired page. */
+  retiredMin = BIN_COUNT;
+  retiredMax = 0;
+
+  constructor(heapId: number) {
+    this.heapId = heapId;
+  }
+
+  private updateDirect(bin: number): void {
+    if (BIN_BLOCK_SIZE[bin] > SMALL_SIZE_MAX) return;
+    const rb = this.first[bin];
+    const d = this.direct;
+    for (let w = DIRECT_LO[bin]; w <= DIRECT_HI[bin]; w++) d[w] = rb;
+  }
+
+  pushFront(meta: Int32Array, bin: number, rb: number): void {
+    const head = this.first[bin];
+    meta[rb + R_PREV] = 0;
+    meta[rb + R_NEXT] = head;
+    if (head !== 0) meta[head + R_PREV] = rb; else this.last[bin] = rb;
+    this.first[bin] = rb;
+    this.count[bin]++;
+    meta[rb + R_FLAGS] |= F_QUEUED;
+    this.updateDirect(bin);
+  }
+
+  pushBack(meta: Int32Array, bin: number, rb: number): void {
+    const tail = this.last[bin];
+    meta[rb + R_NEXT] = 0;
+    meta[rb + R_PREV] = tail;
+    if (tail !== 0) meta[tail + R_NEXT] = rb; else { this.first[bin] = rb; this.updateDirect(bin); }
+    this.last[bin] = rb;
+    this.count[bin]++;
+    meta[rb + R_FLAGS] |= F_QUEUED;
+  }
+
+  remove(meta: Int32Array, bin: number, rb: number): void {
+    const prev = meta[rb + R_PREV];
+    const next = meta[rb + R_NEXT];
+    if (prev !== 0) meta[prev + R_NEXT] = next; else this.first[bin] = next;
+    if (next !== 0) meta[next + R_PREV] = prev; else this.last[bin] = prev;
+    meta[rb + R_NEXT] = 0;
+    meta[rb + R_PREV] = 0;
+    meta[rb + R_FLAGS] &= ~F_QUEUED;
+    this.count[bin]--;
+    if (prev === 0) this.updateDirect(bin);
+  }
+
+  /** Move a queued page to the front of its queue (it has blocks: the fast path should see it). */
+  moveToFront(meta: Int32Array, bin: number, rb: number): void {
+    if (this.first[bin] === rb) return;
+    this.remove(meta, bin, rb);
+    this.pushFront(meta, bin, rb);
+  }
+
+  /** Record that `bin` may hold a retired page. */
+  noteRetired(bin: number): void {
+    if (bin < this.retiredMin) this.retiredMin = bin;
+    if (bin > this.retiredMax) this.retiredMax = bin;
+  }
+}

@@ -1,0 +1,222 @@
+/**
+ * types.ts — every layout, constant and invariant of mimalloc-ts.
+ *
+ * This file is the design document, in the spirit of mimalloc's `types.h`.
+ * Everything an agent needs to find its way around the buffer is derived
+ * from the few base constants below, and every word of allocator state lives
+ * in the buffer itself so that any agent can attach, walk the heap, or take
+ * over the pages of a terminated agent.
+ *
+ * ## The buffer
+ *
+ * ```
+ *  0                                   H·64K                                size
+ *  ├─ header slices ──────────────────┤├─ slice ─┤├─ slice ─┤ … ├─ slice ─┤
+ *  │ fixed words │ agents │ slice bitmaps │ abandoned bitmaps │ page map │
+ *  │ page records │ A bitmap │ R bitmap │                                  │
+ * ```
+ *
+ * An address is a byte offset into the buffer (u32); 0 is NULL and lies in
+ * the header, so no block can ever have address 0. The memory after the
+ * header is cut into 64 KiB *slices*; a *page* is a run of slices holding
+ * blocks of one size (mimalloc v3: small = 1 slice, medium = 8, large = 64,
+ * singleton = exactly one block of any number of slices).
+ *
+ * ## Header regions (all Int32 words; offsets are word indices)
+ *
+ * | region | words | meaning |
+ * |---|---|---|
+ * | fixed | 128 | magic, version, geometry, counters (`H_*`) |
+ * | agents | MAX_AGENTS·AGENT_WORDS | one record per attached agent (`A_*`) |
+ * | free slices | sliceWords | bit s set ⇔ slice s is free (atomic) |
+ * | dirty slices | sliceWords | bit s set ⇔ slice s was ever part of a page |
+ * | abandoned | BIN_COUNT·sliceWords | bit s of bitmap b ⇔ page at s may be an abandoned page of bin b with free space ("mapped") |
+ * | page map | sliceCount | slice s → record base (firstSlice << REC_SHIFT) of the page covering s, or 0 |
+ * | page records | sliceCount·REC_WORDS | record of the page starting at slice s (`R_*`) |
+ * | A bitmap | size/256 | one bit per 8-byte granule: set ⇔ that address is a live block as returned to the user |
+ * | R bitmap | size/256 | one bit per 8-byte granule: set ⇔ that live block was freed by another agent and waits on `xthreadFree` |
+ *
+ * The A/R bitmaps are indexed by address (`p >>> 8` is the word, `(p >>> 3) & 31`
+ * the bit), so checking that `p` is a live block is one load and one test, with
+ * no division, for every page kind and for aligned blocks alike. They cost
+ * 2/64 of the buffer's address space, of which only the words covering used
+ * pages are ever touched (untouched SharedArrayBuffer pages cost no memory).
+ *
+ * ## Invariants (checked by `check()`)
+ *
+ * - I1 slices: for every slice s ≥ H, exactly one holds: free bit set and
+ *   pagemap[s] = 0, or free bit clear and pagemap[s] = base of a page with
+ *   STATE = 1 whose range covers s (outside a claim/free in flight, which
+ *   is recorded in its agent's intent).
+ * - I2 page counts: used = |A bits of the page| and
+ *   used − |xthreadFree| + |free| + |localFree| = capacity ≤ reserved.
+ * - I3 lists: `free`, `localFree`, `xthreadFree` hold distinct block starts
+ *   of the page below capacity, without cycles; a block on `free` or
+ *   `localFree` has its A bit clear; a block on `xthreadFree` has A and R set.
+ * - I4 ownership: OWNER is 0 for a non-page record, ABANDONED, the tid of
+ *   the agent whose theap queues the page, or tid|HELD while an agent holds
+ *   it outside any queue. Only the holder of a page writes its plain fields.
+ */
+
+// ---------------------------------------------------------------------------
+// Base constants
+// ---------------------------------------------------------------------------
+
+/** log2 of the slice size: 64 KiB slices, as mimalloc's arenas. */
+export const SLICE_SHIFT = 16;
+export const SLICE_SIZE = 1 << SLICE_SHIFT; // 65536
+/** Size-class word: bins are counted in 8-byte words (mimalloc's 64-bit table). */
+export const WORD_SHIFT = 3;
+export const WORD = 1 << WORD_SHIFT; // 8: the minimum block size and alignment
+/** A/R bitmaps: one bit per 8-byte granule, 32 bits per Int32 word ⇒ a word covers 256 bytes. */
+export const GRANULE_SHIFT = 3;
+export const BITMAP_WORD_SHIFT = GRANULE_SHIFT + 5; // 8
+
+/** Format identity, written at word 0 of the header. "mits" */
+export const MAGIC = 0x7374696d;
+export const VERSION = 1;
+
+/** Maximum simultaneously attached agents (main thread + workers). */
+export const MAX_AGENTS = 256;
+/** Largest buffer: typed arrays over more than 4 GiB fail on Node 20, and addresses are u32. */
+export const MAX_SIZE = 2 ** 32 - SLICE_SIZE;
+export const MIN_SIZE = 1 << 20;
+export const DEFAULT_SIZE = 256 << 20;
+
+// ---------------------------------------------------------------------------
+// Size classes (bins.ts computes the tables)
+// ---------------------------------------------------------------------------
+
+/** Requests up to this many bytes take the `pagesFreeDirect` fast path (mimalloc's MI_SMALL_SIZE_MAX). */
+export const SMALL_SIZE_MAX = 1024;
+export const SMALL_WSIZE_MAX = SMALL_SIZE_MAX >>> WORD_SHIFT; // 128
+/** Blocks larger than this live in singleton (huge) pages: 512 KiB, as v3. */
+export const LARGE_OBJ_SIZE_MAX = 512 * 1024;
+export const LARGE_OBJ_WSIZE_MAX = LARGE_OBJ_SIZE_MAX >>> WORD_SHIFT; // 65536
+/** Page kinds by block size; the /6 keeps the tail waste of a page ≤ 1/6·block. */
+export const SMALL_PAGE_SLICES = 1; // 64 KiB
+export const MEDIUM_PAGE_SLICES = 8; // 512 KiB
+export const LARGE_PAGE_SLICES = 64; // 4 MiB
+export const SMALL_OBJ_SIZE_MAX = ((SMALL_PAGE_SLICES * SLICE_SIZE) - 4096) / 6; // 10240
+export const MEDIUM_OBJ_SIZE_MAX = Math.floor(((MEDIUM_PAGE_SLICES * SLICE_SIZE) - 4096) / 6); // 86698
+
+export const BIN_HUGE = 73;
+export const BIN_FULL = 74;
+export const BIN_COUNT = 75;
+
+/** Lazy extension adds about one OS page worth of blocks at a time. */
+export const EXTEND_BYTES = 4096;
+/** Small pages may keep this many full pages in their queue before abandoning them (page_full_retain). */
+export const PAGE_FULL_RETAIN = 2;
+/** Retired (empty, only page of its bin) pages live this many generic calls (small / other). */
+export const RETIRE_CYCLES_SMALL = 16;
+export const RETIRE_CYCLES_OTHER = 4;
+
+// ---------------------------------------------------------------------------
+// Fixed header words
+// ---------------------------------------------------------------------------
+
+export const H_MAGIC = 0;
+export const H_VERSION = 1;
+export const H_SLICE_COUNT = 2; // total slices in the buffer, header included
+export const H_HEADER_SLICES = 3; // slices [0, H) hold the header
+export const H_NEXT_AGENT_ID = 4; // atomic counter; ids are never reused
+export const H_OPTIONS = 5; // OPT_* bits
+export const H_COMMITTED = 6; // high-water mark in slices (atomic max)
+export const H_SIZE_HI = 7; // size / 64 KiB (sliceCount) kept twice for check()
+export const H_AGENTS_LIVE = 8; // attached agents (atomic)
+export const H_ABANDONED_COUNT = 16; // BIN_COUNT atomic counters of mapped abandoned pages (a hint)
+export const H_FIXED_WORDS = 128;
+
+export const OPT_KNOWN_ZERO = 1; // the buffer started zeroed: never-used slices read as 0
+
+// ---------------------------------------------------------------------------
+// Agent records (one per attached agent)
+// ---------------------------------------------------------------------------
+
+export const AGENT_WORDS = 16;
+export const A_ID = 0; // agent id (≥ 1), 0 = free slot (atomic)
+export const A_STATE = 1; // AGENT_*
+export const A_INTENT_OP = 2; // INTENT_* in flight (atomic)
+export const A_INTENT_START = 3; // first slice of the range
+export const A_INTENT_COUNT = 4; // slices in the range
+export const AGENT_FREE = 0;
+export const AGENT_ALIVE = 1;
+export const AGENT_REAPING = 2;
+export const INTENT_NONE = 0;
+export const INTENT_CLAIM = 1; // claiming free slices for a new page
+export const INTENT_RELEASE = 2; // returning a page's slices
+
+// ---------------------------------------------------------------------------
+// Page records
+// ---------------------------------------------------------------------------
+
+/**
+ * A page record: REC_WORDS Int32 words per slice, used for the page that
+ * starts at that slice. A record *base* is `slice << REC_SHIFT`; the page map
+ * and the theap's queues store bases, so a field is `meta[base + R_FIELD]`.
+ *
+ * ```
+ *  word  0 STATE      1 = page in use (written last on create, first on free)
+ *        1 BLOCK_SIZE bytes per block
+ *        2 RESERVED   blocks that fit
+ *        3 CAPACITY   blocks initialised so far (free list extended lazily)
+ *        4 USED       blocks handed out, including those waiting on XTHREAD_FREE
+ *        5 FREE       head of the list malloc pops (block address, 0 = empty)
+ *        6 LOCAL_FREE head of the list of blocks freed by the holder
+ *        7 XTHREAD_FREE head of the list of blocks freed by other agents (atomic)
+ *        8 OWNER      0 none | ABANDONED | tid | tid|HELD (atomic)
+ *        9 HEAP       heap id (0 = main heap)
+ *       10 SLICES     slices spanned
+ *       11 NEXT, 12 PREV  links in the owner's page queue (record bases)
+ *       13 FLAGS      bin (bits 0–7) | F_* | retire countdown << 16
+ *       14 COLLECT    rest of an XTHREAD_FREE list being collected
+ *       15 ORIGIN     tid of the theap that created or last reclaimed the page
+ *       16 KEY0, 17 KEY1  secure-mode keys (reserved)
+ * ```
+ */
+export const REC_SHIFT = 5;
+export const REC_WORDS = 1 << REC_SHIFT; // 32 words = 128 bytes per slice (0.2 %)
+export const R_STATE = 0;
+export const R_BLOCK_SIZE = 1;
+export const R_RESERVED = 2;
+export const R_CAPACITY = 3;
+export const R_USED = 4;
+export const R_FREE = 5;
+export const R_LOCAL_FREE = 6;
+export const R_XTHREAD_FREE = 7;
+export const R_OWNER = 8;
+export const R_HEAP = 9;
+export const R_SLICES = 10;
+export const R_NEXT = 11;
+export const R_PREV = 12;
+export const R_FLAGS = 13;
+export const R_COLLECT = 14;
+export const R_ORIGIN = 15;
+export const R_KEY0 = 16;
+export const R_KEY1 = 17;
+
+export const STATE_FREE = 0;
+export const STATE_IN_USE = 1;
+
+/** OWNER values. Agent tids are `id << 2` (≥ 4), so the low two bits are flags. */
+export const OWNER_NONE = 0;
+export const OWNER_ABANDONED = 2;
+export const OWNER_HELD = 1;
+
+export const FLAG_BIN_MASK = 0xff;
+/** Blocks on FREE are zero except their first word (link); calloc can skip the memset. */
+export const F_ZERO = 1 << 8;
+/** Memory past CAPACITY has never been written since the buffer was created (reads as 0). */
+export const F_FRESH = 1 << 9;
+/** Some blocks were returned at an aligned address inside the block (mimalloc's HAS_INTERIOR_POINTERS). */
+export const F_ALIGNED = 1 << 10;
+/** The page is in its theap queue (cleared while abandoned or held). */
+export const F_QUEUED = 1 << 11;
+export const RETIRE_SHIFT = 16;
+export const RETIRE_MASK = 0xff << RETIRE_SHIFT;
+
+/** Interpret an Int32 word holding an address as the u32 address. */
+export function u32(x: number): number {
+  return x >>> 0;
+}
