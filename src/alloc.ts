@@ -434,7 +434,7 @@ export class Allocator implements AgentContext {
         const rb = this.pageMap[p >>> SLICE_SHIFT];
         const meta = this.meta;
         if (meta[rb + R_OWNER] === this.fastTid && (meta[rb + R_FLAGS] & F_ALIGNED) === 0 &&
-            (Atomics.load(this.rBits, w) & bit) === 0) {
+            (this.rBits[w] & bit) === 0) {
           this.aBits[w] = aw ^ bit;
           this.mem[p >>> 2] = meta[rb + R_LOCAL_FREE];
           meta[rb + R_LOCAL_FREE] = p;
