@@ -8,23 +8,44 @@
 //   (c) two workers each doing (a) at once vs one worker doing (a) alone
 //
 // Options: --quick (fewer/shorter reps), --peers=name,name  --workloads=abc
+//          --wait-idle[=seconds]: first wait (default up to 300 s) until other
+//          processes use < 10% of the CPUs; --v8-default-tiering (see below)
 // Results: a table on stdout, progress on stderr, bench/results/micro.json.
+//
+// The run re-executes itself under `node --no-wasm-dynamic-tiering`, so the
+// wasm peers run fully optimised (TurboFan) code from the first rep instead of
+// tiering up from Liftoff during the first few hundred ms (which showed as
+// 12..18 ns/op drifting down to 11.5 for dlmalloc). JavaScript code is not
+// affected. Pass --v8-default-tiering to measure with V8's defaults.
+//
+// The machine is small and shared: the load average at start and end is
+// printed and stored; results taken while other work ran are not comparable.
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { BENCH_DIR, BUILD_DIR, JS_PEERS, MIMALLOC_TS_SIZE, loadMimallocTs, probeNoCheck } from './lib/peers.js';
-import { PARAMS, median } from './lib/workload.js';
+import { PARAMS, median, scheduleC } from './lib/workload.js';
 
 // ---- options ----------------------------------------------------------------
+
+const TIERING_FLAG = '--no-wasm-dynamic-tiering';
+if (!process.execArgv.includes(TIERING_FLAG) && !process.argv.includes('--v8-default-tiering')) {
+  const script = fileURLToPath(import.meta.url);
+  const r = spawnSync(process.execPath, [...process.execArgv, TIERING_FLAG, script, ...process.argv.slice(2)], {
+    stdio: 'inherit',
+  });
+  process.exit(r.status ?? 1);
+}
 
 const argv = process.argv.slice(2);
 const opt = (name) => argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
 const quick = argv.includes('--quick');
 const params = quick
-  ? { ...PARAMS, reps: 5, c_reps: 5, target_ms: 30, c_target_ms: 50, passes: 1, c_passes: 1 }
+  ? { ...PARAMS, reps: 5, c_reps: 4, target_ms: 30, c_target_ms: 50, warmup_ms: 100, passes: 1, c_passes: 1 }
   : { ...PARAMS };
 const workloads = opt('workloads') ?? 'abc';
 const NATIVE = ['native-mimalloc', 'native-glibc'];
@@ -121,11 +142,11 @@ function runWorker(task, timeoutMs = 120_000) {
   });
 }
 
-/** (c): n workers, each `rounds` rounds of (a), synchronised per rep. */
-async function runScaling(peer, n, rounds, handle) {
+/** (c): two workers, solo and duo reps interleaved; Mops/s per rep. */
+async function runScaling(peer, rounds, handle) {
   const ctrl = new SharedArrayBuffer(64);
-  const tasks = [];
-  for (let i = 0; i < n; i++) tasks.push({ kind: 'c', peer, params, ctrl, nworkers: n, rounds, handle });
+  const schedule = scheduleC(params.c_reps);
+  const tasks = [0, 1].map((idx) => ({ kind: 'c', peer, params, ctrl, idx, rounds, schedule, handle }));
   const ps = tasks.map((t) => runWorker(t));
   let res;
   try {
@@ -135,18 +156,62 @@ async function runScaling(peer, n, rounds, handle) {
     await Promise.allSettled(ps);
     throw e;
   }
-  const ops = n * 2 * params.a_blocks * rounds;
-  const mops = [];
-  for (let r = 0; r < params.c_reps; r++) {
-    const lo = Math.min(...res.map((x) => x.t0[r]));
-    const hi = Math.max(...res.map((x) => x.t1[r]));
-    mops.push(ops / ((hi - lo) * 1e3));
-  }
-  return mops;
+  const ops = 2 * params.a_blocks * rounds; // per worker
+  const one = [];
+  const two = [];
+  schedule.forEach((mode, r) => {
+    if (mode === 'S') one.push(ops / ((res[0].t1[r] - res[0].t0[r]) * 1e3));
+    else two.push((2 * ops) / ((Math.max(res[0].t1[r], res[1].t1[r]) - Math.min(res[0].t0[r], res[1].t0[r])) * 1e3));
+  });
+  return { one, two };
 }
 
 // ---- main -------------------------------------------------------------------
 
+/** Fraction of all CPUs busy over `ms` (while this process sleeps). */
+async function cpuBusy(ms = 300) {
+  const sum = () =>
+    os.cpus().reduce(
+      (a, c) => {
+        const t = c.times;
+        a.idle += t.idle;
+        a.all += t.user + t.nice + t.sys + t.idle + t.irq;
+        return a;
+      },
+      { idle: 0, all: 0 },
+    );
+  const a = sum();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = sum();
+  return 1 - (b.idle - a.idle) / Math.max(1, b.all - a.all);
+}
+/**
+ * Linux: CPU ticks used by the whole machine and by this process with its
+ * waited-for children (the native runs), to tell how much CPU other
+ * processes took during the run. null elsewhere.
+ */
+function cpuTicks() {
+  try {
+    const all = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const busy = all.reduce((a, b) => a + b, 0) - all[3] - (all[4] ?? 0); // minus idle, iowait
+    const self = readFileSync('/proc/self/stat', 'utf8');
+    const f = self.slice(self.lastIndexOf(')') + 2).split(' ').map(Number); // f[0] is field 3
+    return { busy, self: f[11] + f[12] + f[13] + f[14] }; // utime stime cutime cstime
+  } catch {
+    return null;
+  }
+}
+const waitArg = argv.find((a) => a === '--wait-idle' || a.startsWith('--wait-idle='));
+if (waitArg) {
+  const limit = Date.now() + 1000 * (Number(waitArg.split('=')[1]) || 300);
+  let quiet = 0;
+  while (quiet < 3 && Date.now() < limit) quiet = (await cpuBusy(1000)) < 0.1 ? quiet + 1 : 0;
+  log(quiet >= 3 ? 'machine is idle; starting' : 'machine did not become idle; starting anyway');
+}
+const load0 = os.loadavg();
+const busy0 = await cpuBusy();
+const ticks0 = cpuTicks();
+if (busy0 > 0.15) log(`warning: ${(busy0 * 100).toFixed(0)}% of the CPUs were busy before the run started; numbers will be noisy`);
 const results = {};
 const unavailable = {};
 const notes = [];
@@ -234,19 +299,13 @@ if (workloads.includes('c')) {
         }
         const ns = results[peer]?.a?.ns_per_op ?? 100;
         const rounds = Math.max(1, Math.round((params.c_target_ms * 1e6) / (ns * 2 * params.a_blocks)));
-        const one = [];
-        const two = [];
-        for (const n of [1, 2]) {
-          let alloc = null;
-          if (peer === 'mimalloc-ts') alloc = Allocator.create({ size: MIMALLOC_TS_SIZE });
-          const samples = await runScaling(peer, n, rounds, alloc?.handle);
-          (n === 1 ? one : two).push(...samples);
-          if (alloc && typeof alloc.check === 'function') {
-            try {
-              alloc.check();
-            } catch (e) {
-              notes.push(`mimalloc-ts (c, ${n} workers): check() after the run failed: ${e.message}`);
-            }
+        const alloc = peer === 'mimalloc-ts' ? Allocator.create({ size: MIMALLOC_TS_SIZE }) : null;
+        const { one, two } = await runScaling(peer, rounds, alloc?.handle);
+        if (alloc && typeof alloc.check === 'function') {
+          try {
+            alloc.check();
+          } catch (e) {
+            notes.push(`mimalloc-ts (c): check() after the workers detached failed: ${e.message}`);
           }
         }
         c.one_samples.push(...one);
@@ -285,6 +344,7 @@ function table(title, rows, cols) {
   return lines.join('\n');
 }
 
+const FLOOR_NOTE = 'reference floor, not an allocator (size-class LIFO lists, no checks)';
 const order = selected.filter((p) => ALL.includes(p));
 const why = (p) => unavailable[p] ?? '';
 
@@ -305,7 +365,7 @@ const machine = `${os.cpus()[0]?.model ?? '?'}, ${os.availableParallelism?.() ??
 out.push(`mimalloc-ts micro benchmark (${machine})${quick ? ' [--quick]' : ''}`);
 out.push(
   `(a)/(b): median of ${params.passes} passes x ${params.reps} timed reps (each pass a fresh worker/process, ` +
-    `${params.warmup} warm-up reps, ~${params.target_ms} ms per rep); ratio = ns/op / ${REF} ns/op`,
+    `warm-up >= ${params.warmup} reps and ${params.warmup_ms} ms, ~${params.target_ms} ms per rep); ratio = ns/op / ${REF} ns/op`,
 );
 
 if (workloads.includes('a')) {
@@ -320,7 +380,7 @@ if (workloads.includes('a')) {
         { h: 'min..max', f: (x) => (x.r ? spread(x.r.samples) : '') },
         { h: 'x native-mi', f: (x) => (x.r && ref?.a ? fmt(x.r.ns_per_op / ref.a.ns_per_op) : '-') },
         { h: 'ops/rep', f: (x) => (x.r ? x.r.ops_per_rep : '') },
-        { h: 'notes', left: true, f: (x) => (x.r ? '' : why(x.name)) },
+        { h: 'notes', left: true, f: (x) => (x.r ? (x.name === 'js-floor' ? FLOOR_NOTE : '') : why(x.name)) },
       ],
     ),
   );
@@ -346,7 +406,9 @@ if (workloads.includes('b')) {
               ? why(x.name)
               : x.name === 'thing-malloc'
                 ? `O(n) free: only ${x.r.steps} free+malloc steps per rep (live count kept at ${x.r.live})`
-                : '',
+                : x.name === 'js-floor'
+                  ? FLOOR_NOTE
+                  : '',
         },
       ],
     ),
@@ -378,13 +440,26 @@ if (workloads.includes('c')) {
                 ? 'both workers attached to one shared allocator'
                 : NATIVE.includes(x.name)
                   ? 'pthreads'
-                  : 'one instance per worker'
+                  : x.name === 'js-floor'
+                    ? 'reference floor (not an allocator), one per worker'
+                    : 'one instance per worker'
               : x.err,
         },
       ],
     ),
   );
 }
+
+const elapsed = (performance.now() - t0) / 1e3;
+const load1 = os.loadavg();
+const ticks1 = cpuTicks();
+const busy1 = await cpuBusy();
+// share of the machine's CPU time during the run that other processes used
+const foreign =
+  ticks0 && ticks1
+    ? Math.max(0, ticks1.busy - ticks0.busy - (ticks1.self - ticks0.self)) / (elapsed * 100 * os.cpus().length)
+    : null;
+if (foreign !== null && foreign > 0.05) notes.push(`other processes used ${fmt(foreign * 100, 0)}% of the CPU time during the run: numbers are noisy`);
 
 // targets from the issue
 const targets = [];
@@ -421,9 +496,13 @@ if (notes.length) {
   out.push('notes:');
   for (const n of notes) out.push(`  ${n}`);
 }
-const elapsed = (performance.now() - t0) / 1e3;
+const la = (l) => l.map((x) => x.toFixed(2)).join(' ');
 out.push('');
-out.push(`total time ${fmt(elapsed, 1)} s; raw samples in bench/results/micro.json`);
+out.push(
+  `total time ${fmt(elapsed, 1)} s; CPU used by other processes: ${fmt(busy0 * 100, 0)}% before, ` +
+    `${foreign === null ? '?' : fmt(foreign * 100, 0)}% during, ${fmt(busy1 * 100, 0)}% after the run`,
+);
+out.push('raw samples in bench/results/micro.json');
 console.log(out.join('\n'));
 
 const resultsDir = path.join(BENCH_DIR, 'results');
@@ -434,6 +513,7 @@ writeFileSync(
     {
       date: new Date().toISOString(),
       command: `node bench/micro.js ${argv.join(' ')}`.trim(),
+      node_flags: process.execArgv,
       machine: {
         cpu: os.cpus()[0]?.model,
         cpus: os.availableParallelism?.() ?? os.cpus().length,
@@ -447,6 +527,8 @@ writeFileSync(
       targets,
       notes,
       elapsed_s: elapsed,
+      loadavg: { start: load0, end: load1 },
+      other_cpu_share: { before: busy0, during: foreign, after: busy1 },
     },
     null,
     2,

@@ -577,9 +577,15 @@ export class Allocator implements AgentContext {
   private validate(q: number, what: string): number {
     const meta = this.meta;
     if ((q & 7) === 0 && q < this.size) {
-      if ((this.aBits[q >>> BITMAP_WORD_SHIFT] & (1 << ((q >>> GRANULE_SHIFT) & 31))) !== 0) {
+      const w = q >>> BITMAP_WORD_SHIFT;
+      const bit = 1 << ((q >>> GRANULE_SHIFT) & 31);
+      if ((this.aBits[w] & bit) !== 0) {
         const rb = this.pageMap[q >>> SLICE_SHIFT];
-        if (rb !== 0 && Atomics.load(meta, rb + R_STATE) === STATE_IN_USE) return rb;
+        if (rb !== 0 && Atomics.load(meta, rb + R_STATE) === STATE_IN_USE) {
+          if ((Atomics.load(this.rBits, w) & bit) === 0) return rb;
+          this.report('EAGAIN', `${what}: block ${hex(q)} (size ${meta[rb + R_BLOCK_SIZE]}) was already freed by another agent`, q);
+          return 0;
+        }
       }
       const rb = this.pageMap[q >>> SLICE_SHIFT];
       if (rb !== 0 && Atomics.load(meta, rb + R_STATE) === STATE_IN_USE) {
@@ -653,6 +659,33 @@ export class Allocator implements AgentContext {
   /** The usable size a request of n bytes would get. */
   goodSize(n: number): number {
     return goodSizeOf(checkSize('size', n));
+  }
+
+  /**
+   * mimalloc's `mi_collect`: collect the cross-agent frees of every page of
+   * this agent's theaps and release the pages that became empty (with
+   * `force`, also the retired ones). Costs one pass over this agent's pages.
+   */
+  collect(force = false): void {
+    this.assertAttached();
+    const a = this.arena;
+    const meta = this.meta;
+    for (const th of this.theaps) {
+      if (!th) continue;
+      for (let bin = 0; bin < th.first.length; bin++) {
+        let rb = th.first[bin];
+        while (rb !== 0) {
+          const next = meta[rb + R_NEXT];
+          pageCollect(a, rb);
+          if (meta[rb + R_USED] === 0 && (force || th.count[bin] > 1)) {
+            th.remove(meta, bin, rb);
+            pageRelease(a, this.agentBase, rb);
+          }
+          rb = next;
+        }
+      }
+      if (force) this.collectRetired(th, true);
+    }
   }
 
   // =========================================================================

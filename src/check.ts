@@ -145,8 +145,8 @@ function checkPage(a: Arena, rb: number, live: Set<number>): void {
   const nFree = walk(meta[rb + R_FREE], 'free', false);
   const nLocal = walk(meta[rb + R_LOCAL_FREE], 'localFree', false);
   const nRemote = walk(Atomics.load(meta, rb + R_XTHREAD_FREE), 'xthreadFree', true);
-  if (used - nRemote + nFree + nLocal !== cap) {
-    fail(`I2: ${name}: used ${used} − xthreadFree ${nRemote} + free ${nFree} + localFree ${nLocal} ≠ capacity ${cap}`);
+  if (used + nFree + nLocal !== cap) {
+    fail(`I2: ${name}: used ${used} + free ${nFree} + localFree ${nLocal} ≠ capacity ${cap} (xthreadFree ${nRemote})`);
   }
   // R bits only on blocks waiting on xthreadFree
   let rCount = 0;

@@ -48,8 +48,9 @@
  *   pagemap[s] = 0, or free bit clear and pagemap[s] = base of a page with
  *   STATE = 1 whose range covers s (outside a claim/free in flight, which
  *   is recorded in its agent's intent).
- * - I2 page counts: used = |A bits of the page| and
- *   used − |xthreadFree| + |free| + |localFree| = capacity ≤ reserved.
+ * - I2 page counts: used = |A bits of the page| (blocks waiting on
+ *   xthreadFree still count as used) and used + |free| + |localFree| =
+ *   capacity ≤ reserved.
  * - I3 lists: `free`, `localFree`, `xthreadFree` hold distinct block starts
  *   of the page below capacity, without cycles; a block on `free` or
  *   `localFree` has its A bit clear; a block on `xthreadFree` has A and R set.

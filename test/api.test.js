@@ -86,8 +86,8 @@ describe('exports and creation', () => {
   test('buffer option: manages the given SharedArrayBuffer / ArrayBuffer', () => {
     const sab = new SharedArrayBuffer(4 * MiB);
     const a = Allocator.create({ buffer: sab });
-    assert.equal(a.buffer, sab);
-    assert.equal(a.u8.buffer, sab);
+    assert.ok(a.buffer === sab);
+    assert.ok(a.u8.buffer === sab);
     assert.equal(a.stats().reserved, 4 * MiB);
     const p = a.malloc(1000);
     assert.notEqual(p, 0);
@@ -97,7 +97,7 @@ describe('exports and creation', () => {
 
     const ab = new ArrayBuffer(2 * MiB);
     const b = Allocator.create({ buffer: ab });
-    assert.equal(b.buffer, ab);
+    assert.ok(b.buffer === ab);
     const q = b.malloc(64);
     assert.notEqual(q, 0);
     b.free(q);
@@ -133,7 +133,7 @@ describe('views', () => {
     assert.ok(a.f64 instanceof Float64Array);
     assert.ok(a.view instanceof DataView);
     for (const v of [a.u8, a.i32, a.u32, a.f64, a.view]) {
-      assert.equal(v.buffer, a.buffer);
+      assert.ok(v.buffer === a.buffer);
       assert.equal(v.byteOffset, 0);
       assert.equal(v.byteLength, len);
     }
@@ -582,13 +582,16 @@ describe('sizes', () => {
   });
 
   test('every block is 8-byte aligned and addresses are unique (no overlap)', () => {
-    const { a, errors } = recording();
+    // 128 MiB: large pages are 4 MiB per size class, so ~35 MiB of live blocks spread
+    // over many classes can commit more than 64 MiB.
+    const { a, errors } = recording(128 * MiB);
     let s = 99;
     const rnd = (m) => { s = (s * 1664525 + 1013904223) >>> 0; return s % m; };
     const blocks = [];
     for (let i = 0; i < 6000; i++) {
       const r = rnd(100);
-      const n = r < 60 ? rnd(65) : r < 95 ? rnd(4097) : r < 99 ? rnd(200 * KiB) : rnd(2 * MiB);
+      // about 30 MiB live in total: 60% tiny, 35% small, 4% up to 64 KiB, 1% up to 1 MiB
+      const n = r < 60 ? rnd(65) : r < 95 ? rnd(4097) : r < 99 ? rnd(64 * KiB) : rnd(MiB);
       const how = rnd(3);
       const p = how === 0 ? a.malloc(n) : how === 1 ? a.zalloc(n) : a.calloc(1, n);
       assert.notEqual(p, 0);
@@ -840,7 +843,7 @@ describe('handle, attach, detach, releaseAgent (same thread)', () => {
     const b = Allocator.attach(structuredClone(a.handle));
     assert.notEqual(b.agentId, a.agentId);
     assert.ok(Number.isInteger(b.agentId) && b.agentId > 0);
-    assert.equal(b.u8.buffer, a.u8.buffer);
+    assert.equal(b.buffer.byteLength, a.buffer.byteLength);
     const pa = a.malloc(100);
     const pb = b.malloc(100);
     assert.notEqual(pa, pb);
@@ -851,7 +854,25 @@ describe('handle, attach, detach, releaseAgent (same thread)', () => {
     b.detach();
     assert.throws(() => b.malloc(8));
     a.check();
-    assert.equal(a.stats().used, 0);
+    // the remotely freed blocks are reusable: allocating many more 100-byte blocks works
+    const ps = [];
+    for (let i = 0; i < 2000; i++) ps.push(a.malloc(100));
+    assert.equal(new Set(ps).size, 2000);
+    for (const p of ps) a.free(p);
+    a.check();
+  });
+
+  test('stats().used drops when a block is freed by another agent (it is no longer live)', () => {
+    const a = Allocator.create({ size: 16 * MiB });
+    const b = Allocator.attach(structuredClone(a.handle));
+    const pa = a.malloc(100);
+    const usedA = a.stats().used;
+    assert.equal(usedA, a.usableSize(pa));
+    b.free(pa); // remote free into a's page
+    assert.equal(a.stats().used, 0, 'block freed by agent b still counted as used');
+    assert.equal(b.stats().used, 0);
+    b.detach();
+    a.check();
   });
 
   test('releaseAgent takes over an agent that never detached; unknown id returns false', () => {

@@ -36,10 +36,11 @@ function fixture() {
   }
   const p64 = blocks[1].p;
   const s0 = a.stats();
-  function verify(what) {
+  // `allocated`: the test made valid allocations too, so the committed high-water mark may have grown
+  function verify(what, { allocated = false } = {}) {
     const s = a.stats();
     assert.equal(s.used, s0.used, `${what}: stats().used changed`);
-    assert.equal(s.committed, s0.committed, `${what}: stats().committed changed`);
+    if (!allocated) assert.equal(s.committed, s0.committed, `${what}: stats().committed changed`);
     for (const { p, u, b } of blocks) {
       for (const off of [0, 1, u >>> 1, u - 1]) {
         if (a.u8[p + off] !== b) assert.fail(`${what}: block @${p} byte ${off} changed`);
@@ -208,28 +209,44 @@ describe('EINVAL: addresses that are not live blocks', () => {
   });
 
   test('the hidden start of an aligned block and every other address inside it', () => {
-    for (const [n, al] of [[100, 64], [100, 4096], [3000, 1024], [5000, 64 * KiB], [200 * KiB, 256 * KiB]]) {
+    let hiddenSeen = 0;
+    const cases = [[100, 64], [300, 128], [5000, 2048], [20000, 8192], [100, 4096], [3000, 1024], [5000, 64 * KiB], [200 * KiB, 256 * KiB]];
+    for (const [n, al] of cases) {
       const errors = [];
       const a = Allocator.create({ size: 16 * MiB, onError: (code, message, address) => { errors.push({ code, address }); } });
-      const used0 = a.stats().used;
-      const q = a.mallocAligned(n, al);
-      assert.notEqual(q, 0);
-      assert.equal(q % al, 0);
-      const uq = a.usableSize(q);
+      // Allocate aligned blocks until one does not start at its hidden block start (an
+      // over-allocated block whose start is not aligned); the earlier ones stay live.
+      const fillers = new Set();
+      let q = 0;
+      let uq = 0;
+      let usedBefore = 0;
+      let usedAfter = 0;
+      let hidden = 0;
+      for (let attempt = 0; attempt < 8; attempt++) {
+        if (q !== 0) fillers.add(q);
+        usedBefore = a.stats().used;
+        q = a.mallocAligned(n, al);
+        assert.notEqual(q, 0);
+        assert.equal(q % al, 0);
+        uq = a.usableSize(q);
+        usedAfter = a.stats().used;
+        // usableSize(q) runs to the end of the hidden block, whose size is the growth of `used`
+        hidden = q + uq - (usedAfter - usedBefore);
+        if (hidden !== q) break;
+      }
       a.u8.fill(0x99, q, q + uq);
-      const used1 = a.stats().used;
-      const blockSize = used1 - used0;
-      // if usableSize(q) runs to the end of the hidden block, the hidden start is:
-      const hidden = q + uq - blockSize;
-      if (hidden !== q && hidden > 0 && hidden > q - al - 64) {
+      if (hidden !== q) {
+        hiddenSeen++;
+        assert.ok(hidden < q && hidden > q - al - 8, `hidden start ${hidden} for q ${q}`);
         const e0 = errors.length;
         assert.equal(a.usableSize(hidden), 0);
         assert.equal(a.free(hidden), undefined);
         assert.equal(a.realloc(hidden, 8), 0);
-        assert.deepEqual(errors.slice(e0).map((e) => e.code), ['EINVAL', 'EINVAL', 'EINVAL'], `hidden start ${hidden} of (${n}, ${al})`);
+        assert.deepEqual(errors.slice(e0).map((e) => e.code), ['EINVAL', 'EINVAL', 'EINVAL'], `hidden start q-${q - hidden} of (${n}, ${al})`);
       }
-      // with one live block in the heap, nothing below q within an alignment may be accepted
+      // nothing below q within an alignment may be accepted (but the live fillers)
       for (let x = q - 8; x > 0 && x >= q - al - 64; x -= 8) {
+        if (fillers.has(x)) continue;
         const e0 = errors.length;
         a.usableSize(x);
         a.free(x);
@@ -243,14 +260,18 @@ describe('EINVAL: addresses that are not live blocks', () => {
         assert.equal(errors.length, e0 + 1, `free(q+${x - q}) accepted`);
         assert.equal(errors[e0].code, 'EINVAL');
       }
-      assert.equal(a.stats().used, used1);
+      assert.equal(a.stats().used, usedAfter);
       assert.equal(a.usableSize(q), uq);
       for (let i = 0; i < uq; i += 97) if (a.u8[q + i] !== 0x99) assert.fail(`aligned block byte ${i} changed`);
       a.check();
       a.free(q);
-      assert.equal(a.stats().used, used0);
+      for (const f of fillers) a.free(f);
+      assert.deepEqual(errors.filter((e) => e.address === q), []);
+      assert.equal(a.stats().used, 0);
       a.check();
     }
+    // mimalloc's over-allocation strategy must have produced at least one hidden start
+    assert.ok(hiddenSeen >= 1, 'no aligned block with a hidden start was produced; the test exercised nothing');
   });
 });
 
@@ -283,7 +304,7 @@ describe('EAGAIN: double free', () => {
       seen.add(x);
     }
     for (const x of seen) a.free(x);
-    verify('double free');
+    verify('double free', { allocated: true });
   });
 
   test('double free of a huge block is reported (EAGAIN or EINVAL) and ignored', () => {
@@ -294,7 +315,7 @@ describe('EAGAIN: double free', () => {
     a.free(p);
     assert.equal(errors.length, e0 + 1);
     assert.ok(['EAGAIN', 'EINVAL'].includes(errors[e0].code), errors[e0].code);
-    verify('huge double free');
+    verify('huge double free', { allocated: true });
   });
 
   test('double free of an aligned block', () => {
@@ -307,7 +328,7 @@ describe('EAGAIN: double free', () => {
     assert.equal(errors.length, e0 + 1);
     assert.equal(errors[e0].code, 'EAGAIN');
     a.free(keep);
-    verify('aligned double free');
+    verify('aligned double free', { allocated: true });
   });
 });
 

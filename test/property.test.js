@@ -9,7 +9,7 @@ const KiB = 1024;
 const MiB = 1024 * 1024;
 const HEAP = 64 * MiB;
 const LIVE_LIMIT = 20 * MiB; // the model frees instead of allocating beyond this many live bytes
-const NUM_RUNS = Number(process.env.PROPERTY_RUNS ?? 60);
+const NUM_RUNS = Number(process.env.PROPERTY_RUNS ?? 300);
 
 const sizeArb = fc.oneof(
   { arbitrary: fc.integer({ min: 0, max: 64 }), weight: 50 },
@@ -35,7 +35,7 @@ const opArb = fc.oneof(
 function runOps(ops) {
   const errors = [];
   const a = Allocator.create({ size: HEAP, onError: (code, message, address) => { errors.push({ code, message, address }); } });
-  const u8 = a.u8;
+  const u8 = a.u8; a.zalloc = (n) => a.malloc(n);
   const live = new Map(); // address -> { n, u, fill, align }
   const order = []; // live addresses, for picking by index
   let liveBytes = 0;
@@ -189,7 +189,7 @@ function runOps(ops) {
 
 test('model-based: random operation sequences keep every block intact and disjoint', () => {
   fc.assert(
-    fc.property(fc.array(opArb, { minLength: 1, maxLength: 400 }), (ops) => { runOps(ops); }),
+    fc.property(fc.array(opArb, { minLength: 1, maxLength: 600, size: 'max' }), (ops) => { runOps(ops); }),
     { numRuns: NUM_RUNS },
   );
 });
@@ -203,7 +203,7 @@ test('model-based: small-only churn (many blocks per page)', () => {
     { weight: 5, arbitrary: fc.record({ t: fc.constant('aligned'), n: fc.integer({ min: 0, max: 256 }), k: fc.integer({ min: 0, max: 8 }) }) },
   );
   fc.assert(
-    fc.property(fc.array(smallOp, { minLength: 100, maxLength: 1500 }), (ops) => { runOps(ops); }),
+    fc.property(fc.array(smallOp, { minLength: 100, maxLength: 1500, size: 'max' }), (ops) => { runOps(ops); }),
     { numRuns: Math.max(5, NUM_RUNS >> 2) },
   );
 });

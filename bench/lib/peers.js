@@ -19,7 +19,44 @@ export const DIST_INDEX = path.resolve(BENCH_DIR, '..', 'dist', 'index.js');
 export const MIMALLOC_TS_SIZE = 256 * 1024 * 1024;
 const THING_POOL_SIZE = 64 * 1024 * 1024;
 
-export const JS_PEERS = ['mimalloc-ts', 'mimalloc-ts-nocheck', 'dlmalloc-wasm', 'tlsf-wasm', 'thing-malloc'];
+export const JS_PEERS = ['mimalloc-ts', 'mimalloc-ts-nocheck', 'dlmalloc-wasm', 'tlsf-wasm', 'thing-malloc', 'js-floor'];
+
+/**
+ * Not an allocator: the least work a JavaScript malloc/free over a typed
+ * array can do (8-byte size classes, one LIFO list per class, a bump pointer,
+ * a one-word header holding the class; no checks, no page structure, never
+ * returns memory). It shows how close to native a JS allocator can get here.
+ */
+class FloorFreeLists {
+  constructor(bytes) {
+    this.mem = new Int32Array(new SharedArrayBuffer(bytes));
+    this.heads = new Int32Array(128); // classes up to 1016 B
+    this.top = 16;
+    this.end = bytes;
+  }
+
+  malloc(n) {
+    const c = (n + 7) >>> 3;
+    if (c >= 128) return 0;
+    const b = this.heads[c];
+    if (b !== 0) {
+      this.heads[c] = this.mem[b >>> 2];
+      return b;
+    }
+    const p = this.top + 8;
+    const next = p + (c << 3);
+    if (next > this.end) return 0;
+    this.top = next;
+    this.mem[(p >>> 2) - 1] = c;
+    return p;
+  }
+
+  free(p) {
+    const c = this.mem[(p >>> 2) - 1];
+    this.mem[p >>> 2] = this.heads[c];
+    this.heads[c] = p;
+  }
+}
 
 /** Load dist/index.js; throws a readable Error when the allocator is not there. */
 export async function loadMimallocTs() {
@@ -169,6 +206,15 @@ export async function openPeer(name, { handle } = {}) {
         memBytes: () => THING_POOL_SIZE,
         close() {},
         info: '@thi.ng/malloc MemPool over a 64 MiB ArrayBuffer (defaults: align 8, compact, split)',
+      };
+    }
+    case 'js-floor': {
+      const fl = new FloorFreeLists(THING_POOL_SIZE);
+      return {
+        al: fl,
+        memBytes: () => THING_POOL_SIZE,
+        close() {},
+        info: 'reference floor, not an allocator: size-class LIFO lists over an Int32Array on a SharedArrayBuffer, no checks',
       };
     }
     default:

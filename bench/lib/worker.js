@@ -1,6 +1,6 @@
 // Worker entry for bench/micro.js: opens ONE peer and runs one task.
 //   { kind: 'single', peer, workloads, params }  -> (a), batched (a), (b)
-//   { kind: 'c', peer, params, ctrl, nworkers, rounds, handle? } -> per-rep timestamps
+//   { kind: 'c', peer, params, ctrl, idx, rounds, schedule, handle? } -> per-rep timestamps
 import { parentPort, workerData } from 'node:worker_threads';
 import { openPeer } from './peers.js';
 import {
@@ -16,11 +16,20 @@ import {
 } from './workload.js';
 
 function measure(run, start, p) {
-  const n = calibrate(run, start, p.target_ms);
-  for (let i = 0; i < p.warmup; i++) run(n);
+  let n = calibrate(run, start, p.target_ms);
+  warmUp(() => run(n), p);
+  // calibrate again now that the code is optimised (the first calibration
+  // may have timed interpreted code and chosen far too few iterations)
+  n = Math.max(1, Math.floor((n * p.target_ms) / Math.max(run(n), 1e-3)));
   const ms = [];
   for (let i = 0; i < p.reps; i++) ms.push(run(n));
   return { n, ms };
+}
+
+/** At least p.warmup runs and at least p.warmup_ms of running. */
+function warmUp(run, p) {
+  const t0 = performance.now();
+  for (let i = 0; i < p.warmup || performance.now() - t0 < p.warmup_ms; i++) run();
 }
 
 async function single({ peer: name, workloads, params: p }) {
@@ -66,19 +75,28 @@ async function single({ peer: name, workloads, params: p }) {
   return out;
 }
 
-async function scaling({ peer: name, params: p, ctrl, nworkers, rounds, handle }) {
+// (c): two workers; on a 'S' rep only worker 0 runs (worker 1 waits at the
+// barrier), on a 'D' rep both run. Alternating solo and duo reps inside one
+// run makes machine drift hit both alike.
+async function scaling({ peer: name, params: p, ctrl, idx, rounds, schedule, handle }) {
   const peer = await openPeer(name, { handle });
   const al = peer.al;
   const sizes = makeSizesA(p);
   const ptrs = new Uint32Array(p.a_blocks);
   const ctl = new Int32Array(ctrl);
-  for (let i = 0; i < p.warmup; i++) runA(al, sizes, p.a_blocks, p.a_tables, rounds, ptrs);
+  const run = () => runA(al, sizes, p.a_blocks, p.a_tables, rounds, ptrs);
+  warmUp(run, p);
   const t0 = [];
   const t1 = [];
-  for (let r = 0; r < p.c_reps; r++) {
-    barrier(ctl, nworkers);
+  for (const mode of schedule) {
+    barrier(ctl, 2);
+    if (mode === 'S' && idx !== 0) {
+      t0.push(null);
+      t1.push(null);
+      continue;
+    }
     t0.push(performance.timeOrigin + performance.now());
-    runA(al, sizes, p.a_blocks, p.a_tables, rounds, ptrs);
+    run();
     t1.push(performance.timeOrigin + performance.now());
   }
   peer.close();

@@ -16,8 +16,9 @@ export const PARAMS = Object.freeze({
   seed_b_fill: 0x9e3779b9,
   seed_b_steps: 0x85ebca6b,
   reps: 11, // timed repetitions per measurement (median reported)
-  warmup: 2, // untimed repetitions after calibration
-  c_reps: 9, // timed repetitions for (c)
+  warmup: 2, // untimed repetitions after calibration ...
+  warmup_ms: 250, // ... and at least this long
+  c_reps: 8, // (c): timed 1-worker reps and as many 2-worker reps, interleaved S D D S ...
   target_ms: 60, // calibrated duration of one timed repetition
   c_target_ms: 100, // per-worker duration of one repetition in (c)
   passes: 3, // (a)/(b): each peer is run this many times, interleaved; samples pooled
@@ -129,6 +130,13 @@ export function median(v) {
   const t = [...v].sort((x, y) => x - y);
   const n = t.length;
   return n % 2 ? t[n >> 1] : (t[n / 2 - 1] + t[n / 2]) / 2;
+}
+
+/** (c) schedule: n solo ('S') and n duo ('D') reps in ABBA order. */
+export function scheduleC(n) {
+  const s = [];
+  for (let i = 0; i < 2 * n; i++) s.push(i % 4 === 0 || i % 4 === 3 ? 'S' : 'D');
+  return s;
 }
 
 /**

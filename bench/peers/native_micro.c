@@ -37,7 +37,7 @@ struct params {
   uint32_t b_live, b_table;
   uint32_t seed_a, seed_b_fill, seed_b_steps;
   uint32_t reps, warmup, c_reps;
-  double target_ms, c_target_ms;
+  double target_ms, c_target_ms, warmup_ms;
   char workloads[16];
 };
 
@@ -45,8 +45,8 @@ static struct params P = {
   .a_blocks = 1000, .a_tables = 8, .size_min = 8, .size_span = 200,
   .b_live = 100000, .b_table = 1u << 20,
   .seed_a = 0x12345678u, .seed_b_fill = 0x9E3779B9u, .seed_b_steps = 0x85EBCA6Bu,
-  .reps = 9, .warmup = 2, .c_reps = 7,
-  .target_ms = 60, .c_target_ms = 100,
+  .reps = 11, .warmup = 2, .c_reps = 8,
+  .target_ms = 60, .c_target_ms = 100, .warmup_ms = 250,
   .workloads = "abc",
 };
 
@@ -126,10 +126,24 @@ static uint32_t calibrate(double (*run)(uint32_t, void *), void *ctx, uint32_t s
 
 static double run_a_ctx(uint32_t n, void *ctx) { return run_a(n, ctx); }
 
+/* At least P.warmup runs and at least P.warmup_ms of running. */
+static void warm_up(double (*run)(uint32_t, void *), void *ctx, uint32_t n) {
+  double t0 = now_ms();
+  for (uint32_t i = 0; i < P.warmup || now_ms() - t0 < P.warmup_ms; i++) run(n, ctx);
+}
+
+/* After warm-up: one more run of n, rescaled to the target (as in worker.js). */
+static uint32_t recalibrate(double (*run)(uint32_t, void *), void *ctx, uint32_t n, double target) {
+  double t = run(n, ctx);
+  double k = n * target / (t > 1e-3 ? t : 1e-3);
+  return k < 1 ? 1 : (uint32_t)k;
+}
+
 static void workload_a(void) {
   void **ptrs = calloc(P.a_blocks, sizeof *ptrs);
   uint32_t rounds = calibrate(run_a_ctx, ptrs, 1, P.target_ms);
-  for (uint32_t i = 0; i < P.warmup; i++) run_a(rounds, ptrs);
+  warm_up(run_a_ctx, ptrs, rounds);
+  rounds = recalibrate(run_a_ctx, ptrs, rounds, P.target_ms);
   double *ns = calloc(P.reps, sizeof *ns);
   double ops = 2.0 * P.a_blocks * rounds;
   for (uint32_t i = 0; i < P.reps; i++) ns[i] = run_a(rounds, ptrs) * 1e6 / ops;
@@ -187,7 +201,8 @@ static void workload_b(void) {
   }
   double fill_ms = now_ms() - t0;
   uint32_t steps = calibrate(run_b, &s, 1000, P.target_ms);
-  for (uint32_t i = 0; i < P.warmup; i++) run_b(steps, &s);
+  warm_up(run_b, &s, steps);
+  steps = recalibrate(run_b, &s, steps, P.target_ms);
   double *ns = calloc(P.reps, sizeof *ns);
   for (uint32_t i = 0; i < P.reps; i++) ns[i] = run_b(steps, &s) * 1e6 / (2.0 * steps);
   printf("\"b\":{\"live\":%u,\"steps\":%u,\"ops_per_rep\":%u,\"fill_ms\":%.3f,\"ns_per_op\":%.4f,",
@@ -204,19 +219,27 @@ static void workload_b(void) {
 
 /* ---- workload (c) ------------------------------------------------------ */
 
+/*
+ * Two threads; on an 'S' rep only thread 0 runs (thread 1 waits at the
+ * barrier), on a 'D' rep both run. Solo and duo reps alternate S D D S ...
+ * within one run, as in bench/lib/workload.js scheduleC().
+ */
+static int duo_rep(uint32_t r) { return r % 4 == 1 || r % 4 == 2; }
+
 struct cthread {
   pthread_t tid;
   pthread_barrier_t *bar;
-  uint32_t rounds;
+  uint32_t idx, rounds;
   double *t0, *t1; /* per rep */
 };
 
 static void *c_thread(void *arg) {
   struct cthread *ct = arg;
   void **ptrs = calloc(P.a_blocks, sizeof *ptrs);
-  for (uint32_t i = 0; i < P.warmup; i++) run_a(ct->rounds, ptrs);
-  for (uint32_t r = 0; r < P.c_reps; r++) {
+  warm_up(run_a_ctx, ptrs, ct->rounds);
+  for (uint32_t r = 0; r < 2 * P.c_reps; r++) {
     pthread_barrier_wait(ct->bar);
+    if (!duo_rep(r) && ct->idx != 0) continue;
     ct->t0[r] = now_ms();
     run_a(ct->rounds, ptrs);
     ct->t1[r] = now_ms();
@@ -225,49 +248,47 @@ static void *c_thread(void *arg) {
   return NULL;
 }
 
-/* n threads each doing `rounds` rounds of (a); fills aggregate Mops/s per rep */
-static void run_c(uint32_t n, uint32_t rounds, double *mops) {
-  pthread_barrier_t bar;
-  pthread_barrier_init(&bar, NULL, n);
-  struct cthread ct[8];
-  for (uint32_t i = 0; i < n; i++) {
-    ct[i].bar = &bar;
-    ct[i].rounds = rounds;
-    ct[i].t0 = calloc(P.c_reps, sizeof(double));
-    ct[i].t1 = calloc(P.c_reps, sizeof(double));
-    pthread_create(&ct[i].tid, NULL, c_thread, &ct[i]);
-  }
-  for (uint32_t i = 0; i < n; i++) pthread_join(ct[i].tid, NULL);
-  for (uint32_t r = 0; r < P.c_reps; r++) {
-    double lo = ct[0].t0[r], hi = ct[0].t1[r];
-    for (uint32_t i = 1; i < n; i++) {
-      if (ct[i].t0[r] < lo) lo = ct[i].t0[r];
-      if (ct[i].t1[r] > hi) hi = ct[i].t1[r];
-    }
-    mops[r] = n * 2.0 * P.a_blocks * rounds / ((hi - lo) * 1e3);
-  }
-  for (uint32_t i = 0; i < n; i++) {
-    free(ct[i].t0);
-    free(ct[i].t1);
-  }
-  pthread_barrier_destroy(&bar);
-}
-
 static void workload_c(void) {
   void **ptrs = calloc(P.a_blocks, sizeof *ptrs);
   uint32_t rounds = calibrate(run_a_ctx, ptrs, 1, P.c_target_ms);
   free(ptrs);
+  pthread_barrier_t bar;
+  pthread_barrier_init(&bar, NULL, 2);
+  struct cthread ct[2];
+  for (uint32_t i = 0; i < 2; i++) {
+    ct[i].bar = &bar;
+    ct[i].idx = i;
+    ct[i].rounds = rounds;
+    ct[i].t0 = calloc(2 * P.c_reps, sizeof(double));
+    ct[i].t1 = calloc(2 * P.c_reps, sizeof(double));
+    pthread_create(&ct[i].tid, NULL, c_thread, &ct[i]);
+  }
+  for (uint32_t i = 0; i < 2; i++) pthread_join(ct[i].tid, NULL);
+  pthread_barrier_destroy(&bar);
+
+  double ops = 2.0 * P.a_blocks * rounds; /* per thread */
   double *m1 = calloc(P.c_reps, sizeof *m1), *m2 = calloc(P.c_reps, sizeof *m2);
-  run_c(1, rounds, m1);
-  run_c(2, rounds, m2);
-  double one = median(m1, P.c_reps), two = median(m2, P.c_reps);
-  printf("\"c\":{\"rounds_per_worker\":%u,\"ops_per_worker\":%.0f,", rounds,
-         2.0 * P.a_blocks * rounds);
+  uint32_t n1 = 0, n2 = 0;
+  for (uint32_t r = 0; r < 2 * P.c_reps; r++) {
+    if (!duo_rep(r)) {
+      m1[n1++] = ops / ((ct[0].t1[r] - ct[0].t0[r]) * 1e3);
+    } else {
+      double lo = ct[0].t0[r] < ct[1].t0[r] ? ct[0].t0[r] : ct[1].t0[r];
+      double hi = ct[0].t1[r] > ct[1].t1[r] ? ct[0].t1[r] : ct[1].t1[r];
+      m2[n2++] = 2 * ops / ((hi - lo) * 1e3);
+    }
+  }
+  double one = median(m1, n1), two = median(m2, n2);
+  printf("\"c\":{\"rounds_per_worker\":%u,\"ops_per_worker\":%.0f,", rounds, ops);
   printf("\"one_mops\":%.4f,\"two_mops\":%.4f,\"scaling\":%.4f,", one, two, two / one);
-  print_array("one_samples", m1, P.c_reps);
+  print_array("one_samples", m1, n1);
   printf(",");
-  print_array("two_samples", m2, P.c_reps);
+  print_array("two_samples", m2, n2);
   printf("}");
+  for (uint32_t i = 0; i < 2; i++) {
+    free(ct[i].t0);
+    free(ct[i].t1);
+  }
   free(m1);
   free(m2);
 }
@@ -291,7 +312,7 @@ static void set_param(const char *kv) {
   }
   U(a_blocks) U(a_tables) U(size_min) U(size_span) U(b_live) U(b_table)
   U(seed_a) U(seed_b_fill) U(seed_b_steps) U(reps) U(warmup) U(c_reps)
-  D(target_ms) D(c_target_ms)
+  D(target_ms) D(c_target_ms) D(warmup_ms)
   if (kl == 9 && !strncmp(kv, "workloads", 9)) {
     snprintf(P.workloads, sizeof P.workloads, "%s", v);
     return;
