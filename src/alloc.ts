@@ -307,7 +307,10 @@ export class Allocator implements AgentContext {
     const a = this.arena;
     const bs = BIN_BLOCK_SIZE[bin];
     let slices = BIN_PAGE_SLICES[bin];
-    let s = a.claimSlices(this.agentBase, slices, 1);
+    // medium and large pages sit on multiples of their size, so freed ones
+    // leave aligned holes that the next page of that kind fits exactly
+    let s = a.claimSlices(this.agentBase, slices, slices);
+    if (s < 0 && slices > 1) s = a.claimSlices(this.agentBase, slices, 1);
     if (s < 0) {
       this.collectRetired(th, true);
       s = a.claimSlices(this.agentBase, slices, 1);

@@ -131,6 +131,24 @@ export class Arena {
     const m = this.mem;
     const fm = this.layout.freeMap;
     const end = this.sliceCount;
+    if (n === 1 && align === 1) {
+      // A single slice prefers a group of 8 (one byte of the bitmap) that is
+      // already partly used, so that wholly free, aligned groups stay whole
+      // for medium (8-slice) and large (64-slice) pages: a light form of
+      // mimalloc's chunk bins, against small pages fragmenting freed runs.
+      const words = this.layout.sliceWords;
+      for (let w = this.headerSlices >>> 5; w < words; w++) {
+        const x = m[fm + w];
+        if (x === 0 || x === -1) continue;
+        for (let g = 0; g < 32; g += 8) {
+          const byte = (x >>> g) & 0xff;
+          if (byte !== 0 && byte !== 0xff) {
+            const s = (w << 5) + g + ctz(byte);
+            if (s >= this.headerSlices && s < end) return s;
+          }
+        }
+      }
+    }
     let s = (this.headerSlices + align - 1) & -align;
     while (s + n <= end) {
       const w = s >>> 5;

@@ -6,8 +6,9 @@
  * cost nothing until read and are the same whichever agent reads them.
  */
 import type { Arena } from './arena.js';
+import { blockStartOf } from './page.js';
 import {
-  BIN_HUGE, FLAG_BIN_MASK, H_AGENTS_LIVE, H_COMMITTED, OWNER_ABANDONED, R_BLOCK_SIZE, R_CAPACITY, R_FLAGS,
+  BIN_HUGE, F_ALIGNED, FLAG_BIN_MASK, R_XTHREAD_FREE, H_AGENTS_LIVE, H_COMMITTED, OWNER_ABANDONED, R_BLOCK_SIZE, R_CAPACITY, R_FLAGS,
   R_OWNER, R_SLICES, R_STATE, R_USED, REC_SHIFT, SLICE_SIZE, STATE_IN_USE,
 } from './types.js';
 
@@ -22,7 +23,7 @@ export interface StatsSnapshot {
   committed: number;
   /** Bytes of the header (metadata). */
   metadata: number;
-  /** Bytes in live blocks (block sizes; blocks freed by other agents and not yet collected count as live). */
+  /** Bytes in live blocks (block sizes; blocks freed by another agent and not yet collected by the owner are not counted). */
   used: number;
   /** Bytes in pages right now (slices × 64 KiB). */
   pagesBytes: number;
@@ -41,6 +42,26 @@ export interface StatsSnapshot {
   agents: number;
 }
 
+/**
+ * Blocks waiting on a page's xthreadFree: freed by another agent, not yet
+ * collected by the owner. USED still counts them (as mimalloc's `used`
+ * does); the user-visible "live" numbers do not. Exact when no agent is
+ * freeing into the page meanwhile; bounded by capacity otherwise.
+ */
+function pendingRemote(a: Arena, rb: number): number {
+  const meta = a.meta;
+  const cap = meta[rb + R_CAPACITY];
+  const aligned = (meta[rb + R_FLAGS] & F_ALIGNED) !== 0;
+  let n = 0;
+  let q = Atomics.load(meta, rb + R_XTHREAD_FREE) >>> 0;
+  while (q !== 0 && n < cap) {
+    n++;
+    const b = aligned ? blockStartOf(meta, rb, q) : q;
+    q = a.mem[b >>> 2] >>> 0;
+  }
+  return n;
+}
+
 export function collectStats(a: Arena): StatsSnapshot {
   const meta = a.meta;
   const st: StatsSnapshot = {
@@ -53,7 +74,7 @@ export function collectStats(a: Arena): StatsSnapshot {
     if (Atomics.load(meta, rb + R_STATE) !== STATE_IN_USE) continue;
     const slices = meta[rb + R_SLICES];
     const bs = meta[rb + R_BLOCK_SIZE];
-    const used = meta[rb + R_USED];
+    const used = meta[rb + R_USED] - pendingRemote(a, rb);
     st.pages++;
     st.pagesBytes += slices * SLICE_SIZE;
     st.used += used * bs;

@@ -729,6 +729,127 @@ describe('expand and realloc', () => {
   });
 });
 
+describe('more coverage', () => {
+  test('exhausting a 1 MiB allocator with small blocks: 0 + ENOMEM, then recovery', () => {
+    const { a, errors } = recording(MiB);
+    const ps = [];
+    for (;;) {
+      const p = a.malloc(200);
+      if (p === 0) break;
+      a.u8.fill(ps.length & 0xff, p, p + 200);
+      ps.push(p);
+      if (ps.length > MiB / 200) assert.fail('more blocks than the buffer can hold');
+    }
+    assert.ok(ps.length > 100, `only ${ps.length} blocks fit`);
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0].code, 'ENOMEM');
+    assert.equal(new Set(ps).size, ps.length);
+    for (const p of ps) assert.ok(p + 200 <= a.buffer.byteLength);
+    ps.forEach((p, i) => { for (const off of [0, 199]) if (a.u8[p + off] !== (i & 0xff)) assert.fail(`block ${i} corrupted`); });
+    a.check();
+    // free half, allocate again
+    for (let i = 0; i < ps.length; i += 2) a.free(ps[i]);
+    for (let i = 0; i < ps.length; i += 2) { ps[i] = a.malloc(200); assert.notEqual(ps[i], 0); }
+    a.check();
+    for (const p of ps) a.free(p);
+    assert.equal(a.stats().used, 0);
+    a.check();
+    // the memory of the small pages can now serve one big block
+    const big = a.malloc(512 * KiB);
+    assert.notEqual(big, 0);
+    a.free(big);
+    a.check();
+  });
+
+  test('realloc and expand of an aligned block', () => {
+    const { a, errors } = recording();
+    const keep = [];
+    for (const [n, al] of [[100, 64], [300, 128], [5000, 2048], [1000, 4096], [3000, 128 * KiB]]) {
+      for (let k = 0; k < 3; k++) {
+        const q = a.mallocAligned(n, al);
+        assert.equal(q % al, 0);
+        const u = a.usableSize(q);
+        assert.ok(u >= n);
+        for (let i = 0; i < u; i++) a.u8[q + i] = (i * 13 + k) & 0xff;
+        assert.equal(a.expand(q, u), q);
+        assert.equal(a.expand(q, u + 1), 0);
+        // in place within [u/2, u]
+        assert.equal(a.realloc(q, u), q);
+        assert.equal(a.realloc(q, Math.ceil(u / 2)), q);
+        assert.equal(a.usableSize(q), u);
+        // grow: moves and keeps all u bytes
+        const r = a.realloc(q, 4 * u + 64);
+        assert.notEqual(r, 0);
+        assert.notEqual(r, q);
+        for (let i = 0; i < u; i++) if (a.u8[r + i] !== ((i * 13 + k) & 0xff)) assert.fail(`(${n}, ${al}) byte ${i} lost`);
+        const e0 = errors.length;
+        a.usableSize(q);
+        assert.equal(errors.length, e0 + 1, 'old aligned address still live');
+        errors.length = e0;
+        keep.push(r);
+      }
+    }
+    for (const p of keep) a.free(p);
+    assert.deepEqual(errors, []);
+    assert.equal(a.stats().used, 0);
+    a.check();
+  });
+
+  test('addresses above 2 GiB work everywhere (3 GiB allocator)', () => {
+    const { a, errors } = recording(3 * 1024 * MiB);
+    const low = a.malloc(2 ** 31 - 64 * MiB); // pushes everything else above 2 GiB
+    assert.notEqual(low, 0);
+    const ps = [];
+    for (let i = 0; i < 3000; i++) {
+      const p = i % 4 === 0 ? a.zalloc(i % 300) : i % 4 === 1 ? a.calloc(3, i % 100) : i % 4 === 2 ? a.mallocAligned(i % 500, 2 ** (i % 13)) : a.malloc(i % 5000);
+      assert.notEqual(p, 0);
+      assert.ok(p > 0 && Number.isInteger(p));
+      if (i % 4 === 2) assert.equal(p % 2 ** (i % 13), 0);
+      ps.push(p);
+    }
+    const huge = a.malloc(20 * MiB);
+    ps.push(huge);
+    assert.ok(ps.filter((p) => p >= 2 ** 31).length >= ps.length - 10, 'blocks did not land above 2 GiB');
+    for (const p of ps) {
+      const u = a.usableSize(p);
+      a.u8.fill((p >>> 3) & 0xff, p, p + u);
+    }
+    const sorted = ps.map((p) => [p, a.usableSize(p)]).sort((x, y) => x[0] - y[0]);
+    for (let i = 1; i < sorted.length; i++) assert.ok(sorted[i - 1][0] + sorted[i - 1][1] <= sorted[i][0], 'overlap');
+    for (const p of ps) {
+      const u = a.usableSize(p);
+      for (const off of [0, u >>> 1, u - 1]) if (u > 0 && a.u8[p + off] !== ((p >>> 3) & 0xff)) assert.fail(`block ${p} corrupted`);
+    }
+    // views and f64[p >>> 3] at a high address
+    const hp = ps.find((p, i) => i % 4 === 3 && a.usableSize(p) >= 64); // a plain malloc of >= 64 bytes
+    a.f64[hp >>> 3] = 2.25;
+    assert.equal(a.view.getFloat64(hp, true), 2.25);
+    // errors at high addresses
+    const e0 = errors.length;
+    a.free(hp + 8);
+    a.free(2 ** 32 - 8);
+    assert.deepEqual(errors.slice(e0).map((e) => [e.code, e.address]), [['EINVAL', hp + 8], ['EINVAL', 2 ** 32 - 8]]);
+    errors.length = e0;
+    // realloc at high addresses
+    for (let i = 0; i < ps.length; i += 7) {
+      const u = a.usableSize(ps[i]);
+      const r = a.realloc(ps[i], u * 3 + 100);
+      assert.notEqual(r, 0);
+      for (const off of [0, u - 1]) if (u > 0 && a.u8[r + off] !== ((ps[i] >>> 3) & 0xff)) assert.fail('realloc lost bytes');
+      ps[i] = r;
+    }
+    a.check();
+    const dup = ps[10];
+    for (const p of ps) a.free(p);
+    a.free(low);
+    assert.deepEqual(errors, []);
+    assert.equal(a.stats().used, 0);
+    a.check();
+    a.setErrorHandler(null);
+    assert.throws(() => a.free(dup), (e) => e instanceof AllocatorError && ['EAGAIN', 'EINVAL'].includes(e.code) && e.address === dup);
+  });
+});
+
 describe('stats and check', () => {
   test('fresh allocator: reserved = buffer size, used = 0, committed within reserved', () => {
     const a = Allocator.create({ size: 32 * MiB });

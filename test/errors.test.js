@@ -275,6 +275,47 @@ describe('EINVAL: addresses that are not live blocks', () => {
   });
 });
 
+describe('never handed out: block starts inside live pages', () => {
+  test('every block-start address of a page that was not handed out is reported and ignored', () => {
+    for (const [n, pageBytes] of [[64, 64 * KiB], [1000, 64 * KiB], [20000, 512 * KiB]]) {
+      const errors = [];
+      const a = Allocator.create({ size: 16 * MiB, onError: (code, message, address) => { errors.push({ code, address }); } });
+      const live = new Set();
+      for (let i = 0; i < 5; i++) { const p = a.malloc(n); live.add(p); a.u8.fill(0xc3, p, p + n); }
+      const free1 = a.malloc(n);
+      a.free(free1); // one genuinely freed block
+      const bs = a.usableSize([...live][0]);
+      const used = a.stats().used;
+      const first = Math.min(...live);
+      const pageStart = first - (first % pageBytes);
+      let reported = 0;
+      for (let x = pageStart; x < pageStart + pageBytes; x += 8) {
+        if (live.has(x) || x === 0) continue;
+        const e0 = errors.length;
+        a.free(x);
+        if (errors.length !== e0 + 1) assert.fail(`free(${x}) (page offset ${x - pageStart}, block size ${bs}) was accepted`);
+        const code = errors[e0].code;
+        if (code !== 'EINVAL' && code !== 'EAGAIN') assert.fail(`free(${x}): ${code}`);
+        reported++;
+      }
+      assert.ok(reported > 1000);
+      assert.equal(a.stats().used, used);
+      a.check();
+      for (const p of live) for (let i = 0; i < n; i++) if (a.u8[p + i] !== 0xc3) assert.fail(`live block ${p} changed`);
+      // no block was put on a free list by mistake: allocate many, all distinct from the live ones
+      const more = new Set();
+      for (let i = 0; i < 300; i++) {
+        const q = a.malloc(n);
+        assert.ok(!live.has(q) && !more.has(q), `block ${q} handed out twice`);
+        more.add(q);
+      }
+      for (const p of [...live, ...more]) a.free(p);
+      assert.equal(a.stats().used, 0);
+      a.check();
+    }
+  });
+});
+
 describe('EAGAIN: double free', () => {
   test('free, realloc and usableSize of a freed block (page kept alive)', () => {
     const { a, errors, verify } = fixture();

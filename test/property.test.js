@@ -35,7 +35,7 @@ const opArb = fc.oneof(
 function runOps(ops) {
   const errors = [];
   const a = Allocator.create({ size: HEAP, onError: (code, message, address) => { errors.push({ code, message, address }); } });
-  const u8 = a.u8; a.zalloc = (n) => a.malloc(n);
+  const u8 = a.u8;
   const live = new Map(); // address -> { n, u, fill, align }
   const order = []; // live addresses, for picking by index
   let liveBytes = 0;
