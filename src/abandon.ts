@@ -21,7 +21,7 @@
 import type { Arena } from './arena.js';
 import {
   A_ID, A_STATE, AGENT_ALIVE, AGENT_FREE, AGENT_REAPING, AGENT_WORDS, BIN_COUNT, BIN_HUGE, F_QUEUED,
-  H_ABANDONED_COUNT, H_AGENTS_LIVE, MAX_AGENTS, OWNER_ABANDONED, OWNER_HELD, R_FLAGS, R_HEAP, R_ORIGIN,
+  H_ABANDONED_COUNT, H_AGENTS_LIVE, H_REAPED, MAX_AGENTS, OWNER_ABANDONED, OWNER_HELD, R_FLAGS, R_HEAP, R_ORIGIN,
   R_OWNER, R_RESERVED, R_SLICES, R_STATE, R_USED, R_XTHREAD_FREE, REC_SHIFT, STATE_IN_USE,
 } from './types.js';
 import { mapAbandoned, pageBin, pageCollect, pageRebuild, pageRelease, unmapAbandoned } from './page.js';
@@ -154,6 +154,7 @@ export function reapAgent(ag: AgentContext, id: number): boolean {
   a.recoverIntent(b);
   abandonAllOf(ag, id << 2, true);
   Atomics.sub(mem, H_AGENTS_LIVE, 1);
+  Atomics.add(mem, H_REAPED, 1);
   Atomics.store(mem, b + A_STATE, AGENT_FREE);
   Atomics.store(mem, b + A_ID, 0);
   return true;

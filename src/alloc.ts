@@ -48,6 +48,13 @@ export interface AllocatorOptions {
   secure?: number;
   /** Debug mode (fill bytes, padding canaries). Reserved: accepted and recorded, not yet enforced. */
   debug?: boolean;
+  /**
+   * Default true. false is a *measuring instrument* for the benchmarks only:
+   * the fast paths then skip the allocation bitmap, so an invalid or double
+   * free goes undetected and corrupts the heap, and `check()` reports stale
+   * bits. It exists to measure what detection costs (BENCHMARKS.md).
+   */
+  checkFree?: boolean;
 }
 
 /** Options of `Allocator.attach`. */
@@ -66,15 +73,15 @@ const TWO_32 = 4294967296;
 
 export class Allocator implements AgentContext {
   // --- hot fields (read by malloc/free on every call) ---
-  private direct: Int32Array;
-  private readonly meta: Int32Array;
-  private readonly mem: Int32Array;
+  protected direct: Int32Array;
+  protected readonly meta: Int32Array;
+  protected readonly mem: Int32Array;
   private readonly aBits: Int32Array;
   private readonly rBits: Int32Array;
-  private readonly pageMap: Int32Array;
-  private readonly size: number;
+  protected readonly pageMap: Int32Array;
+  protected readonly size: number;
   /** tid while this agent is attached; -1 after detach, so the fast free path never matches. */
-  private fastTid: number;
+  protected fastTid: number;
 
   readonly arena: Arena;
   /** This agent's id (distinct per agent, never reused). */
@@ -93,7 +100,7 @@ export class Allocator implements AgentContext {
   private readonly _f64: Float64Array;
   private readonly _view: DataView;
 
-  private constructor(arena: Arena, onError: ErrorHandler | undefined) {
+  protected constructor(arena: Arena, onError: ErrorHandler | undefined) {
     this.arena = arena;
     this.mem = arena.mem;
     this.meta = arena.meta;
@@ -162,6 +169,7 @@ export class Allocator implements AgentContext {
     const arena = new Arena(buffer);
     if (arena.headerSlices + 2 > arena.sliceCount) throw new RangeError('buffer too small for the header');
     arena.format(knownZero);
+    if (opts.checkFree === false) return new UncheckedAllocator(arena, opts.onError);
     return new Allocator(arena, opts.onError);
   }
 
@@ -227,7 +235,7 @@ export class Allocator implements AgentContext {
     return this.mallocGeneric(n);
   }
 
-  private mallocGeneric(n: unknown): number {
+  protected mallocGeneric(n: unknown): number {
     const size = checkSize('size', n);
     this.assertAttached();
     return this.allocSize(this.theap, size);
@@ -449,7 +457,7 @@ export class Allocator implements AgentContext {
     this.freeGeneric(p);
   }
 
-  private freeGeneric(p: unknown): void {
+  protected freeGeneric(p: unknown): void {
     const q = checkAddress(p);
     if (q === 0) return;
     this.assertAttached();
@@ -528,7 +536,7 @@ export class Allocator implements AgentContext {
    * around one block does not claim and release slices every time; any
    * other empty page goes back to the arena at once.
    */
-  private pageEmptied(rb: number): void {
+  protected pageEmptied(rb: number): void {
     const meta = this.meta;
     const th = this.theapOf(meta[rb + R_HEAP]);
     const bin = meta[rb + R_FLAGS] & FLAG_BIN_MASK;
@@ -773,6 +781,42 @@ export class Allocator implements AgentContext {
   /** Verify every invariant of every page and bitmap; throws an Error naming the first broken one. Assumes no other agent mutates meanwhile. */
   check(): void {
     checkHeap(this.arena);
+  }
+}
+
+/**
+ * `checkFree: false`: the same fast paths without the allocation-bitmap
+ * update and test. Only for measuring what detection costs; see AllocatorOptions.checkFree.
+ */
+class UncheckedAllocator extends Allocator {
+  override malloc(n: number): number {
+    if ((n >>> 0) === n && n <= SMALL_SIZE_MAX) {
+      const rb = this.direct[(n + 7) >>> 3];
+      const meta = this.meta;
+      const b = meta[rb + R_FREE];
+      if (b !== 0) {
+        const mem = this.mem;
+        meta[rb + R_FREE] = mem[b >>> 2];
+        meta[rb + R_USED]++;
+        mem[b >>> 2] = 0;
+        return b >>> 0;
+      }
+    }
+    return this.mallocGeneric(n);
+  }
+
+  override free(p: number): void {
+    if ((p >>> 0) === p && p < this.size && (p & 7) === 0 && p !== 0) {
+      const rb = this.pageMap[p >>> SLICE_SHIFT];
+      const meta = this.meta;
+      if (meta[rb + R_OWNER] === this.fastTid && (meta[rb + R_FLAGS] & F_ALIGNED) === 0) {
+        this.mem[p >>> 2] = meta[rb + R_LOCAL_FREE];
+        meta[rb + R_LOCAL_FREE] = p;
+        if (--meta[rb + R_USED] === 0) this.pageEmptied(rb);
+        return;
+      }
+    }
+    this.freeGeneric(p);
   }
 }
 

@@ -7,7 +7,7 @@
 import type { Arena } from './arena.js';
 import {
   A_ID, A_STATE, AGENT_ALIVE, AGENT_WORDS, BIN_HUGE, BITMAP_WORD_SHIFT, F_ALIGNED, FLAG_BIN_MASK, GRANULE_SHIFT,
-  H_MAGIC, MAGIC, MAX_AGENTS, OWNER_ABANDONED, OWNER_HELD, R_BLOCK_SIZE, R_CAPACITY, R_COLLECT, R_FLAGS,
+  H_MAGIC, H_REAPED, MAGIC, MAX_AGENTS, OWNER_ABANDONED, OWNER_HELD, R_BLOCK_SIZE, R_CAPACITY, R_COLLECT, R_FLAGS,
   R_FREE, R_LOCAL_FREE, R_OWNER, R_RESERVED, R_SLICES, R_STATE, R_USED, R_XTHREAD_FREE, REC_SHIFT,
   SLICE_SHIFT, SLICE_SIZE, STATE_IN_USE,
 } from './types.js';
@@ -49,6 +49,7 @@ export function checkHeap(a: Arena): void {
     if (Atomics.load(mem, b + A_STATE) === AGENT_ALIVE) live.add(id);
   }
   const wordsPerSlice = 1 << (SLICE_SHIFT - BITMAP_WORD_SHIFT);
+  let orphans = 0;
   for (let s = a.headerSlices; s < a.sliceCount; s++) {
     const free = a.isSliceFree(s);
     const rb = s << REC_SHIFT;
@@ -68,13 +69,16 @@ export function checkHeap(a: Arena): void {
       if (a.isSliceFree(x)) fail(`I1: slice ${x} of page ${s} is marked free`);
       if (pm[x] !== rb) fail(`I1: page map of slice ${x} does not name page ${s}`);
     }
-    checkPage(a, rb, live);
+    orphans += checkPage(a, rb, live);
     s += slices - 1;
   }
+  const reaped = Atomics.load(mem, H_REAPED);
+  if (orphans > reaped) fail(`I3: ${orphans} blocks have remote-free bits but are on no xthreadFree list (${reaped} agents were reaped)`);
   void rBits;
 }
 
-function checkPage(a: Arena, rb: number, live: Set<number>): void {
+/** Checks one page; returns the number of blocks whose R bit is set but that wait on no list. */
+function checkPage(a: Arena, rb: number, live: Set<number>): number {
   const mem = a.mem;
   const meta = a.meta;
   const aBits = a.aBits;
@@ -151,5 +155,6 @@ function checkPage(a: Arena, rb: number, live: Set<number>): void {
   // R bits only on blocks waiting on xthreadFree
   let rCount = 0;
   for (let p = ps; p < end; p += 256) rCount += popcount(rBits[p >>> BITMAP_WORD_SHIFT]);
-  if (rCount !== nRemote) fail(`I3: ${name}: ${rCount} remote-free bits but ${nRemote} blocks on xthreadFree`);
+  if (rCount < nRemote) fail(`I3: ${name}: ${rCount} remote-free bits but ${nRemote} blocks on xthreadFree`);
+  return rCount - nRemote;
 }

@@ -126,6 +126,13 @@ export const H_OPTIONS = 5; // OPT_* bits
 export const H_COMMITTED = 6; // high-water mark in slices (atomic max)
 export const H_SIZE_HI = 7; // size / 64 KiB (sliceCount) kept twice for check()
 export const H_AGENTS_LIVE = 8; // attached agents (atomic)
+/**
+ * Agents taken over by releaseAgent (atomic). An agent killed between the
+ * R-bit OR and the XTHREAD_FREE push of a remote free leaves that one block
+ * allocated with its R bit set (it leaks); check() allows one such block per
+ * reaped agent.
+ */
+export const H_REAPED = 9;
 export const H_ABANDONED_COUNT = 16; // BIN_COUNT atomic counters of mapped abandoned pages (a hint)
 export const H_FIXED_WORDS = 128;
 

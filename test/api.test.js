@@ -907,6 +907,22 @@ describe('stats and check', () => {
     a.check();
   });
 
+  test('check() throws an Error naming the broken invariant for a corrupted free list', () => {
+    // a use-after-free write over the free-list link of a freed block
+    for (const variant of ['outside the page', 'a live block', 'itself']) {
+      const a = Allocator.create({ size: 4 * MiB });
+      const ps = [];
+      for (let i = 0; i < 10; i++) ps.push(a.malloc(64));
+      a.free(ps[3]);
+      a.free(ps[5]);
+      a.check();
+      const v = variant === 'outside the page' ? 0xfffffff8 : variant === 'a live block' ? ps[0] : ps[5];
+      a.u32[ps[5] >>> 2] = v;
+      a.u32[(ps[5] + 4) >>> 2] = v;
+      assert.throws(() => a.check(), (e) => e instanceof Error && typeof e.message === 'string' && e.message.length > 10, variant);
+    }
+  });
+
   test('check() passes after a mixed workload and returns nothing', () => {
     const { a, errors } = recording();
     const live = [];

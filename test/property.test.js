@@ -32,9 +32,10 @@ const opArb = fc.oneof(
   { weight: 3, arbitrary: fc.record({ t: fc.constant('expand'), i: fc.nat(), n: sizeArb }) },
 );
 
-function runOps(ops) {
+function runOps(ops, { heap = HEAP, liveLimit = LIVE_LIMIT, allowNomem = false } = {}) {
+  const LIVE_LIMIT = liveLimit;
   const errors = [];
-  const a = Allocator.create({ size: HEAP, onError: (code, message, address) => { errors.push({ code, message, address }); } });
+  const a = Allocator.create({ size: heap, onError: (code, message, address) => { errors.push({ code, message, address }); } });
   const u8 = a.u8;
   const live = new Map(); // address -> { n, u, fill, align }
   const order = []; // live addresses, for picking by index
@@ -66,8 +67,17 @@ function runOps(ops) {
     for (let i = 0; i < n; i++) if (u8[p + i] !== b.fill) fail(`block @${p} (usable ${b.u}) byte ${i} = ${u8[p + i]}, expected ${b.fill}`);
   }
 
+  /** With allowNomem, a NULL result must come with exactly one ENOMEM report; returns true if so. */
+  function tolerated(p) {
+    if (p !== 0 || !allowNomem) return false;
+    if (errors.length !== 1 || errors[0].code !== 'ENOMEM') fail(`NULL without one ENOMEM report: ${JSON.stringify(errors)}`);
+    errors.length = 0;
+    return true;
+  }
+
   /** Validates a fresh block p of requested size n and adds it to the model. */
   function admit(p, n, { align = 8, zero = false, bounded = false, ignore = -1 } = {}) {
+    if (tolerated(p)) return null;
     if (p === 0) fail(`returned NULL with ${liveBytes} live bytes (errors: ${JSON.stringify(errors)})`);
     if (p % 8 !== 0) fail(`address ${p} not 8-byte aligned`);
     if (p % align !== 0) fail(`address ${p} not ${align}-aligned`);
@@ -144,6 +154,12 @@ function runOps(ops) {
         checkSampled(p, old);
         const q = a.realloc(p, n);
         const inPlace = old.u / 2 <= n && n <= old.u;
+        if (q === 0 && !inPlace && tolerated(q)) {
+          // a failed realloc leaves the old block live and intact
+          if (a.usableSize(p) !== old.u) fail(`failed realloc changed the block ${p}`);
+          checkAll(p, old);
+          break;
+        }
         if (q === 0) fail(`realloc(${p}, ${n}) = 0 with ${liveBytes} live bytes (errors: ${JSON.stringify(errors)})`);
         if (inPlace && q !== p) fail(`realloc(${p} [usable ${old.u}], ${n}) moved to ${q}`);
         if (!inPlace && q === p) fail(`realloc(${p} [usable ${old.u}], ${n}) stayed in place`);
@@ -164,6 +180,7 @@ function runOps(ops) {
           errors.length = e0;
         }
         const b = admit(q, n, { ignore: p });
+        if (b === null) fail('unreachable');
         if (inPlace && b.u !== old.u) fail(`in-place realloc changed usable ${old.u} -> ${b.u}`);
         break;
       }
@@ -205,5 +222,14 @@ test('model-based: small-only churn (many blocks per page)', () => {
   fc.assert(
     fc.property(fc.array(smallOp, { minLength: 100, maxLength: 1500, size: 'max' }), (ops) => { runOps(ops); }),
     { numRuns: Math.max(5, NUM_RUNS >> 2) },
+  );
+});
+
+test('model-based: a tight 4 MiB heap where allocations may fail with ENOMEM', () => {
+  fc.assert(
+    fc.property(fc.array(opArb, { minLength: 1, maxLength: 600, size: 'max' }), (ops) => {
+      runOps(ops, { heap: 4 * MiB, liveLimit: 64 * MiB, allowNomem: true });
+    }),
+    { numRuns: Math.max(10, NUM_RUNS >> 1) },
   );
 });
