@@ -22,7 +22,7 @@ import type { Arena } from './arena.js';
 import {
   A_ID, A_STATE, AGENT_ALIVE, AGENT_FREE, AGENT_REAPING, AGENT_WORDS, BIN_COUNT, BIN_HUGE, F_QUEUED,
   H_ABANDONED_COUNT, H_AGENTS_LIVE, H_REAPED, MAX_AGENTS, OWNER_ABANDONED, OWNER_HELD, R_FLAGS, R_HEAP, R_ORIGIN,
-  R_OWNER, R_RESERVED, R_SLICES, R_STATE, R_USED, R_XTHREAD_FREE, REC_SHIFT, STATE_IN_USE,
+  R_OWNER, R_RESERVED, R_SLICES, R_STATE, R_USED, R_XTHREAD_FREE, STATE_IN_USE,
 } from './types.js';
 import { mapAbandoned, pageBin, pageCollect, pageRebuild, pageRelease, unmapAbandoned } from './page.js';
 import type { Theap } from './theap.js';
@@ -92,7 +92,7 @@ export function reclaimAbandoned(ag: AgentContext, th: Theap, bin: number): numb
       const old = Atomics.and(mem, base + w, ~bit);
       if ((old & bit) === 0) continue;
       Atomics.sub(mem, H_ABANDONED_COUNT + bin, 1);
-      const rb = ((w << 5) + (31 - Math.clz32(bit))) << REC_SHIFT;
+      const rb = a.rec((w << 5) + (31 - Math.clz32(bit)));
       if (Atomics.compareExchange(meta, rb + R_OWNER, OWNER_ABANDONED, ag.tid | OWNER_HELD) !== OWNER_ABANDONED) continue;
       if (Atomics.load(meta, rb + R_STATE) !== STATE_IN_USE || pageBin(meta, rb) !== bin || meta[rb + R_HEAP] !== th.heapId) {
         settleHeld(ag, rb, false);
@@ -126,7 +126,7 @@ export function abandonAllOf(ag: AgentContext, tid: number, rebuild: boolean): v
   const a = ag.arena;
   const meta = a.meta;
   for (let s = a.headerSlices; s < a.sliceCount; s++) {
-    const rb = s << REC_SHIFT;
+    const rb = a.rec(s);
     if (Atomics.load(meta, rb + R_STATE) !== STATE_IN_USE) continue;
     const slices = meta[rb + R_SLICES];
     const o = Atomics.load(meta, rb + R_OWNER);

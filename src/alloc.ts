@@ -29,7 +29,7 @@ import {
   A_ID, A_STATE, AGENT_ALIVE, AGENT_WORDS, BIN_HUGE, BITMAP_WORD_SHIFT, DEFAULT_SIZE, F_ALIGNED, F_ZERO,
   GRANULE_SHIFT, H_AGENTS_LIVE, H_NEXT_AGENT_ID, LARGE_OBJ_SIZE_MAX, MAX_AGENTS, MAX_SIZE, MIN_SIZE,
   OWNER_ABANDONED, OWNER_HELD, PAGE_FULL_RETAIN, R_BLOCK_SIZE, R_CAPACITY, R_FLAGS, R_FREE, R_HEAP,
-  R_LOCAL_FREE, R_NEXT, R_OWNER, R_RESERVED, R_STATE, R_USED, R_XTHREAD_FREE, REC_SHIFT, RETIRE_CYCLES_OTHER,
+  R_LOCAL_FREE, R_NEXT, R_OWNER, R_RESERVED, R_STATE, R_USED, R_XTHREAD_FREE, RETIRE_CYCLES_OTHER,
   RETIRE_CYCLES_SMALL, RETIRE_MASK, RETIRE_SHIFT, SLICE_SHIFT, SLICE_SIZE, SMALL_SIZE_MAX, STATE_IN_USE,
   FLAG_BIN_MASK,
 } from './types.js';
@@ -80,6 +80,10 @@ export class Allocator implements AgentContext {
   private readonly rBits: Int32Array;
   protected readonly pageMap: Int32Array;
   protected readonly size: number;
+  /** Word offsets in `mem` of the A bitmap, the R bitmap and the page map (hot paths use `mem` alone). */
+  protected readonly aBase: number;
+  protected readonly rBase: number;
+  protected readonly pmBase: number;
   /** tid while this agent is attached; -1 after detach, so the fast free path never matches. */
   protected fastTid: number;
 
@@ -108,6 +112,9 @@ export class Allocator implements AgentContext {
     this.rBits = arena.rBits;
     this.pageMap = arena.pageMap;
     this.size = arena.size;
+    this.aBase = arena.layout.aBits;
+    this.rBase = arena.layout.rBits;
+    this.pmBase = arena.layout.pageMap;
     const buf = arena.buffer;
     this._u8 = new Uint8Array(buf, 0, arena.size);
     this._u32 = new Uint32Array(buf, 0, arena.size >>> 2);
@@ -131,7 +138,7 @@ export class Allocator implements AgentContext {
     this.tid = id << 2;
     this.fastTid = this.tid;
     this.agentBase = base;
-    this.theap = new Theap(0);
+    this.theap = new Theap(0, arena.rec(0));
     this.theaps[0] = this.theap;
     this.direct = this.theap.direct;
   }
@@ -220,14 +227,13 @@ export class Allocator implements AgentContext {
    */
   malloc(n: number): number {
     if ((n >>> 0) === n && n <= SMALL_SIZE_MAX) {
+      const mem = this.mem;
       const rb = this.direct[(n + 7) >>> 3];
-      const meta = this.meta;
-      const b = meta[rb + R_FREE];
+      const b = mem[rb + R_FREE];
       if (b !== 0) {
-        const mem = this.mem;
-        meta[rb + R_FREE] = mem[b >>> 2];
-        meta[rb + R_USED]++;
-        this.aBits[b >>> BITMAP_WORD_SHIFT] |= 1 << ((b >>> GRANULE_SHIFT) & 31);
+        mem[rb + R_FREE] = mem[b >>> 2];
+        mem[rb + R_USED]++;
+        mem[this.aBase + (b >>> BITMAP_WORD_SHIFT)] |= 1 << ((b >>> GRANULE_SHIFT) & 31);
         mem[b >>> 2] = 0; // do not leak the free-list link
         return b >>> 0;
       }
@@ -329,9 +335,9 @@ export class Allocator implements AgentContext {
     }
     if (s < 0) return 0;
     const fresh = a.takeFresh(s, slices);
-    const rb = s << REC_SHIFT;
+    const rb = a.rec(s);
     const reserved = Math.floor((slices * SLICE_SIZE) / bs);
-    pageInit(a, this.agentBase, rb, slices, bin, bs, reserved, th.heapId, this.tid, this.tid, fresh);
+    pageInit(a, this.agentBase, s, slices, bin, bs, reserved, th.heapId, this.tid, this.tid, fresh);
     return rb;
   }
 
@@ -350,8 +356,8 @@ export class Allocator implements AgentContext {
     }
     if (s < 0) return this.nomem(size);
     const fresh = a.takeFresh(s, slices);
-    const rb = s << REC_SHIFT;
-    pageInit(a, this.agentBase, rb, slices, BIN_HUGE, slices * SLICE_SIZE, 1, th.heapId, this.tid | OWNER_HELD, this.tid, fresh);
+    const rb = a.rec(s);
+    pageInit(a, this.agentBase, s, slices, BIN_HUGE, slices * SLICE_SIZE, 1, th.heapId, this.tid | OWNER_HELD, this.tid, fresh);
     pageExtend(a, rb);
     const b = this.popBlock(rb);
     Atomics.store(this.meta, rb + R_OWNER, OWNER_ABANDONED);
@@ -438,18 +444,18 @@ export class Allocator implements AgentContext {
    */
   free(p: number): void {
     if ((p >>> 0) === p && p < this.size && (p & 7) === 0) {
+      const mem = this.mem;
       const w = p >>> BITMAP_WORD_SHIFT;
       const bit = 1 << ((p >>> GRANULE_SHIFT) & 31);
-      const aw = this.aBits[w];
+      const aw = mem[this.aBase + w];
       if ((aw & bit) !== 0) {
-        const rb = this.pageMap[p >>> SLICE_SHIFT];
-        const meta = this.meta;
-        if (meta[rb + R_OWNER] === this.fastTid && (meta[rb + R_FLAGS] & F_ALIGNED) === 0 &&
-            (this.rBits[w] & bit) === 0) {
-          this.aBits[w] = aw ^ bit;
-          this.mem[p >>> 2] = meta[rb + R_LOCAL_FREE];
-          meta[rb + R_LOCAL_FREE] = p;
-          if (--meta[rb + R_USED] === 0) this.pageEmptied(rb);
+        const rb = mem[this.pmBase + (p >>> SLICE_SHIFT)];
+        if (mem[rb + R_OWNER] === this.fastTid && (mem[rb + R_FLAGS] & F_ALIGNED) === 0 &&
+            (mem[this.rBase + w] & bit) === 0) {
+          mem[this.aBase + w] = aw ^ bit;
+          mem[p >>> 2] = mem[rb + R_LOCAL_FREE];
+          mem[rb + R_LOCAL_FREE] = p;
+          if (--mem[rb + R_USED] === 0) this.pageEmptied(rb);
           return;
         }
       }
@@ -601,7 +607,7 @@ export class Allocator implements AgentContext {
       const rb = this.pageMap[q >>> SLICE_SHIFT];
       if (rb !== 0 && Atomics.load(meta, rb + R_STATE) === STATE_IN_USE) {
         const bs = meta[rb + R_BLOCK_SIZE];
-        const ps = pageStart(rb);
+        const ps = pageStart(meta, rb);
         const aligned = (meta[rb + R_FLAGS] & F_ALIGNED) !== 0;
         const b = blockStartOf(meta, rb, q);
         const idx = (b - ps) / bs;
@@ -728,7 +734,7 @@ export class Allocator implements AgentContext {
     this.theaps.length = 0;
     abandonAllOf(this, this.tid, false); // none should be left; a safety net
     this.fastTid = -1;
-    this.direct = new Int32Array(this.direct.length);
+    this.direct = new Int32Array(this.direct.length).fill(this.arena.rec(0));
     const mem = this.mem;
     Atomics.sub(mem, H_AGENTS_LIVE, 1);
     Atomics.store(mem, this.agentBase + A_STATE, 0);
@@ -791,13 +797,12 @@ export class Allocator implements AgentContext {
 class UncheckedAllocator extends Allocator {
   override malloc(n: number): number {
     if ((n >>> 0) === n && n <= SMALL_SIZE_MAX) {
+      const mem = this.mem;
       const rb = this.direct[(n + 7) >>> 3];
-      const meta = this.meta;
-      const b = meta[rb + R_FREE];
+      const b = mem[rb + R_FREE];
       if (b !== 0) {
-        const mem = this.mem;
-        meta[rb + R_FREE] = mem[b >>> 2];
-        meta[rb + R_USED]++;
+        mem[rb + R_FREE] = mem[b >>> 2];
+        mem[rb + R_USED]++;
         mem[b >>> 2] = 0;
         return b >>> 0;
       }
@@ -807,12 +812,12 @@ class UncheckedAllocator extends Allocator {
 
   override free(p: number): void {
     if ((p >>> 0) === p && p < this.size && (p & 7) === 0 && p !== 0) {
-      const rb = this.pageMap[p >>> SLICE_SHIFT];
-      const meta = this.meta;
-      if (meta[rb + R_OWNER] === this.fastTid && (meta[rb + R_FLAGS] & F_ALIGNED) === 0) {
-        this.mem[p >>> 2] = meta[rb + R_LOCAL_FREE];
-        meta[rb + R_LOCAL_FREE] = p;
-        if (--meta[rb + R_USED] === 0) this.pageEmptied(rb);
+      const mem = this.mem;
+      const rb = mem[this.pmBase + (p >>> SLICE_SHIFT)];
+      if (mem[rb + R_OWNER] === this.fastTid && (mem[rb + R_FLAGS] & F_ALIGNED) === 0) {
+        mem[p >>> 2] = mem[rb + R_LOCAL_FREE];
+        mem[rb + R_LOCAL_FREE] = p;
+        if (--mem[rb + R_USED] === 0) this.pageEmptied(rb);
         return;
       }
     }

@@ -65,8 +65,10 @@ export class Arena {
   readonly layout: Layout;
   /** The whole buffer as Int32 words (block links, header words). */
   readonly mem: Int32Array;
-  /** Page records: `meta[base + R_*]`. */
+  /** Page records: `meta[base + R_*]`, base = `rec(slice)`. The same array as `mem`. */
   readonly meta: Int32Array;
+  /** Word index of the record of slice 0 (the always-empty record). */
+  readonly recBase: number;
   /** slice → record base of the covering page, 0 if none. */
   readonly pageMap: Int32Array;
   /** A and R bitmaps, one bit per 8-byte granule of the whole buffer. */
@@ -82,13 +84,24 @@ export class Arena {
     this.layout = computeLayout(sliceCount);
     const L = this.layout;
     this.mem = new Int32Array(buffer, 0, sliceCount << (SLICE_SHIFT - 2));
-    this.meta = new Int32Array(buffer, L.records * 4, sliceCount * REC_WORDS);
+    this.meta = this.mem;
+    this.recBase = L.records;
     this.pageMap = new Int32Array(buffer, L.pageMap * 4, sliceCount);
     this.aBits = new Int32Array(buffer, L.aBits * 4, L.rBits - L.aBits);
     this.rBits = new Int32Array(buffer, L.rBits * 4, L.headerWords - L.rBits);
     this.sliceCount = sliceCount;
     this.headerSlices = L.headerSlices;
     this.size = sliceCount * (1 << SLICE_SHIFT);
+  }
+
+  /** Record base of the page starting at slice s. */
+  rec(s: number): number {
+    return this.recBase + (s << REC_SHIFT);
+  }
+
+  /** Slice of a record base. */
+  sliceOfRec(rb: number): number {
+    return (rb - this.recBase) >>> REC_SHIFT;
   }
 
   /** Write a fresh header into the buffer (the creator does this once). */
@@ -297,7 +310,7 @@ export class Arena {
     if (op === INTENT_NONE) return;
     const s = Atomics.load(m, deadBase + A_INTENT_START);
     const n = Atomics.load(m, deadBase + A_INTENT_COUNT);
-    const rb = s << REC_SHIFT;
+    const rb = this.rec(s);
     const meta = this.meta;
     const pm = this.pageMap;
     if (op === INTENT_CLAIM && Atomics.load(meta, rb) === 1 && Atomics.load(pm, s) === rb) {

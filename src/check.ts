@@ -8,7 +8,7 @@ import type { Arena } from './arena.js';
 import {
   A_ID, A_STATE, AGENT_ALIVE, AGENT_WORDS, BIN_HUGE, BITMAP_WORD_SHIFT, F_ALIGNED, FLAG_BIN_MASK, GRANULE_SHIFT,
   H_MAGIC, H_REAPED, MAGIC, MAX_AGENTS, OWNER_ABANDONED, OWNER_HELD, R_BLOCK_SIZE, R_CAPACITY, R_COLLECT, R_FLAGS,
-  R_FREE, R_LOCAL_FREE, R_OWNER, R_RESERVED, R_SLICES, R_STATE, R_USED, R_XTHREAD_FREE, REC_SHIFT,
+  R_FREE, R_LOCAL_FREE, R_OWNER, R_RESERVED, R_SLICES, R_STATE, R_USED, R_XTHREAD_FREE,
   SLICE_SHIFT, SLICE_SIZE, STATE_IN_USE,
 } from './types.js';
 import { BIN_BLOCK_SIZE } from './bins.js';
@@ -52,17 +52,17 @@ export function checkHeap(a: Arena): void {
   let orphans = 0;
   for (let s = a.headerSlices; s < a.sliceCount; s++) {
     const free = a.isSliceFree(s);
-    const rb = s << REC_SHIFT;
+    const rb = a.rec(s);
     if (free) {
-      if (pm[s] !== 0) fail(`I1: slice ${s} is free but the page map names page ${pm[s] >>> REC_SHIFT}`);
+      if (pm[s] !== 0) fail(`I1: slice ${s} is free but the page map names page ${a.sliceOfRec(pm[s])}`);
       for (let w = s * wordsPerSlice; w < (s + 1) * wordsPerSlice; w++) {
         if (aBits[w] !== 0) fail(`I2: free slice ${s} has allocation bits set near ${hex(w << BITMAP_WORD_SHIFT)}`);
         if (rBits[w] !== 0) fail(`I3: free slice ${s} has remote-free bits set near ${hex(w << BITMAP_WORD_SHIFT)}`);
       }
       continue;
     }
-    if (Atomics.load(meta, rb + R_STATE) !== STATE_IN_USE) fail(`I1: slice ${s} is taken but no page starts there or covers it (page map ${pm[s] >>> REC_SHIFT})`);
-    if (pm[s] !== rb) fail(`I1: page map of slice ${s} names ${pm[s] >>> REC_SHIFT}, not the page starting there`);
+    if (Atomics.load(meta, rb + R_STATE) !== STATE_IN_USE) fail(`I1: slice ${s} is taken but no page starts there or covers it (page map ${a.sliceOfRec(pm[s])})`);
+    if (pm[s] !== rb) fail(`I1: page map of slice ${s} names ${a.sliceOfRec(pm[s])}, not the page starting there`);
     const slices = meta[rb + R_SLICES];
     if (slices < 1 || s + slices > a.sliceCount) fail(`page ${s}: bad slice count ${slices}`);
     for (let x = s + 1; x < s + slices; x++) {
@@ -83,7 +83,7 @@ function checkPage(a: Arena, rb: number, live: Set<number>): number {
   const meta = a.meta;
   const aBits = a.aBits;
   const rBits = a.rBits;
-  const s = rb >>> REC_SHIFT;
+  const s = a.sliceOfRec(rb);
   const name = `page ${s}`;
   const bs = meta[rb + R_BLOCK_SIZE];
   const res = meta[rb + R_RESERVED];
@@ -92,7 +92,7 @@ function checkPage(a: Arena, rb: number, live: Set<number>): number {
   const slices = meta[rb + R_SLICES];
   const bin = meta[rb + R_FLAGS] & FLAG_BIN_MASK;
   const aligned = (meta[rb + R_FLAGS] & F_ALIGNED) !== 0;
-  const ps = pageStart(rb);
+  const ps = pageStart(meta, rb);
   if (bs <= 0 || (bs & 7) !== 0) fail(`${name}: block size ${bs} is not a positive multiple of 8`);
   if (bin !== BIN_HUGE && BIN_BLOCK_SIZE[bin] !== bs) fail(`${name}: block size ${bs} does not match bin ${bin}`);
   if (res < 1 || res * bs > slices * SLICE_SIZE) fail(`${name}: ${res} blocks of ${bs} do not fit in ${slices} slices`);

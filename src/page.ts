@@ -10,18 +10,23 @@ import { Arena } from './arena.js';
 import {
   BIN_COUNT, BITMAP_WORD_SHIFT, EXTEND_BYTES, F_ALIGNED, F_FRESH, F_ZERO, FLAG_BIN_MASK, GRANULE_SHIFT,
   H_ABANDONED_COUNT, R_BLOCK_SIZE, R_CAPACITY, R_COLLECT, R_FLAGS, R_FREE, R_HEAP, R_LOCAL_FREE, R_NEXT,
-  R_ORIGIN, R_OWNER, R_PREV, R_RESERVED, R_SLICES, R_STATE, R_USED, R_XTHREAD_FREE, REC_SHIFT, SLICE_SIZE,
+  R_ORIGIN, R_OWNER, R_PREV, R_RESERVED, R_SLICES, R_STATE, R_START, R_USED, R_XTHREAD_FREE, SLICE_SHIFT, SLICE_SIZE,
   STATE_IN_USE,
 } from './types.js';
 
 /** First byte of the page whose record base is `rb`. */
-export function pageStart(rb: number): number {
-  return (rb >>> REC_SHIFT) * SLICE_SIZE;
+export function pageStart(meta: Int32Array, rb: number): number {
+  return meta[rb + R_START] >>> 0;
+}
+
+/** First slice of the page whose record base is `rb`. */
+export function pageSlice(meta: Int32Array, rb: number): number {
+  return meta[rb + R_START] >>> SLICE_SHIFT;
 }
 
 /** Start of the block containing address q (q inside the page). One division: aligned pages only. */
 export function blockStartOf(meta: Int32Array, rb: number, q: number): number {
-  const ps = pageStart(rb);
+  const ps = pageStart(meta, rb);
   const bs = meta[rb + R_BLOCK_SIZE];
   return ps + Math.floor((q - ps) / bs) * bs;
 }
@@ -31,10 +36,12 @@ export function blockStartOf(meta: Int32Array, rb: number, q: number): number {
  * reaper recovering a half-done claim can tell complete from incomplete.
  */
 export function pageInit(
-  a: Arena, agentBase: number, rb: number, slices: number, bin: number, blockSize: number,
+  a: Arena, agentBase: number, s: number, slices: number, bin: number, blockSize: number,
   reserved: number, heap: number, owner: number, origin: number, fresh: boolean,
 ): void {
   const meta = a.meta;
+  const rb = a.rec(s);
+  meta[rb + R_START] = s * SLICE_SIZE;
   meta[rb + R_BLOCK_SIZE] = blockSize;
   meta[rb + R_RESERVED] = reserved;
   meta[rb + R_CAPACITY] = 0;
@@ -50,7 +57,6 @@ export function pageInit(
   meta[rb + R_ORIGIN] = origin;
   Atomics.store(meta, rb + R_XTHREAD_FREE, 0);
   Atomics.store(meta, rb + R_OWNER, owner);
-  const s = rb >>> REC_SHIFT;
   const pm = a.pageMap;
   for (let x = s; x < s + slices; x++) pm[x] = rb;
   Atomics.store(meta, rb + R_STATE, STATE_IN_USE);
@@ -70,7 +76,7 @@ export function pageExtend(a: Arena, rb: number): void {
   const res = meta[rb + R_RESERVED];
   let k = bs >= EXTEND_BYTES ? 1 : (EXTEND_BYTES / bs) | 0;
   if (k > res - cap) k = res - cap;
-  const first = pageStart(rb) + cap * bs;
+  const first = pageStart(meta, rb) + cap * bs;
   let b = first;
   for (let i = 1; i < k; i++) {
     const nx = b + bs;
@@ -154,7 +160,7 @@ export function pageBin(meta: Int32Array, rb: number): number {
 export function unmapAbandoned(a: Arena, rb: number): void {
   const bin = pageBin(a.meta, rb);
   if (bin <= 0 || bin >= BIN_COUNT) return;
-  const s = rb >>> REC_SHIFT;
+  const s = pageSlice(a.meta, rb);
   const idx = a.layout.abandoned + bin * a.layout.sliceWords + (s >>> 5);
   const bit = 1 << (s & 31);
   const old = Atomics.and(a.mem, idx, ~bit);
@@ -164,7 +170,7 @@ export function unmapAbandoned(a: Arena, rb: number): void {
 /** Set the page's bit in its bin's abandoned bitmap ("mapped"): claimers searching that bin will find it. */
 export function mapAbandoned(a: Arena, rb: number): void {
   const bin = pageBin(a.meta, rb);
-  const s = rb >>> REC_SHIFT;
+  const s = pageSlice(a.meta, rb);
   const idx = a.layout.abandoned + bin * a.layout.sliceWords + (s >>> 5);
   const bit = 1 << (s & 31);
   const old = Atomics.or(a.mem, idx, bit);
@@ -178,7 +184,7 @@ export function mapAbandoned(a: Arena, rb: number): void {
  */
 export function pageRelease(a: Arena, agentBase: number, rb: number): void {
   const meta = a.meta;
-  const s = rb >>> REC_SHIFT;
+  const s = pageSlice(meta, rb);
   const n = meta[rb + R_SLICES];
   a.announceRelease(agentBase, s, n);
   unmapAbandoned(a, rb);
@@ -230,7 +236,7 @@ export function pageRebuild(a: Arena, rb: number): void {
   }
   meta[rb + R_COLLECT] = 0;
   // 2. every block below capacity whose A bit is clear is free
-  const ps = pageStart(rb);
+  const ps = pageStart(meta, rb);
   let free = 0;
   let used = 0;
   for (let i = cap - 1; i >= 0; i--) {

@@ -9,7 +9,7 @@ import type { Arena } from './arena.js';
 import { blockStartOf } from './page.js';
 import {
   BIN_HUGE, F_ALIGNED, FLAG_BIN_MASK, R_XTHREAD_FREE, H_AGENTS_LIVE, H_COMMITTED, OWNER_ABANDONED, R_BLOCK_SIZE, R_CAPACITY, R_FLAGS,
-  R_OWNER, R_SLICES, R_STATE, R_USED, REC_SHIFT, SLICE_SIZE, STATE_IN_USE,
+  R_OWNER, R_SLICES, R_STATE, R_USED, SLICE_SIZE, STATE_IN_USE,
 } from './types.js';
 
 export interface StatsSnapshot {
@@ -70,7 +70,7 @@ export function collectStats(a: Arena): StatsSnapshot {
     largePages: 0, hugePages: 0, abandonedPages: 0, blocks: 0, capacityBytes: 0, agents: Atomics.load(a.mem, H_AGENTS_LIVE),
   };
   for (let s = a.headerSlices; s < a.sliceCount; s++) {
-    const rb = s << REC_SHIFT;
+    const rb = a.rec(s);
     if (Atomics.load(meta, rb + R_STATE) !== STATE_IN_USE) continue;
     const slices = meta[rb + R_SLICES];
     const bs = meta[rb + R_BLOCK_SIZE];

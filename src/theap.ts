@@ -31,8 +31,8 @@ export class Theap {
   readonly count = new Int32Array(BIN_COUNT);
   /**
    * pagesFreeDirect: wsize (0..128) → record base of the first page of that
-   * size's bin, or 0, the record of header slice 0, whose FREE is always 0,
-   * so the fast path needs no "initialised?" test.
+   * size's bin, or `emptyRb`, the record of header slice 0, whose FREE is
+   * always 0, so the fast path needs no "initialised?" test.
    */
   readonly direct = new Int32Array(SMALL_WSIZE_MAX + 1);
   /** Generic-path calls, the heartbeat for retiring pages. */
@@ -41,13 +41,18 @@ export class Theap {
   retiredMin = BIN_COUNT;
   retiredMax = 0;
 
-  constructor(heapId: number) {
+  /** Record base of the always-empty record (slice 0's): the `direct` entry of a bin without pages. */
+  readonly emptyRb: number;
+
+  constructor(heapId: number, emptyRb: number) {
     this.heapId = heapId;
+    this.emptyRb = emptyRb;
+    this.direct.fill(emptyRb);
   }
 
   private updateDirect(bin: number): void {
     if (BIN_BLOCK_SIZE[bin] > SMALL_SIZE_MAX) return;
-    const rb = this.first[bin];
+    const rb = this.first[bin] || this.emptyRb;
     const d = this.direct;
     for (let w = DIRECT_LO[bin]; w <= DIRECT_HI[bin]; w++) d[w] = rb;
   }

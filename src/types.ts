@@ -161,8 +161,11 @@ export const INTENT_RELEASE = 2; // returning a page's slices
 
 /**
  * A page record: REC_WORDS Int32 words per slice, used for the page that
- * starts at that slice. A record *base* is `slice << REC_SHIFT`; the page map
- * and the theap's queues store bases, so a field is `meta[base + R_FIELD]`.
+ * starts at that slice. A record *base* is the word index of the record in
+ * the whole-buffer Int32 view, `records + (slice << REC_SHIFT)` (never 0); the
+ * page map, the theap's queues and `pagesFreeDirect` store bases, so a field
+ * is `mem[base + R_FIELD]`: the hot paths touch a single typed array
+ * (measured ~10 % faster than one view per region).
  *
  * ```
  *  word  0 STATE      1 = page in use (written last on create, first on free)
@@ -181,6 +184,7 @@ export const INTENT_RELEASE = 2; // returning a page's slices
  *       14 COLLECT    rest of an XTHREAD_FREE list being collected
  *       15 ORIGIN     tid of the theap that created or last reclaimed the page
  *       16 KEY0, 17 KEY1  secure-mode keys (reserved)
+ *       18 START      address of the page's first byte (slice << 16)
  * ```
  */
 export const REC_SHIFT = 5;
@@ -203,6 +207,7 @@ export const R_COLLECT = 14;
 export const R_ORIGIN = 15;
 export const R_KEY0 = 16;
 export const R_KEY1 = 17;
+export const R_START = 18;
 
 export const STATE_FREE = 0;
 export const STATE_IN_USE = 1;
