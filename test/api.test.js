@@ -266,6 +266,11 @@ describe('test-api port', () => {
     assert.notEqual(q, 0);
     assert.notEqual(q, p);
     assert.ok(a.usableSize(q) <= 16);
+    // a zero product never overflows, however large the other factor
+    const r = a.calloc(2 ** 40, 0);
+    assert.notEqual(r, 0);
+    assert.ok(a.usableSize(r) <= 16);
+    a.free(r);
     a.free(p);
     a.free(q);
     assert.deepEqual(errors, []);

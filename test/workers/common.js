@@ -121,13 +121,22 @@ export function runWorker(url, workerData, timeoutMs = 60_000) {
  * the operations of the two agents (each reply happens after the request).
  */
 export class Remote {
+  static live = new Set();
+
+  /** Terminates every Remote still running (call from an afterEach hook). */
+  static async killAll() {
+    await Promise.all([...Remote.live].map((r) => r.kill()));
+  }
+
   constructor(url, workerData) {
     this.worker = new Worker(url, { workerData });
+    Remote.live.add(this);
     this.pending = new Map();
     this.nextId = 1;
     this.error = null;
     this.exited = new Promise((resolve) => {
       this.worker.on('exit', (code) => {
+        Remote.live.delete(this);
         for (const { reject } of this.pending.values()) {
           reject(this.error ?? new Error(`worker exited with code ${code}`));
         }
@@ -151,6 +160,11 @@ export class Remote {
       this.pending.set(id, { resolve, reject });
       this.worker.postMessage({ id, op, args });
     });
+  }
+
+  /** Terminates the worker if it is still running (cleanup after a failure). */
+  async kill() {
+    await this.worker.terminate();
   }
 
   /** Asks the worker to detach and exit; resolves with the exit code. */
