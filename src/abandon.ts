@@ -20,8 +20,8 @@
  */
 import type { Arena } from './arena.js';
 import {
-  A_ID, A_STATE, AGENT_ALIVE, AGENT_FREE, AGENT_REAPING, AGENT_WORDS, BIN_COUNT, BIN_HUGE, F_QUEUED,
-  H_ABANDONED_COUNT, H_AGENTS_LIVE, H_REAPED, MAX_AGENTS, OWNER_ABANDONED, OWNER_HELD, R_FLAGS, R_HEAP, R_ORIGIN,
+  A_ID, A_STATE, AGENT_ALIVE, AGENT_REAPING, AGENT_WORDS, BIN_COUNT, BIN_HUGE, F_QUEUED,
+  H_ABANDONED_COUNT, H_REAPED, MAX_AGENTS, OWNER_ABANDONED, OWNER_HELD, R_FLAGS, R_HEAP, R_ORIGIN,
   R_OWNER, R_RESERVED, R_SLICES, R_STATE, R_USED, R_XTHREAD_FREE, STATE_IN_USE,
 } from './types.js';
 import { mapAbandoned, pageBin, pageCollect, pageRebuild, pageRelease, unmapAbandoned } from './page.js';
@@ -153,9 +153,8 @@ export function reapAgent(ag: AgentContext, id: number): boolean {
   if (Atomics.compareExchange(mem, b + A_STATE, AGENT_ALIVE, AGENT_REAPING) !== AGENT_ALIVE) return false;
   a.recoverIntent(b);
   abandonAllOf(ag, id << 2, true);
-  Atomics.sub(mem, H_AGENTS_LIVE, 1);
   Atomics.add(mem, H_REAPED, 1);
-  Atomics.store(mem, b + A_STATE, AGENT_FREE);
+  // one store frees the record: a kill before it leaves the record REAPING (never reused), never half-freed
   Atomics.store(mem, b + A_ID, 0);
   return true;
 }

@@ -29,7 +29,7 @@ import { StatsSnapshot, collectStats, formatStats } from './stats.js';
 import { Theap } from './theap.js';
 import {
   A_ID, A_STATE, AGENT_ALIVE, AGENT_WORDS, BIN_HUGE, BITMAP_WORD_SHIFT, DEFAULT_SIZE, F_ALIGNED, F_ZERO,
-  GRANULE_SHIFT, H_AGENTS_LIVE, H_NEXT_AGENT_ID, LARGE_OBJ_SIZE_MAX, MAX_AGENTS, MAX_SIZE, MIN_SIZE,
+  GRANULE_SHIFT, H_NEXT_AGENT_ID, LARGE_OBJ_SIZE_MAX, MAX_AGENTS, MAX_SIZE, MIN_SIZE,
   OWNER_ABANDONED, OWNER_HELD, PAGE_FULL_RETAIN, R_BLOCK_SIZE, R_CAPACITY, R_FLAGS, R_FREE, R_HEAP,
   R_LOCAL_FREE, R_NEXT, R_OWNER, R_RESERVED, R_STATE, R_USED, R_XTHREAD_FREE, RETIRE_CYCLES_OTHER,
   RETIRE_CYCLES_SMALL, RETIRE_MASK, RETIRE_SHIFT, SLICE_SHIFT, SLICE_SIZE, SMALL_SIZE_MAX, STATE_IN_USE,
@@ -135,7 +135,6 @@ export class Allocator implements AgentContext {
     if (base < 0) throw new Error(`mimalloc-ts: more than ${MAX_AGENTS} agents attached; detach() or releaseAgent() some first`);
     for (let k = 2; k < AGENT_WORDS; k++) Atomics.store(mem, base + k, 0);
     Atomics.store(mem, base + A_STATE, AGENT_ALIVE);
-    Atomics.add(mem, H_AGENTS_LIVE, 1);
     this.agentId = id;
     this.tid = id << 2;
     this.fastTid = this.tid;
@@ -741,10 +740,8 @@ export class Allocator implements AgentContext {
     abandonAllOf(this, this.tid, false); // none should be left; a safety net
     this.fastTid = -1;
     this.direct = new Int32Array(this.direct.length).fill(this.arena.rec(0));
-    const mem = this.mem;
-    Atomics.sub(mem, H_AGENTS_LIVE, 1);
-    Atomics.store(mem, this.agentBase + A_STATE, 0);
-    Atomics.store(mem, this.agentBase + A_ID, 0);
+    // one store frees the agent record (a kill before it: releaseAgent finds the agent and finishes)
+    Atomics.store(this.mem, this.agentBase + A_ID, 0);
   }
 
   /**

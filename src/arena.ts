@@ -149,7 +149,10 @@ export class Arena {
       // already partly used, so that wholly free, aligned groups stay whole
       // for medium (8-slice) and large (64-slice) pages: a light form of
       // mimalloc's chunk bins, against small pages fragmenting freed runs.
-      const words = this.layout.sliceWords;
+      // Only below the high-water mark: it must never raise it when a lower
+      // slice is free.
+      const hwm = Atomics.load(m, H_COMMITTED);
+      const words = Math.min(this.layout.sliceWords, (hwm + 31) >>> 5);
       for (let w = this.headerSlices >>> 5; w < words; w++) {
         const x = m[fm + w];
         if (x === 0 || x === -1) continue;
@@ -157,7 +160,7 @@ export class Arena {
           const byte = (x >>> g) & 0xff;
           if (byte !== 0 && byte !== 0xff) {
             const s = (w << 5) + g + ctz(byte);
-            if (s >= this.headerSlices && s < end) return s;
+            if (s >= this.headerSlices && s < end && s < hwm) return s;
           }
         }
       }

@@ -8,7 +8,7 @@
 import type { Arena } from './arena.js';
 import { blockStartOf } from './page.js';
 import {
-  BIN_HUGE, F_ALIGNED, FLAG_BIN_MASK, R_XTHREAD_FREE, H_AGENTS_LIVE, H_COMMITTED, OWNER_ABANDONED, R_BLOCK_SIZE, R_CAPACITY, R_FLAGS,
+  BIN_HUGE, F_ALIGNED, FLAG_BIN_MASK, R_XTHREAD_FREE, H_COMMITTED, A_ID, A_STATE, AGENT_ALIVE, AGENT_WORDS, MAX_AGENTS, OWNER_ABANDONED, R_BLOCK_SIZE, R_CAPACITY, R_FLAGS,
   R_OWNER, R_SLICES, R_STATE, R_USED, SLICE_SIZE, STATE_IN_USE,
 } from './types.js';
 
@@ -62,12 +62,21 @@ function pendingRemote(a: Arena, rb: number): number {
   return n;
 }
 
+function countAgents(a: Arena): number {
+  let n = 0;
+  for (let i = 0; i < MAX_AGENTS; i++) {
+    const b = a.layout.agents + i * AGENT_WORDS;
+    if (Atomics.load(a.mem, b + A_ID) !== 0 && Atomics.load(a.mem, b + A_STATE) === AGENT_ALIVE) n++;
+  }
+  return n;
+}
+
 export function collectStats(a: Arena): StatsSnapshot {
   const meta = a.meta;
   const st: StatsSnapshot = {
     reserved: a.size, committed: (Atomics.load(a.mem, H_COMMITTED) - a.headerSlices) * SLICE_SIZE,
     metadata: a.headerSlices * SLICE_SIZE, used: 0, pagesBytes: 0, pages: 0, smallPages: 0, mediumPages: 0,
-    largePages: 0, hugePages: 0, abandonedPages: 0, blocks: 0, capacityBytes: 0, agents: Atomics.load(a.mem, H_AGENTS_LIVE),
+    largePages: 0, hugePages: 0, abandonedPages: 0, blocks: 0, capacityBytes: 0, agents: countAgents(a),
   };
   for (let s = a.headerSlices; s < a.sliceCount; s++) {
     const rb = a.rec(s);

@@ -125,7 +125,6 @@ export const H_NEXT_AGENT_ID = 4; // atomic counter; ids are never reused
 export const H_OPTIONS = 5; // OPT_* bits
 export const H_COMMITTED = 6; // high-water mark in slices (atomic max)
 export const H_SIZE_HI = 7; // size / 64 KiB (sliceCount) kept twice for check()
-export const H_AGENTS_LIVE = 8; // attached agents (atomic)
 /**
  * Agents taken over by releaseAgent (atomic). An agent killed between the
  * R-bit OR and the XTHREAD_FREE push of a remote free leaves that one block

@@ -16,7 +16,7 @@ import { makeRng, writeItems, verifyItems, runWorker } from './workers/common.js
 const WORKER = new URL('./workers/stress-worker.js', import.meta.url);
 const TRANSFER_SLOTS = 1000;
 
-async function stress(t, { workers, rounds, scale, size, reuseFactor }) {
+async function stress(t, { workers, rounds, scale, size, reuseFactor, large = false }) {
   const a = Allocator.create({ size });
   const used0 = a.stats().used;
   const transferSab = new SharedArrayBuffer(TRANSFER_SLOTS * 4);
@@ -37,13 +37,14 @@ async function stress(t, { workers, rounds, scale, size, reuseFactor }) {
   const rnd = makeRng(0x5eed);
   let totalBytes = 0;
   let totalObjects = 0;
+  let totalReallocs = 0;
   let mainFreed = 0;
 
   for (let round = 0; round < rounds; round++) {
     const last = round === rounds - 1;
     const runs = [];
     for (let tid = 0; tid < workers; tid++) {
-      runs.push(runWorker(WORKER, { handle: a.handle, transferSab, tid, round, scale }, 120_000));
+      runs.push(runWorker(WORKER, { handle: a.handle, transferSab, tid, round, scale, large }, 120_000));
     }
     const results = (await Promise.all(runs)).map((m) => m[0]);
     const ids = new Set([a.agentId]);
@@ -53,6 +54,7 @@ async function stress(t, { workers, rounds, scale, size, reuseFactor }) {
       ids.add(r.agentId);
       totalBytes += r.allocatedBytes;
       totalObjects += r.allocated;
+      totalReallocs += r.reallocs;
     }
 
     // All workers of the round have detached; free ~half of the transfer slots
@@ -76,7 +78,7 @@ async function stress(t, { workers, rounds, scale, size, reuseFactor }) {
   const st = a.stats();
   assert.equal(st.used, baseline, 'used returns to the baseline of the main thread\'s own live blocks');
   // Memory is reused: the high-water mark stays far below the bytes allocated.
-  t.diagnostic(`${workers} workers x ${rounds} rounds: ${totalObjects} objects, ${totalBytes} bytes allocated, ` +
+  t.diagnostic(`${workers} workers x ${rounds} rounds: ${totalObjects} objects, ${totalBytes} bytes allocated, ${totalReallocs} reallocs, ` +
     `${mainFreed} freed by main from transfer slots, committed ${st.committed}`);
   assert.ok(totalBytes > reuseFactor * st.committed,
     `committed ${st.committed} should be far below the ${totalBytes} bytes allocated (${totalObjects} objects)`);
@@ -90,11 +92,15 @@ async function stress(t, { workers, rounds, scale, size, reuseFactor }) {
   return { totalBytes, totalObjects, mainFreed, committed: st.committed };
 }
 
-test('stress: 4 workers x 6 rounds, objects migrate between workers and outlive them', { timeout: 180_000 }, async (t) => {
-  const r = await stress(t, { workers: 4, rounds: 6, scale: 40, size: 256 << 20, reuseFactor: 4 });
+test('stress: 4 workers x 10 rounds, objects migrate between workers and outlive them', { timeout: 180_000 }, async (t) => {
+  const r = await stress(t, { workers: 4, rounds: 10, scale: 100, size: 256 << 20, reuseFactor: 6 });
   assert.ok(r.mainFreed > 0, 'some objects outlived their workers in the transfer array');
 });
 
 test('stress: 8 workers x 3 rounds (more agents than cores)', { timeout: 120_000 }, async (t) => {
-  await stress(t, { workers: 8, rounds: 3, scale: 20, size: 128 << 20, reuseFactor: 2 });
+  await stress(t, { workers: 8, rounds: 3, scale: 30, size: 128 << 20, reuseFactor: 2 });
+});
+
+test('stress: 4 workers x 8 rounds with huge objects (singleton pages)', { timeout: 180_000 }, async (t) => {
+  await stress(t, { workers: 4, rounds: 8, scale: 50, size: 512 << 20, reuseFactor: 2, large: true });
 });

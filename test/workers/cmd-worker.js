@@ -66,6 +66,22 @@ if (!isMainThread) {
         if (stopping) return freed;
       }
     },
+    // Wait for the go signal (ctl[0] = 1), then release a dead agent at the
+    // same moment as the main thread does.
+    raceRelease: (ctlSab, id) => {
+      const ctl = new Int32Array(ctlSab);
+      Atomics.store(ctl, 1, 1);
+      Atomics.notify(ctl, 1);
+      Atomics.wait(ctl, 0, 0);
+      return a.releaseAgent(id);
+    },
+    mallocAligned: (pairs) => pairs.map(([n, align]) => {
+      const p = a.mallocAligned(n, align);
+      if (p !== 0) fillBlock(a.u32, p, n);
+      return p;
+    }),
+    // realloc a block (maybe another agent's); returns the new address.
+    realloc: (p, n) => a.realloc(p, n),
     detach: () => { a.detach(); return true; },
   };
 

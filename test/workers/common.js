@@ -27,7 +27,7 @@ export function makeRng(seed) {
 
 export const ITEM_COOKIE = 0xbf58476d;
 export const ITEM_COOKIE2 = 0x1ce4e5b9;
-export const ITEM_MAX_WORDS = 64 * 100 * 2; // 2^6 words, x100, doubled
+export const ITEM_MAX_WORDS = 64 * 10000 * 2; // 2^6 words, x10000 at most, or grown by realloc
 
 export function writeItems(u32, p, n) {
   let w = p >>> 2;
@@ -41,7 +41,7 @@ export function writeItems(u32, p, n) {
 export function verifyItems(u32, p, where) {
   const w0 = p >>> 2;
   const n = (u32[w0] ^ ITEM_COOKIE) >>> 0;
-  if (n < 1 || n > ITEM_MAX_WORDS) {
+  if (n < 1 || n > ITEM_MAX_WORDS || w0 + 2 * n > u32.length) {
     throw new Error(`memory corruption (${where}): block ${p} has an impossible length word ${n}`);
   }
   let w = w0;

@@ -16,7 +16,8 @@
 // A kill between two steps can at worst leak the one block in hand.
 //
 // mode 'hold': allocate K blocks of the given sizes, fill them, report their
-// addresses, then idle until terminated.
+// addresses, then idle until terminated. Modes 'churn', 'multi' and 'detach':
+// see below.
 
 import { isMainThread, workerData, parentPort } from 'node:worker_threads';
 
@@ -25,7 +26,57 @@ if (!isMainThread) {
   const { makeRng, fillBlock, verifyBlock } = await import('./common.js');
   const a = Allocator.attach(workerData.handle);
 
-  if (workerData.mode === 'hold') {
+  if (workerData.mode === 'churn') {
+    // Attach and detach many agents in turn (agent records must be reused).
+    const ids = [];
+    for (let i = 0; i < workerData.count; i++) {
+      const b = Allocator.attach(workerData.handle);
+      const p = b.malloc(64);
+      fillBlock(b.u32, p, 64);
+      ids.push(b.agentId);
+      b.free(p);
+      b.detach();
+    }
+    a.detach();
+    parentPort.postMessage({ type: 'done', ids });
+  } else if (workerData.mode === 'multi') {
+    // Several agents in one worker, each holding blocks; then idle until killed.
+    const agents = [a];
+    for (let i = 1; i < workerData.agents; i++) agents.push(Allocator.attach(workerData.handle));
+    const blocks = [];
+    agents.forEach((b, i) => {
+      for (let k = 0; k < workerData.blocksPerAgent; k++) {
+        const n = workerData.sizes[(i + k) % workerData.sizes.length];
+        const p = b.malloc(n);
+        if (p === 0) throw new Error(`malloc(${n}) returned 0`);
+        fillBlock(b.u32, p, n);
+        blocks.push([p, n]);
+      }
+    });
+    parentPort.postMessage({ type: 'ready', ids: agents.map((b) => b.agentId), blocks });
+    setInterval(() => {}, 1 << 30);
+  } else if (workerData.mode === 'detach') {
+    // Allocate across many bins, free half, report the live blocks, wait for
+    // the go signal, then detach (the main thread kills us at some point).
+    const { sizes, count, ctrlSab } = workerData;
+    const ctrl = new Int32Array(ctrlSab);
+    const all = [];
+    for (let i = 0; i < count; i++) {
+      const n = sizes[i % sizes.length];
+      const p = a.malloc(n);
+      if (p === 0) throw new Error(`malloc(${n}) returned 0`);
+      fillBlock(a.u32, p, n);
+      all.push([p, n]);
+    }
+    const live = [];
+    all.forEach(([p, n], i) => { if (i % 2 === 0) a.free(p); else live.push([p, n]); });
+    parentPort.postMessage({ type: 'ready', agentId: a.agentId, blocks: live });
+    Atomics.wait(ctrl, 0, 0);
+    Atomics.store(ctrl, 1, 2);
+    a.detach();
+    Atomics.store(ctrl, 1, 1);
+    parentPort.postMessage({ type: 'detached' });
+  } else if (workerData.mode === 'hold') {
     const blocks = [];
     for (const n of workerData.sizes) {
       const p = a.malloc(n);

@@ -8,9 +8,9 @@ import { isMainThread, workerData, parentPort } from 'node:worker_threads';
 
 if (!isMainThread) {
   const { Allocator } = await import('../../dist/index.js');
-  const { makeRng, writeItems, verifyItems } = await import('./common.js');
+  const { makeRng, writeItems, verifyItems, ITEM_COOKIE, ITEM_COOKIE2, ITEM_MAX_WORDS } = await import('./common.js');
 
-  const { handle, transferSab, tid, round, scale } = workerData;
+  const { handle, transferSab, tid, round, scale, large } = workerData;
   const a = Allocator.attach(handle);
   const agentId = a.agentId;
   const transfer = new Uint32Array(transferSab);
@@ -21,9 +21,16 @@ if (!isMainThread) {
   let allocatedBytes = 0; // requested bytes
   let freed = 0;
   let exchanged = 0;
+  let reallocs = 0;
 
   const allocItems = (items) => {
-    if (chance(1)) items *= 100;
+    if (chance(1)) {
+      // ~1% large objects; with `large` (test-stress's ALLOW_LARGE) some of
+      // them huge (x1000) or giant (x10000): singleton pages.
+      if (large && chance(1)) items *= 10000;
+      else if (large && chance(10)) items *= 1000;
+      else items *= 100;
+    }
     if (items >= 32 && items <= 40) items *= 2;
     const p = a.calloc(items, 8);
     if (p === 0) throw new Error(`out of memory: calloc(${items}, 8) returned 0 (worker ${tid}, round ${round})`);
@@ -65,6 +72,26 @@ if (!isMainThread) {
       freeItems(data[i]);
       data[i] = 0;
     }
+    if (chance(2) && data.length > 0) {
+      // realloc an object (maybe allocated by another worker): the prefix moves with it
+      const i = rnd() % data.length;
+      const p = data[i];
+      if (p !== 0) {
+        const n = verifyItems(a.u32, p, `worker ${tid} round ${round} (before realloc)`);
+        const m = Math.min(ITEM_MAX_WORDS, 1 + (rnd() % (2 * n + 8)));
+        const q = a.realloc(p, m * 8);
+        if (q === 0) throw new Error(`realloc(${p}, ${m * 8}) returned 0`);
+        const u32 = a.u32;
+        for (let k = 0, w = q >>> 2; k < Math.min(n, m); k++, w += 2) {
+          if (u32[w] !== (((n - k) ^ ITEM_COOKIE) >>> 0) || u32[w + 1] !== (((p + k * 8) ^ ITEM_COOKIE2) >>> 0)) {
+            throw new Error(`realloc(${p}, ${m * 8}) = ${q} lost word ${k} of ${n}`);
+          }
+        }
+        writeItems(u32, q, m);
+        data[i] = q;
+        reallocs++;
+      }
+    }
     if (chance(25) && data.length > 0) {
       const i = rnd() % data.length;
       const j = rnd() % transfer.length;
@@ -77,5 +104,5 @@ if (!isMainThread) {
   for (const p of data) freeItems(p);
 
   a.detach();
-  parentPort.postMessage({ tid, agentId, allocated, allocatedBytes, freed, exchanged });
+  parentPort.postMessage({ tid, agentId, allocated, allocatedBytes, freed, exchanged, reallocs });
 }
