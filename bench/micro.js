@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Micro benchmark: mimalloc-ts side by side with native mimalloc (the
 // reference), glibc malloc, dlmalloc and AssemblyScript's TLSF compiled to
-// wasm, and @thi.ng/malloc. Run with `npm run bench:micro`.
+// wasm, and @thi.ng/malloc (plus js-floor, a no-checks reference floor).
+// Run with `npm run bench:micro`.
 //
 //   (a) malloc 1,000 blocks of 8..207 B, free them in allocation order; repeat
 //   (b) 100,000 live blocks; free a random one and malloc a new one in its slot
@@ -18,16 +19,18 @@
 // 12..18 ns/op drifting down to 11.5 for dlmalloc). JavaScript code is not
 // affected. Pass --v8-default-tiering to measure with V8's defaults.
 //
-// The machine is small and shared: the load average at start and end is
-// printed and stored; results taken while other work ran are not comparable.
+// The machine is small and shared: CPU time used by other processes is
+// measured around every measurement; a disturbed measurement is repeated once
+// the machine is quiet (at most twice) and the run's notes list what stayed
+// disturbed. See BENCHMARKS.md for the methodology.
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { BENCH_DIR, BUILD_DIR, JS_PEERS, MIMALLOC_TS_SIZE, loadMimallocTs, probeNoCheck } from './lib/peers.js';
+import { BENCH_DIR, BUILD_DIR, DIST_INDEX, JS_PEERS, MIMALLOC_TS_SIZE, loadMimallocTs, probeNoCheck } from './lib/peers.js';
 import { PARAMS, median, scheduleC } from './lib/workload.js';
 
 // ---- options ----------------------------------------------------------------
@@ -361,6 +364,17 @@ if (workloads.includes('c')) {
 
 // ---- report -----------------------------------------------------------------
 
+/** Newest modification time of src/ (identifies the mimalloc-ts source measured; dist/ is rebuilt every run). */
+function sourceTime() {
+  try {
+    const dir = path.resolve(path.dirname(DIST_INDEX), '..', 'src');
+    const t = Math.max(...readdirSync(dir).map((f) => statSync(path.join(dir, f)).mtimeMs));
+    return new Date(t).toISOString();
+  } catch {
+    return null;
+  }
+}
+
 const fmt = (x, d = 2) => (x === undefined || x === null || Number.isNaN(x) ? '-' : x.toFixed(d));
 const pad = (s, n) => String(s).padEnd(n);
 const lpad = (s, n) => String(s).padStart(n);
@@ -554,6 +568,7 @@ writeFileSync(
         node: process.version,
         platform: `${os.platform()} ${os.release()} ${os.arch()}`,
       },
+      mimalloc_ts_source_mtime: sourceTime(),
       params,
       reference: REF,
       results,
