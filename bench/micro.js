@@ -358,7 +358,7 @@ if (workloads.includes('c')) {
     c.one_mops = median(c.one_samples);
     c.two_mops = median(c.two_samples);
     c.scaling = c.two_mops / c.one_mops;
-    results[peer].c = c;
+    (results[peer] ??= {}).c = c;
   }
 }
 

@@ -22,7 +22,7 @@ import type { Arena } from './arena.js';
 import {
   A_ID, A_STATE, AGENT_ALIVE, AGENT_REAPING, AGENT_WORDS, BIN_COUNT, BIN_HUGE, F_QUEUED,
   H_ABANDONED_COUNT, H_REAPED, MAX_AGENTS, OWNER_ABANDONED, OWNER_HELD, R_FLAGS, R_HEAP, R_ORIGIN,
-  R_OWNER, R_RESERVED, R_SLICES, R_STATE, R_USED, R_XTHREAD_FREE, STATE_IN_USE,
+  R_OWNER, R_RESERVED, R_SLICES, R_STATE, R_USED, R_XTHREAD_FREE, STATE_IN_USE, F_FULL,
 } from './types.js';
 import { mapAbandoned, pageBin, pageCollect, pageRebuild, pageRelease, unmapAbandoned } from './page.js';
 import type { Theap } from './theap.js';
@@ -131,7 +131,7 @@ export function abandonAllOf(ag: AgentContext, tid: number, rebuild: boolean): v
     const slices = meta[rb + R_SLICES];
     const o = Atomics.load(meta, rb + R_OWNER);
     if ((o & ~3) === tid && Atomics.compareExchange(meta, rb + R_OWNER, o, ag.tid | OWNER_HELD) === o) {
-      meta[rb + R_FLAGS] &= ~F_QUEUED;
+      meta[rb + R_FLAGS] &= ~(F_QUEUED | F_FULL);
       if (rebuild) pageRebuild(a, rb);
       settleHeld(ag, rb, false);
     }

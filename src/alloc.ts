@@ -30,7 +30,7 @@ import { Theap } from './theap.js';
 import {
   A_ID, A_STATE, AGENT_ALIVE, AGENT_WORDS, BIN_HUGE, BITMAP_WORD_SHIFT, DEFAULT_SIZE, F_ALIGNED, F_ZERO,
   GRANULE_SHIFT, H_NEXT_AGENT_ID, LARGE_OBJ_SIZE_MAX, MAX_AGENTS, MAX_SIZE, MIN_SIZE,
-  OWNER_ABANDONED, OWNER_HELD, PAGE_FULL_RETAIN, R_BLOCK_SIZE, R_CAPACITY, R_FLAGS, R_FREE, R_HEAP,
+  OWNER_ABANDONED, OWNER_HELD, PAGE_FULL_KEEP, BIN_COUNT, F_FULL, R_BLOCK_SIZE, R_CAPACITY, R_FLAGS, R_FREE, R_HEAP,
   R_LOCAL_FREE, R_NEXT, R_OWNER, R_RESERVED, R_STATE, R_USED, R_XTHREAD_FREE, RETIRE_CYCLES_OTHER,
   RETIRE_CYCLES_SMALL, RETIRE_MASK, RETIRE_SHIFT, SLICE_SHIFT, SLICE_SIZE, SMALL_SIZE_MAX, STATE_IN_USE,
   FLAG_BIN_MASK,
@@ -281,8 +281,6 @@ export class Allocator implements AgentContext {
     const a = this.arena;
     const meta = this.meta;
     let rb = th.first[bin];
-    let full = 0;
-    const retain = BIN_PAGE_SLICES[bin] === 1 ? PAGE_FULL_RETAIN : 0;
     while (rb !== 0) {
       const next = meta[rb + R_NEXT];
       if (meta[rb + R_FREE] === 0) pageCollect(a, rb);
@@ -292,10 +290,27 @@ export class Allocator implements AgentContext {
         th.moveToFront(meta, bin, rb);
         return rb;
       }
-      if (++full > retain) {
-        th.remove(meta, bin, rb);
+      // full: park it in the bin's full queue, or, past PAGE_FULL_KEEP, abandon it (v3)
+      th.remove(meta, bin, rb);
+      if (th.count[bin + BIN_COUNT] < PAGE_FULL_KEEP) {
+        th.pushBack(meta, bin + BIN_COUNT, rb);
+      } else {
         Atomics.store(meta, rb + R_OWNER, this.tid | OWNER_HELD);
         settleHeld(this, rb, false);
+      }
+      rb = next;
+    }
+    // poll the full pages for frees other agents made into them (a plain load each)
+    rb = th.first[bin + BIN_COUNT];
+    while (rb !== 0) {
+      const next = meta[rb + R_NEXT];
+      if (meta[rb + R_XTHREAD_FREE] !== 0) {
+        pageCollect(a, rb);
+        if (meta[rb + R_FREE] !== 0) {
+          th.remove(meta, bin + BIN_COUNT, rb);
+          th.pushFront(meta, bin, rb);
+          return rb;
+        }
       }
       rb = next;
     }
@@ -455,7 +470,7 @@ export class Allocator implements AgentContext {
         // (its R bit is clear), so the R test is needed only when the list is
         // non-empty: the generic path does it. This keeps the fast path inside
         // the page record's cache line instead of touching the R bitmap.
-        if (mem[rb + R_OWNER] === this.fastTid && (mem[rb + R_FLAGS] & F_ALIGNED) === 0 &&
+        if (mem[rb + R_OWNER] === this.fastTid && (mem[rb + R_FLAGS] & (F_ALIGNED | F_FULL)) === 0 &&
             mem[rb + R_XTHREAD_FREE] === 0) {
           mem[this.aBase + w] = aw ^ bit;
           mem[p >>> 2] = mem[rb + R_LOCAL_FREE];
@@ -479,6 +494,14 @@ export class Allocator implements AgentContext {
     if (owner === this.tid) {
       const err = this.freeHeld(rb, q);
       if (err !== null) { this.report('EAGAIN', err, q); return; }
+      if ((meta[rb + R_FLAGS] & F_FULL) !== 0) { // a full page has a free block again
+        const th = this.theapOf(meta[rb + R_HEAP]);
+        const bin = meta[rb + R_FLAGS] & FLAG_BIN_MASK;
+        if (th !== null) {
+          th.remove(meta, bin + BIN_COUNT, rb);
+          th.pushBack(meta, bin, rb);
+        }
+      }
       if (meta[rb + R_USED] === 0) this.pageEmptied(rb);
       return;
     }
@@ -541,25 +564,20 @@ export class Allocator implements AgentContext {
     }
   }
 
-  /**
-   * A local free made a queued page empty (mimalloc's `_mi_page_retire`): the
-   * only page of its bin stays a while (retired), so an alloc/free cycle
-   * around one block does not claim and release slices every time; any
-   * other empty page goes back to the arena at once.
-   */
+  /** A local free made a queued page empty (mimalloc's `_mi_page_retire`). */
   protected pageEmptied(rb: number): void {
     const meta = this.meta;
     const th = this.theapOf(meta[rb + R_HEAP]);
     const bin = meta[rb + R_FLAGS] & FLAG_BIN_MASK;
     if (th === null || Atomics.load(meta, rb + R_XTHREAD_FREE) !== 0) return;
-    if (th.count[bin] === 1) {
-      const cycles = BIN_PAGE_SLICES[bin] === 1 ? RETIRE_CYCLES_SMALL : RETIRE_CYCLES_OTHER;
-      meta[rb + R_FLAGS] = (meta[rb + R_FLAGS] & ~RETIRE_MASK) | (cycles << RETIRE_SHIFT);
-      th.noteRetired(bin);
-      return;
-    }
-    th.remove(meta, bin, rb);
-    pageRelease(this.arena, this.agentBase, rb);
+    // Every emptied page is kept a short while (mimalloc keeps only the last
+    // page of a bin): a program that frees a batch and allocates the next one
+    // then reuses its pages instead of returning and re-claiming slices
+    // through the shared, atomic slice bitmap every round, which measured as
+    // contention between workers. Expired pages go back on the heartbeat.
+    const cycles = BIN_PAGE_SLICES[bin] === 1 ? RETIRE_CYCLES_SMALL : RETIRE_CYCLES_OTHER;
+    meta[rb + R_FLAGS] = (meta[rb + R_FLAGS] & ~RETIRE_MASK) | (cycles << RETIRE_SHIFT);
+    th.noteRetired(bin);
   }
 
   /** Count down retired pages; release those that expired (all of them when `force`). */
@@ -694,14 +712,18 @@ export class Allocator implements AgentContext {
     const meta = this.meta;
     for (const th of this.theaps) {
       if (!th) continue;
-      for (let bin = 0; bin < th.first.length; bin++) {
-        let rb = th.first[bin];
+      for (let q = 0; q < th.first.length; q++) {
+        const bin = q % BIN_COUNT;
+        let rb = th.first[q];
         while (rb !== 0) {
           const next = meta[rb + R_NEXT];
           pageCollect(a, rb);
-          if (meta[rb + R_USED] === 0 && (force || th.count[bin] > 1)) {
-            th.remove(meta, bin, rb);
+          if (meta[rb + R_USED] === 0 && (force || q !== bin || th.count[bin] > 1)) {
+            th.remove(meta, q, rb);
             pageRelease(a, this.agentBase, rb);
+          } else if (q !== bin && meta[rb + R_FREE] !== 0) {
+            th.remove(meta, q, rb);
+            th.pushBack(meta, bin, rb);
           }
           rb = next;
         }
@@ -817,7 +839,7 @@ class UncheckedAllocator extends Allocator {
     if ((p >>> 0) === p && p < this.size && (p & 7) === 0 && p !== 0) {
       const mem = this.mem;
       const rb = mem[this.pmBase + (p >>> SLICE_SHIFT)];
-      if (mem[rb + R_OWNER] === this.fastTid && (mem[rb + R_FLAGS] & F_ALIGNED) === 0) {
+      if (mem[rb + R_OWNER] === this.fastTid && (mem[rb + R_FLAGS] & (F_ALIGNED | F_FULL)) === 0) {
         mem[p >>> 2] = mem[rb + R_LOCAL_FREE];
         mem[rb + R_LOCAL_FREE] = p;
         if (--mem[rb + R_USED] === 0) this.pageEmptied(rb);

@@ -10,7 +10,7 @@
  */
 import { BIN_BLOCK_SIZE, WSIZE_BIN } from './bins.js';
 import {
-  BIN_COUNT, F_QUEUED, R_FLAGS, R_NEXT, R_PREV, SMALL_SIZE_MAX, SMALL_WSIZE_MAX,
+  BIN_COUNT, F_FULL, F_QUEUED, R_FLAGS, R_NEXT, R_PREV, SMALL_SIZE_MAX, SMALL_WSIZE_MAX,
 } from './types.js';
 
 /** For bins whose blocks are ≤ SMALL_SIZE_MAX: the wsize range [lo, hi] mapping to them. */
@@ -25,10 +25,14 @@ for (let w = 0; w <= SMALL_WSIZE_MAX; w++) {
 export class Theap {
   /** Heap id this theap belongs to (0 = the main heap). */
   readonly heapId: number;
-  /** Queue heads and tails per bin (record bases; 0 = empty). */
-  readonly first = new Int32Array(BIN_COUNT);
-  readonly last = new Int32Array(BIN_COUNT);
-  readonly count = new Int32Array(BIN_COUNT);
+  /**
+   * Queue heads and tails (record bases; 0 = empty): index `bin` is the
+   * bin's queue of pages with (or able to get) free blocks, index
+   * `bin + BIN_COUNT` its queue of full pages.
+   */
+  readonly first = new Int32Array(2 * BIN_COUNT);
+  readonly last = new Int32Array(2 * BIN_COUNT);
+  readonly count = new Int32Array(2 * BIN_COUNT);
   /**
    * pagesFreeDirect: wsize (0..128) → record base of the first page of that
    * size's bin, or `emptyRb`, the record of header slice 0, whose FREE is
@@ -51,7 +55,7 @@ export class Theap {
   }
 
   private updateDirect(bin: number): void {
-    if (BIN_BLOCK_SIZE[bin] > SMALL_SIZE_MAX) return;
+    if (bin >= BIN_COUNT || BIN_BLOCK_SIZE[bin] > SMALL_SIZE_MAX) return;
     const rb = this.first[bin] || this.emptyRb;
     const d = this.direct;
     for (let w = DIRECT_LO[bin]; w <= DIRECT_HI[bin]; w++) d[w] = rb;
@@ -64,7 +68,7 @@ export class Theap {
     if (head !== 0) meta[head + R_PREV] = rb; else this.last[bin] = rb;
     this.first[bin] = rb;
     this.count[bin]++;
-    meta[rb + R_FLAGS] |= F_QUEUED;
+    meta[rb + R_FLAGS] = bin < BIN_COUNT ? (meta[rb + R_FLAGS] | F_QUEUED) & ~F_FULL : meta[rb + R_FLAGS] | F_QUEUED | F_FULL;
     this.updateDirect(bin);
   }
 
@@ -75,7 +79,7 @@ export class Theap {
     if (tail !== 0) meta[tail + R_NEXT] = rb; else { this.first[bin] = rb; this.updateDirect(bin); }
     this.last[bin] = rb;
     this.count[bin]++;
-    meta[rb + R_FLAGS] |= F_QUEUED;
+    meta[rb + R_FLAGS] = bin < BIN_COUNT ? (meta[rb + R_FLAGS] | F_QUEUED) & ~F_FULL : meta[rb + R_FLAGS] | F_QUEUED | F_FULL;
   }
 
   remove(meta: Int32Array, bin: number, rb: number): void {
@@ -85,7 +89,7 @@ export class Theap {
     if (next !== 0) meta[next + R_PREV] = prev; else this.last[bin] = prev;
     meta[rb + R_NEXT] = 0;
     meta[rb + R_PREV] = 0;
-    meta[rb + R_FLAGS] &= ~F_QUEUED;
+    meta[rb + R_FLAGS] &= ~(F_QUEUED | F_FULL);
     this.count[bin]--;
     if (prev === 0) this.updateDirect(bin);
   }

@@ -107,8 +107,6 @@ export const BIN_COUNT = 75;
 
 /** Lazy extension adds about one OS page worth of blocks at a time. */
 export const EXTEND_BYTES = 4096;
-/** Small pages may keep this many full pages in their queue before abandoning them (page_full_retain). */
-export const PAGE_FULL_RETAIN = 2;
 /** Retired (empty, only page of its bin) pages live this many generic calls (small / other). */
 export const RETIRE_CYCLES_SMALL = 16;
 export const RETIRE_CYCLES_OTHER = 4;
@@ -225,6 +223,16 @@ export const F_FRESH = 1 << 9;
 export const F_ALIGNED = 1 << 10;
 /** The page is in its theap queue (cleared while abandoned or held). */
 export const F_QUEUED = 1 << 11;
+/**
+ * The page is full and parked in its theap's full queue for its bin (queue
+ * index bin + BIN_COUNT): the malloc search skips it, a local free moves it
+ * back (v2's `_mi_page_unfull`), and a search that finds nothing polls the
+ * full queue for remote frees before taking a new page. Fast-path frees
+ * test this flag, so a free into a full page takes the generic path once.
+ */
+export const F_FULL = 1 << 12;
+/** Full pages a theap keeps per bin before abandoning further ones (v3 abandons; see abandon.ts). */
+export const PAGE_FULL_KEEP = 8;
 export const RETIRE_SHIFT = 16;
 export const RETIRE_MASK = 0xff << RETIRE_SHIFT;
 
