@@ -19,11 +19,7 @@
  * page that nobody will look at.
  */
 import type { Arena } from './arena.js';
-import {
-  A_ID, A_STATE, AGENT_ALIVE, AGENT_REAPING, AGENT_WORDS, BIN_COUNT, BIN_HUGE, F_QUEUED,
-  H_ABANDONED_COUNT, H_REAPED, MAX_AGENTS, OWNER_ABANDONED, OWNER_HELD, R_FLAGS, R_HEAP, R_ORIGIN,
-  R_OWNER, R_RESERVED, R_SLICES, R_STATE, R_USED, R_XTHREAD_FREE, STATE_IN_USE, F_FULL,
-} from './types.js';
+import { C } from './types.js';
 import { mapAbandoned, pageBin, pageCollect, pageRebuild, pageRelease, unmapAbandoned } from './page.js';
 import type { Theap } from './theap.js';
 
@@ -48,26 +44,26 @@ export function settleHeld(ag: AgentContext, rb: number, allowReclaim: boolean):
   const meta = a.meta;
   for (;;) {
     pageCollect(a, rb);
-    const used = meta[rb + R_USED];
+    const used = meta[rb + C.R_USED];
     if (used === 0) {
       pageRelease(a, ag.agentBase, rb);
       return;
     }
     const bin = pageBin(meta, rb);
-    if (allowReclaim && meta[rb + R_ORIGIN] === ag.tid && bin !== BIN_HUGE) {
-      const th = ag.theapOf(meta[rb + R_HEAP]);
+    if (allowReclaim && meta[rb + C.R_ORIGIN] === ag.tid && bin !== C.BIN_HUGE) {
+      const th = ag.theapOf(meta[rb + C.R_HEAP]);
       if (th !== null) {
         unmapAbandoned(a, rb);
-        Atomics.store(meta, rb + R_OWNER, ag.tid);
+        Atomics.store(meta, rb + C.R_OWNER, ag.tid);
         th.pushBack(meta, bin, rb);
         return;
       }
     }
-    if (bin !== BIN_HUGE && used * 8 < meta[rb + R_RESERVED] * 7) mapAbandoned(a, rb);
-    Atomics.store(meta, rb + R_OWNER, OWNER_ABANDONED);
-    if (Atomics.load(meta, rb + R_XTHREAD_FREE) === 0) return;
+    if (bin !== C.BIN_HUGE && used * 8 < meta[rb + C.R_RESERVED] * 7) mapAbandoned(a, rb);
+    Atomics.store(meta, rb + C.R_OWNER, C.OWNER_ABANDONED);
+    if (Atomics.load(meta, rb + C.R_XTHREAD_FREE) === 0) return;
     // a remote free raced with the release: take the page back and look again
-    if (Atomics.compareExchange(meta, rb + R_OWNER, OWNER_ABANDONED, ag.tid | OWNER_HELD) !== OWNER_ABANDONED) return;
+    if (Atomics.compareExchange(meta, rb + C.R_OWNER, C.OWNER_ABANDONED, ag.tid | C.OWNER_HELD) !== C.OWNER_ABANDONED) return;
   }
 }
 
@@ -80,7 +76,7 @@ export function settleHeld(ag: AgentContext, rb: number, allowReclaim: boolean):
 export function reclaimAbandoned(ag: AgentContext, th: Theap, bin: number): number {
   const a = ag.arena;
   const mem = a.mem;
-  if (Atomics.load(mem, H_ABANDONED_COUNT + bin) <= 0) return 0;
+  if (Atomics.load(mem, C.H_ABANDONED_COUNT + bin) <= 0) return 0;
   const meta = a.meta;
   const base = a.layout.abandoned + bin * a.layout.sliceWords;
   const words = a.layout.sliceWords;
@@ -91,16 +87,16 @@ export function reclaimAbandoned(ag: AgentContext, th: Theap, bin: number): numb
       bits ^= bit;
       const old = Atomics.and(mem, base + w, ~bit);
       if ((old & bit) === 0) continue;
-      Atomics.sub(mem, H_ABANDONED_COUNT + bin, 1);
+      Atomics.sub(mem, C.H_ABANDONED_COUNT + bin, 1);
       const rb = a.rec((w << 5) + (31 - Math.clz32(bit)));
-      if (Atomics.compareExchange(meta, rb + R_OWNER, OWNER_ABANDONED, ag.tid | OWNER_HELD) !== OWNER_ABANDONED) continue;
-      if (Atomics.load(meta, rb + R_STATE) !== STATE_IN_USE || pageBin(meta, rb) !== bin || meta[rb + R_HEAP] !== th.heapId) {
+      if (Atomics.compareExchange(meta, rb + C.R_OWNER, C.OWNER_ABANDONED, ag.tid | C.OWNER_HELD) !== C.OWNER_ABANDONED) continue;
+      if (Atomics.load(meta, rb + C.R_STATE) !== C.STATE_IN_USE || pageBin(meta, rb) !== bin || meta[rb + C.R_HEAP] !== th.heapId) {
         settleHeld(ag, rb, false);
         continue;
       }
       pageCollect(a, rb);
-      meta[rb + R_ORIGIN] = ag.tid;
-      Atomics.store(meta, rb + R_OWNER, ag.tid);
+      meta[rb + C.R_ORIGIN] = ag.tid;
+      Atomics.store(meta, rb + C.R_OWNER, ag.tid);
       return rb;
     }
   }
@@ -110,9 +106,9 @@ export function reclaimAbandoned(ag: AgentContext, th: Theap, bin: number): numb
 /** Record base of the agent record holding `id`, or -1. */
 export function findAgentRecord(a: Arena, id: number): number {
   const mem = a.mem;
-  for (let i = 0; i < MAX_AGENTS; i++) {
-    const b = a.layout.agents + i * AGENT_WORDS;
-    if (Atomics.load(mem, b + A_ID) === id) return b;
+  for (let i = 0; i < C.MAX_AGENTS; i++) {
+    const b = a.layout.agents + i * C.AGENT_WORDS;
+    if (Atomics.load(mem, b + C.A_ID) === id) return b;
   }
   return -1;
 }
@@ -127,11 +123,11 @@ export function abandonAllOf(ag: AgentContext, tid: number, rebuild: boolean): v
   const meta = a.meta;
   for (let s = a.headerSlices; s < a.sliceCount; s++) {
     const rb = a.rec(s);
-    if (Atomics.load(meta, rb + R_STATE) !== STATE_IN_USE) continue;
-    const slices = meta[rb + R_SLICES];
-    const o = Atomics.load(meta, rb + R_OWNER);
-    if ((o & ~3) === tid && Atomics.compareExchange(meta, rb + R_OWNER, o, ag.tid | OWNER_HELD) === o) {
-      meta[rb + R_FLAGS] &= ~(F_QUEUED | F_FULL);
+    if (Atomics.load(meta, rb + C.R_STATE) !== C.STATE_IN_USE) continue;
+    const slices = meta[rb + C.R_SLICES];
+    const o = Atomics.load(meta, rb + C.R_OWNER);
+    if ((o & ~3) === tid && Atomics.compareExchange(meta, rb + C.R_OWNER, o, ag.tid | C.OWNER_HELD) === o) {
+      meta[rb + C.R_FLAGS] &= ~(C.F_QUEUED | C.F_FULL);
       if (rebuild) pageRebuild(a, rb);
       settleHeld(ag, rb, false);
     }
@@ -150,13 +146,12 @@ export function reapAgent(ag: AgentContext, id: number): boolean {
   if (!Number.isInteger(id) || id <= 0 || id >= 2 ** 29) return false;
   const b = findAgentRecord(a, id);
   if (b < 0 || b === ag.agentBase) return false;
-  if (Atomics.compareExchange(mem, b + A_STATE, AGENT_ALIVE, AGENT_REAPING) !== AGENT_ALIVE) return false;
+  if (Atomics.compareExchange(mem, b + C.A_STATE, C.AGENT_ALIVE, C.AGENT_REAPING) !== C.AGENT_ALIVE) return false;
   a.recoverIntent(b);
   abandonAllOf(ag, id << 2, true);
-  Atomics.add(mem, H_REAPED, 1);
+  Atomics.add(mem, C.H_REAPED, 1);
   // one store frees the record: a kill before it leaves the record REAPING (never reused), never half-freed
-  Atomics.store(mem, b + A_ID, 0);
+  Atomics.store(mem, b + C.A_ID, 0);
   return true;
 }
 
-export { BIN_COUNT };

@@ -27,14 +27,7 @@ import {
 } from './page.js';
 import { StatsSnapshot, collectStats, formatStats } from './stats.js';
 import { Theap } from './theap.js';
-import {
-  A_ID, A_STATE, AGENT_ALIVE, AGENT_WORDS, BIN_HUGE, BITMAP_WORD_SHIFT, DEFAULT_SIZE, F_ALIGNED, F_ZERO,
-  GRANULE_SHIFT, H_NEXT_AGENT_ID, LARGE_OBJ_SIZE_MAX, MAX_AGENTS, MAX_SIZE, MIN_SIZE,
-  OWNER_ABANDONED, OWNER_HELD, PAGE_FULL_KEEP, BIN_COUNT, F_FULL, R_BLOCK_SIZE, R_CAPACITY, R_FLAGS, R_FREE, R_HEAP,
-  R_LOCAL_FREE, R_NEXT, R_OWNER, R_RESERVED, R_STATE, R_USED, R_XTHREAD_FREE, RETIRE_CYCLES_OTHER,
-  RETIRE_CYCLES_SMALL, RETIRE_MASK, RETIRE_SHIFT, SLICE_SHIFT, SLICE_SIZE, SMALL_SIZE_MAX, STATE_IN_USE,
-  FLAG_BIN_MASK,
-} from './types.js';
+import { C } from './types.js';
 
 /** Options of `Allocator.create`. */
 export interface AllocatorOptions {
@@ -125,16 +118,16 @@ export class Allocator implements AgentContext {
     this.errorHandler = onError ?? defaultErrorHandler;
     // register this agent: a never-reused id, and a free agent record
     const mem = arena.mem;
-    const id = Atomics.add(mem, H_NEXT_AGENT_ID, 1) + 1;
+    const id = Atomics.add(mem, C.H_NEXT_AGENT_ID, 1) + 1;
     if (id >= 2 ** 29) throw new Error('mimalloc-ts: agent ids exhausted');
     let base = -1;
-    for (let i = 0; i < MAX_AGENTS; i++) {
-      const b = arena.layout.agents + i * AGENT_WORDS;
-      if (Atomics.compareExchange(mem, b + A_ID, 0, id) === 0) { base = b; break; }
+    for (let i = 0; i < C.MAX_AGENTS; i++) {
+      const b = arena.layout.agents + i * C.AGENT_WORDS;
+      if (Atomics.compareExchange(mem, b + C.A_ID, 0, id) === 0) { base = b; break; }
     }
-    if (base < 0) throw new Error(`mimalloc-ts: more than ${MAX_AGENTS} agents attached; detach() or releaseAgent() some first`);
-    for (let k = 2; k < AGENT_WORDS; k++) Atomics.store(mem, base + k, 0);
-    Atomics.store(mem, base + A_STATE, AGENT_ALIVE);
+    if (base < 0) throw new Error(`mimalloc-ts: more than ${C.MAX_AGENTS} agents attached; detach() or releaseAgent() some first`);
+    for (let k = 2; k < C.AGENT_WORDS; k++) Atomics.store(mem, base + k, 0);
+    Atomics.store(mem, base + C.A_STATE, C.AGENT_ALIVE);
     this.agentId = id;
     this.tid = id << 2;
     this.fastTid = this.tid;
@@ -153,16 +146,16 @@ export class Allocator implements AgentContext {
       const b = opts.buffer;
       const isSab = typeof SharedArrayBuffer !== 'undefined' && b instanceof SharedArrayBuffer;
       if (!isSab && !(b instanceof ArrayBuffer)) throw new TypeError('options.buffer must be a SharedArrayBuffer or ArrayBuffer');
-      if (b.byteLength < MIN_SIZE) throw new RangeError(`options.buffer must hold at least ${MIN_SIZE} bytes`);
+      if (b.byteLength < C.MIN_SIZE) throw new RangeError(`options.buffer must hold at least ${C.MIN_SIZE} bytes`);
       buffer = b;
       knownZero = false;
     } else {
-      let size = opts.size ?? DEFAULT_SIZE;
+      let size = opts.size ?? C.DEFAULT_SIZE;
       if (typeof size !== 'number') throw new TypeError('options.size must be a number');
-      if (!Number.isInteger(size) || size < MIN_SIZE || size > MAX_SIZE) {
-        throw new RangeError(`options.size must be an integer in [${MIN_SIZE}, ${MAX_SIZE}], got ${size}`);
+      if (!Number.isInteger(size) || size < C.MIN_SIZE || size > C.MAX_SIZE) {
+        throw new RangeError(`options.size must be an integer in [${C.MIN_SIZE}, ${C.MAX_SIZE}], got ${size}`);
       }
-      size = Math.ceil(size / SLICE_SIZE) * SLICE_SIZE;
+      size = Math.ceil(size / C.SLICE_SIZE) * C.SLICE_SIZE;
       const shared = opts.shared ?? true;
       if (shared && typeof SharedArrayBuffer === 'undefined') {
         throw new Error('SharedArrayBuffer is not available here (cross-origin isolation?); pass shared: false');
@@ -227,14 +220,14 @@ export class Allocator implements AgentContext {
    * accesses, no Atomics.
    */
   malloc(n: number): number {
-    if ((n >>> 0) === n && n <= SMALL_SIZE_MAX) {
+    if ((n >>> 0) === n && n <= C.SMALL_SIZE_MAX) {
       const mem = this.mem;
       const rb = this.direct[(n + 7) >>> 3];
-      const b = mem[rb + R_FREE];
+      const b = mem[rb + C.R_FREE];
       if (b !== 0) {
-        mem[rb + R_FREE] = mem[b >>> 2];
-        mem[rb + R_USED]++;
-        mem[this.aBase + (b >>> BITMAP_WORD_SHIFT)] |= 1 << ((b >>> GRANULE_SHIFT) & 31);
+        mem[rb + C.R_FREE] = mem[b >>> 2];
+        mem[rb + C.R_USED]++;
+        mem[this.aBase + (b >>> C.BITMAP_WORD_SHIFT)] |= 1 << ((b >>> C.GRANULE_SHIFT) & 31);
         mem[b >>> 2] = 0; // do not leak the free-list link
         return b >>> 0;
       }
@@ -250,9 +243,9 @@ export class Allocator implements AgentContext {
 
   /** Generic allocation of a validated size in theap `th`. */
   private allocSize(th: Theap, size: number): number {
-    if (size > TWO_31 - SLICE_SIZE) return this.nomem(size);
+    if (size > TWO_31 - C.SLICE_SIZE) return this.nomem(size);
     if ((++th.genericCount & 63) === 0 && th.retiredMin <= th.retiredMax) this.collectRetired(th, false);
-    if (size > LARGE_OBJ_SIZE_MAX) return this.allocHuge(th, size, 1);
+    if (size > C.LARGE_OBJ_SIZE_MAX) return this.allocHuge(th, size, 1);
     const bin = binOf(size);
     const rb = this.findPage(th, bin);
     if (rb === 0) return this.nomem(size);
@@ -263,10 +256,10 @@ export class Allocator implements AgentContext {
   private popBlock(rb: number): number {
     const meta = this.meta;
     const mem = this.mem;
-    const b = meta[rb + R_FREE];
-    meta[rb + R_FREE] = mem[b >>> 2];
-    meta[rb + R_USED]++;
-    this.aBits[b >>> BITMAP_WORD_SHIFT] |= 1 << ((b >>> GRANULE_SHIFT) & 31);
+    const b = meta[rb + C.R_FREE];
+    meta[rb + C.R_FREE] = mem[b >>> 2];
+    meta[rb + C.R_USED]++;
+    this.aBits[b >>> C.BITMAP_WORD_SHIFT] |= 1 << ((b >>> C.GRANULE_SHIFT) & 31);
     mem[b >>> 2] = 0;
     return b >>> 0;
   }
@@ -282,32 +275,32 @@ export class Allocator implements AgentContext {
     const meta = this.meta;
     let rb = th.first[bin];
     while (rb !== 0) {
-      const next = meta[rb + R_NEXT];
-      if (meta[rb + R_FREE] === 0) pageCollect(a, rb);
-      if (meta[rb + R_FREE] === 0 && meta[rb + R_CAPACITY] < meta[rb + R_RESERVED]) pageExtend(a, rb);
-      if (meta[rb + R_FREE] !== 0) {
-        meta[rb + R_FLAGS] &= ~RETIRE_MASK;
+      const next = meta[rb + C.R_NEXT];
+      if (meta[rb + C.R_FREE] === 0) pageCollect(a, rb);
+      if (meta[rb + C.R_FREE] === 0 && meta[rb + C.R_CAPACITY] < meta[rb + C.R_RESERVED]) pageExtend(a, rb);
+      if (meta[rb + C.R_FREE] !== 0) {
+        meta[rb + C.R_FLAGS] &= ~C.RETIRE_MASK;
         th.moveToFront(meta, bin, rb);
         return rb;
       }
       // full: park it in the bin's full queue, or, past PAGE_FULL_KEEP, abandon it (v3)
       th.remove(meta, bin, rb);
-      if (th.count[bin + BIN_COUNT] < PAGE_FULL_KEEP) {
-        th.pushBack(meta, bin + BIN_COUNT, rb);
+      if (th.count[bin + C.BIN_COUNT] < C.PAGE_FULL_KEEP) {
+        th.pushBack(meta, bin + C.BIN_COUNT, rb);
       } else {
-        Atomics.store(meta, rb + R_OWNER, this.tid | OWNER_HELD);
+        Atomics.store(meta, rb + C.R_OWNER, this.tid | C.OWNER_HELD);
         settleHeld(this, rb, false);
       }
       rb = next;
     }
     // poll the full pages for frees other agents made into them (a plain load each)
-    rb = th.first[bin + BIN_COUNT];
+    rb = th.first[bin + C.BIN_COUNT];
     while (rb !== 0) {
-      const next = meta[rb + R_NEXT];
-      if (meta[rb + R_XTHREAD_FREE] !== 0) {
+      const next = meta[rb + C.R_NEXT];
+      if (meta[rb + C.R_XTHREAD_FREE] !== 0) {
         pageCollect(a, rb);
-        if (meta[rb + R_FREE] !== 0) {
-          th.remove(meta, bin + BIN_COUNT, rb);
+        if (meta[rb + C.R_FREE] !== 0) {
+          th.remove(meta, bin + C.BIN_COUNT, rb);
           th.pushFront(meta, bin, rb);
           return rb;
         }
@@ -317,12 +310,12 @@ export class Allocator implements AgentContext {
     for (let tries = 0; tries < 4; tries++) {
       rb = reclaimAbandoned(this, th, bin);
       if (rb === 0) break;
-      if (meta[rb + R_FREE] === 0 && meta[rb + R_CAPACITY] < meta[rb + R_RESERVED]) pageExtend(a, rb);
-      if (meta[rb + R_FREE] !== 0) {
+      if (meta[rb + C.R_FREE] === 0 && meta[rb + C.R_CAPACITY] < meta[rb + C.R_RESERVED]) pageExtend(a, rb);
+      if (meta[rb + C.R_FREE] !== 0) {
         th.pushFront(meta, bin, rb);
         return rb;
       }
-      Atomics.store(meta, rb + R_OWNER, this.tid | OWNER_HELD);
+      Atomics.store(meta, rb + C.R_OWNER, this.tid | C.OWNER_HELD);
       settleHeld(this, rb, false);
     }
     rb = this.freshPage(th, bin);
@@ -346,13 +339,13 @@ export class Allocator implements AgentContext {
       s = a.claimSlices(this.agentBase, slices, 1);
     }
     if (s < 0 && slices > 1) {
-      slices = Math.max(1, Math.ceil(bs / SLICE_SIZE));
+      slices = Math.max(1, Math.ceil(bs / C.SLICE_SIZE));
       s = a.claimSlices(this.agentBase, slices, 1);
     }
     if (s < 0) return 0;
     const fresh = a.takeFresh(s, slices);
     const rb = a.rec(s);
-    const reserved = Math.floor((slices * SLICE_SIZE) / bs);
+    const reserved = Math.floor((slices * C.SLICE_SIZE) / bs);
     pageInit(a, this.agentBase, s, slices, bin, bs, reserved, th.heapId, this.tid, this.tid, fresh);
     return rb;
   }
@@ -364,7 +357,7 @@ export class Allocator implements AgentContext {
    */
   private allocHuge(th: Theap, size: number, alignSlices: number): number {
     const a = this.arena;
-    const slices = Math.max(1, Math.ceil(size / SLICE_SIZE));
+    const slices = Math.max(1, Math.ceil(size / C.SLICE_SIZE));
     let s = a.claimSlices(this.agentBase, slices, alignSlices);
     if (s < 0) {
       this.collectRetired(th, true);
@@ -373,10 +366,10 @@ export class Allocator implements AgentContext {
     if (s < 0) return this.nomem(size);
     const fresh = a.takeFresh(s, slices);
     const rb = a.rec(s);
-    pageInit(a, this.agentBase, s, slices, BIN_HUGE, slices * SLICE_SIZE, 1, th.heapId, this.tid | OWNER_HELD, this.tid, fresh);
+    pageInit(a, this.agentBase, s, slices, C.BIN_HUGE, slices * C.SLICE_SIZE, 1, th.heapId, this.tid | C.OWNER_HELD, this.tid, fresh);
     pageExtend(a, rb);
     const b = this.popBlock(rb);
-    Atomics.store(this.meta, rb + R_OWNER, OWNER_ABANDONED);
+    Atomics.store(this.meta, rb + C.R_OWNER, C.OWNER_ABANDONED);
     return b;
   }
 
@@ -406,8 +399,8 @@ export class Allocator implements AgentContext {
     const p = th === this.theap ? this.malloc(n) : this.allocSize(th, n);
     if (p === 0) return 0;
     // blocks from a page whose FREE list is known-zero are zero but for the link word, which malloc cleared
-    const rb = this.pageMap[p >>> SLICE_SHIFT];
-    if ((this.meta[rb + R_FLAGS] & F_ZERO) === 0 && n > 4) this._u8.fill(0, p, p + n);
+    const rb = this.pageMap[p >>> C.SLICE_SHIFT];
+    if ((this.meta[rb + C.R_FLAGS] & C.F_ZERO) === 0 && n > 4) this._u8.fill(0, p, p + n);
     return p;
   }
 
@@ -430,22 +423,22 @@ export class Allocator implements AgentContext {
 
   private allocAligned(th: Theap, size: number, alignment: number): number {
     if (alignment <= 8) return this.allocSize(th, size);
-    if (size > TWO_31 - SLICE_SIZE) return this.nomem(size);
-    if (alignment > SLICE_SIZE) return this.allocHuge(th, size, alignment / SLICE_SIZE);
-    if (size > LARGE_OBJ_SIZE_MAX) return this.allocHuge(th, size, 1);
+    if (size > TWO_31 - C.SLICE_SIZE) return this.nomem(size);
+    if (alignment > C.SLICE_SIZE) return this.allocHuge(th, size, alignment / C.SLICE_SIZE);
+    if (size > C.LARGE_OBJ_SIZE_MAX) return this.allocHuge(th, size, 1);
     const want = Math.max(size, alignment);
     if (BIN_BLOCK_SIZE[binOf(want)] % alignment === 0) return this.allocSize(th, want);
     const over = size + alignment - 8;
-    if (over > LARGE_OBJ_SIZE_MAX) return this.allocHuge(th, size, 1);
+    if (over > C.LARGE_OBJ_SIZE_MAX) return this.allocHuge(th, size, 1);
     const b = this.allocSize(th, over);
     if (b === 0) return 0;
     const q = Math.ceil(b / alignment) * alignment;
     if (q !== b) {
-      const rb = this.pageMap[b >>> SLICE_SHIFT];
-      this.meta[rb + R_FLAGS] |= F_ALIGNED;
+      const rb = this.pageMap[b >>> C.SLICE_SHIFT];
+      this.meta[rb + C.R_FLAGS] |= C.F_ALIGNED;
       const aBits = this.aBits;
-      aBits[b >>> BITMAP_WORD_SHIFT] &= ~(1 << ((b >>> GRANULE_SHIFT) & 31));
-      aBits[q >>> BITMAP_WORD_SHIFT] |= 1 << ((q >>> GRANULE_SHIFT) & 31);
+      aBits[b >>> C.BITMAP_WORD_SHIFT] &= ~(1 << ((b >>> C.GRANULE_SHIFT) & 31));
+      aBits[q >>> C.BITMAP_WORD_SHIFT] |= 1 << ((q >>> C.GRANULE_SHIFT) & 31);
     }
     return q;
   }
@@ -461,21 +454,21 @@ export class Allocator implements AgentContext {
   free(p: number): void {
     if ((p >>> 0) === p && p < this.size && (p & 7) === 0) {
       const mem = this.mem;
-      const w = p >>> BITMAP_WORD_SHIFT;
-      const bit = 1 << ((p >>> GRANULE_SHIFT) & 31);
+      const w = p >>> C.BITMAP_WORD_SHIFT;
+      const bit = 1 << ((p >>> C.GRANULE_SHIFT) & 31);
       const aw = mem[this.aBase + w];
       if ((aw & bit) !== 0) {
-        const rb = mem[this.pmBase + (p >>> SLICE_SHIFT)];
+        const rb = mem[this.pmBase + (p >>> C.SLICE_SHIFT)];
         // No block of a page with an empty XTHREAD_FREE waits on a remote free
         // (its R bit is clear), so the R test is needed only when the list is
         // non-empty: the generic path does it. This keeps the fast path inside
         // the page record's cache line instead of touching the R bitmap.
-        if (mem[rb + R_OWNER] === this.fastTid && (mem[rb + R_FLAGS] & (F_ALIGNED | F_FULL)) === 0 &&
-            mem[rb + R_XTHREAD_FREE] === 0) {
+        if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & (C.F_ALIGNED | C.F_FULL)) === 0 &&
+            mem[rb + C.R_XTHREAD_FREE] === 0) {
           mem[this.aBase + w] = aw ^ bit;
-          mem[p >>> 2] = mem[rb + R_LOCAL_FREE];
-          mem[rb + R_LOCAL_FREE] = p;
-          if (--mem[rb + R_USED] === 0) this.pageEmptied(rb);
+          mem[p >>> 2] = mem[rb + C.R_LOCAL_FREE];
+          mem[rb + C.R_LOCAL_FREE] = p;
+          if (--mem[rb + C.R_USED] === 0) this.pageEmptied(rb);
           return;
         }
       }
@@ -490,23 +483,23 @@ export class Allocator implements AgentContext {
     const rb = this.validate(q, 'free');
     if (rb === 0) return;
     const meta = this.meta;
-    const owner = Atomics.load(meta, rb + R_OWNER);
+    const owner = Atomics.load(meta, rb + C.R_OWNER);
     if (owner === this.tid) {
       const err = this.freeHeld(rb, q);
       if (err !== null) { this.report('EAGAIN', err, q); return; }
-      if ((meta[rb + R_FLAGS] & F_FULL) !== 0) { // a full page has a free block again
-        const th = this.theapOf(meta[rb + R_HEAP]);
-        const bin = meta[rb + R_FLAGS] & FLAG_BIN_MASK;
+      if ((meta[rb + C.R_FLAGS] & C.F_FULL) !== 0) { // a full page has a free block again
+        const th = this.theapOf(meta[rb + C.R_HEAP]);
+        const bin = meta[rb + C.R_FLAGS] & C.FLAG_BIN_MASK;
         if (th !== null) {
-          th.remove(meta, bin + BIN_COUNT, rb);
+          th.remove(meta, bin + C.BIN_COUNT, rb);
           th.pushBack(meta, bin, rb);
         }
       }
-      if (meta[rb + R_USED] === 0) this.pageEmptied(rb);
+      if (meta[rb + C.R_USED] === 0) this.pageEmptied(rb);
       return;
     }
-    if (owner === OWNER_ABANDONED &&
-        Atomics.compareExchange(meta, rb + R_OWNER, OWNER_ABANDONED, this.tid | OWNER_HELD) === OWNER_ABANDONED) {
+    if (owner === C.OWNER_ABANDONED &&
+        Atomics.compareExchange(meta, rb + C.R_OWNER, C.OWNER_ABANDONED, this.tid | C.OWNER_HELD) === C.OWNER_ABANDONED) {
       const err = this.freeHeld(rb, q);
       settleHeld(this, rb, true);
       if (err !== null) this.report('EAGAIN', err, q);
@@ -518,16 +511,16 @@ export class Allocator implements AgentContext {
   /** Free q on a page this agent holds. Returns an error message instead of reporting (the caller settles first). */
   private freeHeld(rb: number, q: number): string | null {
     const meta = this.meta;
-    const w = q >>> BITMAP_WORD_SHIFT;
-    const bit = 1 << ((q >>> GRANULE_SHIFT) & 31);
+    const w = q >>> C.BITMAP_WORD_SHIFT;
+    const bit = 1 << ((q >>> C.GRANULE_SHIFT) & 31);
     if ((this.aBits[w] & bit) === 0 || (Atomics.load(this.rBits, w) & bit) !== 0) {
-      return `double free of block ${hex(q)} (size ${meta[rb + R_BLOCK_SIZE]})`;
+      return `double free of block ${hex(q)} (size ${meta[rb + C.R_BLOCK_SIZE]})`;
     }
     this.aBits[w] &= ~bit;
-    const b = (meta[rb + R_FLAGS] & F_ALIGNED) !== 0 ? blockStartOf(meta, rb, q) : q;
-    this.mem[b >>> 2] = meta[rb + R_LOCAL_FREE];
-    meta[rb + R_LOCAL_FREE] = b;
-    meta[rb + R_USED]--;
+    const b = (meta[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0 ? blockStartOf(meta, rb, q) : q;
+    this.mem[b >>> 2] = meta[rb + C.R_LOCAL_FREE];
+    meta[rb + C.R_LOCAL_FREE] = b;
+    meta[rb + C.R_USED]--;
     return null;
   }
 
@@ -539,27 +532,27 @@ export class Allocator implements AgentContext {
    */
   private freeRemote(rb: number, q: number): void {
     const meta = this.meta;
-    const w = q >>> BITMAP_WORD_SHIFT;
-    const bit = 1 << ((q >>> GRANULE_SHIFT) & 31);
+    const w = q >>> C.BITMAP_WORD_SHIFT;
+    const bit = 1 << ((q >>> C.GRANULE_SHIFT) & 31);
     const old = Atomics.or(this.rBits, w, bit);
     if ((old & bit) !== 0) {
-      this.report('EAGAIN', `double free of block ${hex(q)} (size ${meta[rb + R_BLOCK_SIZE]}): already freed by another agent`, q);
+      this.report('EAGAIN', `double free of block ${hex(q)} (size ${meta[rb + C.R_BLOCK_SIZE]}): already freed by another agent`, q);
       return;
     }
     if ((this.aBits[w] & bit) === 0) { // the owner collected an earlier free of it meanwhile
       Atomics.and(this.rBits, w, ~bit);
-      this.report('EAGAIN', `double free of block ${hex(q)} (size ${meta[rb + R_BLOCK_SIZE]})`, q);
+      this.report('EAGAIN', `double free of block ${hex(q)} (size ${meta[rb + C.R_BLOCK_SIZE]})`, q);
       return;
     }
-    const b = (meta[rb + R_FLAGS] & F_ALIGNED) !== 0 ? blockStartOf(meta, rb, q) : q;
+    const b = (meta[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0 ? blockStartOf(meta, rb, q) : q;
     const mem = this.mem;
     for (;;) {
-      const head = Atomics.load(meta, rb + R_XTHREAD_FREE);
+      const head = Atomics.load(meta, rb + C.R_XTHREAD_FREE);
       mem[b >>> 2] = head;
-      if (Atomics.compareExchange(meta, rb + R_XTHREAD_FREE, head, q | 0) === head) break;
+      if (Atomics.compareExchange(meta, rb + C.R_XTHREAD_FREE, head, q | 0) === head) break;
     }
-    if (Atomics.load(meta, rb + R_OWNER) === OWNER_ABANDONED &&
-        Atomics.compareExchange(meta, rb + R_OWNER, OWNER_ABANDONED, this.tid | OWNER_HELD) === OWNER_ABANDONED) {
+    if (Atomics.load(meta, rb + C.R_OWNER) === C.OWNER_ABANDONED &&
+        Atomics.compareExchange(meta, rb + C.R_OWNER, C.OWNER_ABANDONED, this.tid | C.OWNER_HELD) === C.OWNER_ABANDONED) {
       settleHeld(this, rb, true);
     }
   }
@@ -567,16 +560,16 @@ export class Allocator implements AgentContext {
   /** A local free made a queued page empty (mimalloc's `_mi_page_retire`). */
   protected pageEmptied(rb: number): void {
     const meta = this.meta;
-    const th = this.theapOf(meta[rb + R_HEAP]);
-    const bin = meta[rb + R_FLAGS] & FLAG_BIN_MASK;
-    if (th === null || Atomics.load(meta, rb + R_XTHREAD_FREE) !== 0) return;
+    const th = this.theapOf(meta[rb + C.R_HEAP]);
+    const bin = meta[rb + C.R_FLAGS] & C.FLAG_BIN_MASK;
+    if (th === null || Atomics.load(meta, rb + C.R_XTHREAD_FREE) !== 0) return;
     // Every emptied page is kept a short while (mimalloc keeps only the last
     // page of a bin): a program that frees a batch and allocates the next one
     // then reuses its pages instead of returning and re-claiming slices
     // through the shared, atomic slice bitmap every round, which measured as
     // contention between workers. Expired pages go back on the heartbeat.
-    const cycles = BIN_PAGE_SLICES[bin] === 1 ? RETIRE_CYCLES_SMALL : RETIRE_CYCLES_OTHER;
-    meta[rb + R_FLAGS] = (meta[rb + R_FLAGS] & ~RETIRE_MASK) | (cycles << RETIRE_SHIFT);
+    const cycles = BIN_PAGE_SLICES[bin] === 1 ? C.RETIRE_CYCLES_SMALL : C.RETIRE_CYCLES_OTHER;
+    meta[rb + C.R_FLAGS] = (meta[rb + C.R_FLAGS] & ~C.RETIRE_MASK) | (cycles << C.RETIRE_SHIFT);
     th.noteRetired(bin);
   }
 
@@ -588,17 +581,17 @@ export class Allocator implements AgentContext {
     for (let bin = th.retiredMin; bin <= th.retiredMax; bin++) {
       let rb = th.first[bin];
       while (rb !== 0) {
-        const next = meta[rb + R_NEXT];
-        const f = meta[rb + R_FLAGS];
-        const cycles = (f & RETIRE_MASK) >>> RETIRE_SHIFT;
+        const next = meta[rb + C.R_NEXT];
+        const f = meta[rb + C.R_FLAGS];
+        const cycles = (f & C.RETIRE_MASK) >>> C.RETIRE_SHIFT;
         if (cycles !== 0) {
-          if (meta[rb + R_USED] !== 0) {
-            meta[rb + R_FLAGS] = f & ~RETIRE_MASK;
+          if (meta[rb + C.R_USED] !== 0) {
+            meta[rb + C.R_FLAGS] = f & ~C.RETIRE_MASK;
           } else if (force || cycles === 1) {
             th.remove(meta, bin, rb);
             pageRelease(this.arena, this.agentBase, rb);
           } else {
-            meta[rb + R_FLAGS] = (f & ~RETIRE_MASK) | ((cycles - 1) << RETIRE_SHIFT);
+            meta[rb + C.R_FLAGS] = (f & ~C.RETIRE_MASK) | ((cycles - 1) << C.RETIRE_SHIFT);
             if (bin < lo) lo = bin;
             if (bin > hi) hi = bin;
           }
@@ -617,24 +610,24 @@ export class Allocator implements AgentContext {
   private validate(q: number, what: string): number {
     const meta = this.meta;
     if ((q & 7) === 0 && q < this.size) {
-      const w = q >>> BITMAP_WORD_SHIFT;
-      const bit = 1 << ((q >>> GRANULE_SHIFT) & 31);
+      const w = q >>> C.BITMAP_WORD_SHIFT;
+      const bit = 1 << ((q >>> C.GRANULE_SHIFT) & 31);
       if ((this.aBits[w] & bit) !== 0) {
-        const rb = this.pageMap[q >>> SLICE_SHIFT];
-        if (rb !== 0 && Atomics.load(meta, rb + R_STATE) === STATE_IN_USE) {
+        const rb = this.pageMap[q >>> C.SLICE_SHIFT];
+        if (rb !== 0 && Atomics.load(meta, rb + C.R_STATE) === C.STATE_IN_USE) {
           if ((Atomics.load(this.rBits, w) & bit) === 0) return rb;
-          this.report('EAGAIN', `${what}: block ${hex(q)} (size ${meta[rb + R_BLOCK_SIZE]}) was already freed by another agent`, q);
+          this.report('EAGAIN', `${what}: block ${hex(q)} (size ${meta[rb + C.R_BLOCK_SIZE]}) was already freed by another agent`, q);
           return 0;
         }
       }
-      const rb = this.pageMap[q >>> SLICE_SHIFT];
-      if (rb !== 0 && Atomics.load(meta, rb + R_STATE) === STATE_IN_USE) {
-        const bs = meta[rb + R_BLOCK_SIZE];
+      const rb = this.pageMap[q >>> C.SLICE_SHIFT];
+      if (rb !== 0 && Atomics.load(meta, rb + C.R_STATE) === C.STATE_IN_USE) {
+        const bs = meta[rb + C.R_BLOCK_SIZE];
         const ps = pageStart(meta, rb);
-        const aligned = (meta[rb + R_FLAGS] & F_ALIGNED) !== 0;
+        const aligned = (meta[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0;
         const b = blockStartOf(meta, rb, q);
         const idx = (b - ps) / bs;
-        if (idx < meta[rb + R_CAPACITY] && (b === q || aligned) && !blockIsLive(this.aBits, b, bs, aligned)) {
+        if (idx < meta[rb + C.R_CAPACITY] && (b === q || aligned) && !blockIsLive(this.aBits, b, bs, aligned)) {
           this.report('EAGAIN', `${what}: double free of block ${hex(q)} (size ${bs}): the block is not allocated`, q);
           return 0;
         }
@@ -661,8 +654,8 @@ export class Allocator implements AgentContext {
 
   private usableOf(rb: number, q: number): number {
     const meta = this.meta;
-    const bs = meta[rb + R_BLOCK_SIZE];
-    if ((meta[rb + R_FLAGS] & F_ALIGNED) === 0) return bs;
+    const bs = meta[rb + C.R_BLOCK_SIZE];
+    if ((meta[rb + C.R_FLAGS] & C.F_ALIGNED) === 0) return bs;
     return blockStartOf(meta, rb, q) + bs - q;
   }
 
@@ -713,15 +706,15 @@ export class Allocator implements AgentContext {
     for (const th of this.theaps) {
       if (!th) continue;
       for (let q = 0; q < th.first.length; q++) {
-        const bin = q % BIN_COUNT;
+        const bin = q % C.BIN_COUNT;
         let rb = th.first[q];
         while (rb !== 0) {
-          const next = meta[rb + R_NEXT];
+          const next = meta[rb + C.R_NEXT];
           pageCollect(a, rb);
-          if (meta[rb + R_USED] === 0 && (force || q !== bin || th.count[bin] > 1)) {
+          if (meta[rb + C.R_USED] === 0 && (force || q !== bin || th.count[bin] > 1)) {
             th.remove(meta, q, rb);
             pageRelease(a, this.agentBase, rb);
-          } else if (q !== bin && meta[rb + R_FREE] !== 0) {
+          } else if (q !== bin && meta[rb + C.R_FREE] !== 0) {
             th.remove(meta, q, rb);
             th.pushBack(meta, bin, rb);
           }
@@ -749,9 +742,9 @@ export class Allocator implements AgentContext {
       for (let bin = 0; bin < th.first.length; bin++) {
         let rb = th.first[bin];
         while (rb !== 0) {
-          const next = meta[rb + R_NEXT];
+          const next = meta[rb + C.R_NEXT];
           th.remove(meta, bin, rb);
-          Atomics.store(meta, rb + R_OWNER, this.tid | OWNER_HELD);
+          Atomics.store(meta, rb + C.R_OWNER, this.tid | C.OWNER_HELD);
           settleHeld(this, rb, false);
           rb = next;
         }
@@ -763,7 +756,7 @@ export class Allocator implements AgentContext {
     this.fastTid = -1;
     this.direct = new Int32Array(this.direct.length).fill(this.arena.rec(0));
     // one store frees the agent record (a kill before it: releaseAgent finds the agent and finishes)
-    Atomics.store(this.mem, this.agentBase + A_ID, 0);
+    Atomics.store(this.mem, this.agentBase + C.A_ID, 0);
   }
 
   /**
@@ -821,13 +814,13 @@ export class Allocator implements AgentContext {
  */
 class UncheckedAllocator extends Allocator {
   override malloc(n: number): number {
-    if ((n >>> 0) === n && n <= SMALL_SIZE_MAX) {
+    if ((n >>> 0) === n && n <= C.SMALL_SIZE_MAX) {
       const mem = this.mem;
       const rb = this.direct[(n + 7) >>> 3];
-      const b = mem[rb + R_FREE];
+      const b = mem[rb + C.R_FREE];
       if (b !== 0) {
-        mem[rb + R_FREE] = mem[b >>> 2];
-        mem[rb + R_USED]++;
+        mem[rb + C.R_FREE] = mem[b >>> 2];
+        mem[rb + C.R_USED]++;
         mem[b >>> 2] = 0;
         return b >>> 0;
       }
@@ -838,11 +831,11 @@ class UncheckedAllocator extends Allocator {
   override free(p: number): void {
     if ((p >>> 0) === p && p < this.size && (p & 7) === 0 && p !== 0) {
       const mem = this.mem;
-      const rb = mem[this.pmBase + (p >>> SLICE_SHIFT)];
-      if (mem[rb + R_OWNER] === this.fastTid && (mem[rb + R_FLAGS] & (F_ALIGNED | F_FULL)) === 0) {
-        mem[p >>> 2] = mem[rb + R_LOCAL_FREE];
-        mem[rb + R_LOCAL_FREE] = p;
-        if (--mem[rb + R_USED] === 0) this.pageEmptied(rb);
+      const rb = mem[this.pmBase + (p >>> C.SLICE_SHIFT)];
+      if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & (C.F_ALIGNED | C.F_FULL)) === 0) {
+        mem[p >>> 2] = mem[rb + C.R_LOCAL_FREE];
+        mem[rb + C.R_LOCAL_FREE] = p;
+        if (--mem[rb + C.R_USED] === 0) this.pageEmptied(rb);
         return;
       }
     }

@@ -13,11 +13,7 @@
  * per word (a 1 GiB buffer is 512 words), once per new page (≥ 64 KiB of
  * blocks), plus one CAS per bitmap word of the run.
  */
-import {
-  A_ID, A_INTENT_COUNT, A_INTENT_OP, A_INTENT_START, AGENT_WORDS, BIN_COUNT, BITMAP_WORD_SHIFT,
-  H_COMMITTED, H_FIXED_WORDS, H_HEADER_SLICES, H_MAGIC, H_OPTIONS, H_SIZE_HI, H_SLICE_COUNT, H_VERSION,
-  INTENT_CLAIM, INTENT_NONE, INTENT_RELEASE, MAGIC, MAX_AGENTS, REC_SHIFT, REC_WORDS, SLICE_SHIFT, VERSION,
-} from './types.js';
+import { C } from './types.js';
 
 /** Word offsets of the header regions for a buffer of `sliceCount` slices. */
 export interface Layout {
@@ -37,17 +33,17 @@ export interface Layout {
 
 export function computeLayout(sliceCount: number): Layout {
   const sliceWords = (sliceCount + 31) >>> 5;
-  const agents = H_FIXED_WORDS;
-  const freeMap = agents + MAX_AGENTS * AGENT_WORDS;
+  const agents = C.H_FIXED_WORDS;
+  const freeMap = agents + C.MAX_AGENTS * C.AGENT_WORDS;
   const dirtyMap = freeMap + sliceWords;
   const abandoned = dirtyMap + sliceWords;
-  const pageMap = abandoned + BIN_COUNT * sliceWords;
-  const records = (pageMap + sliceCount + REC_WORDS - 1) & ~(REC_WORDS - 1);
-  const aBits = records + sliceCount * REC_WORDS;
-  const bitmapWords = sliceCount << (SLICE_SHIFT - BITMAP_WORD_SHIFT); // 256 per slice
+  const pageMap = abandoned + C.BIN_COUNT * sliceWords;
+  const records = (pageMap + sliceCount + C.REC_WORDS - 1) & ~(C.REC_WORDS - 1);
+  const aBits = records + sliceCount * C.REC_WORDS;
+  const bitmapWords = sliceCount << (C.SLICE_SHIFT - C.BITMAP_WORD_SHIFT); // 256 per slice
   const rBits = aBits + bitmapWords;
   const headerWords = rBits + bitmapWords;
-  const headerSlices = Math.ceil((headerWords * 4) / (1 << SLICE_SHIFT));
+  const headerSlices = Math.ceil((headerWords * 4) / (1 << C.SLICE_SHIFT));
   return { sliceCount, sliceWords, agents, freeMap, dirtyMap, abandoned, pageMap, records, aBits, rBits, headerWords, headerSlices };
 }
 
@@ -80,10 +76,10 @@ export class Arena {
 
   constructor(buffer: ArrayBufferLike) {
     this.buffer = buffer;
-    const sliceCount = Math.floor(buffer.byteLength / (1 << SLICE_SHIFT));
+    const sliceCount = Math.floor(buffer.byteLength / (1 << C.SLICE_SHIFT));
     this.layout = computeLayout(sliceCount);
     const L = this.layout;
-    this.mem = new Int32Array(buffer, 0, sliceCount << (SLICE_SHIFT - 2));
+    this.mem = new Int32Array(buffer, 0, sliceCount << (C.SLICE_SHIFT - 2));
     this.meta = this.mem;
     this.recBase = L.records;
     this.pageMap = new Int32Array(buffer, L.pageMap * 4, sliceCount);
@@ -91,17 +87,17 @@ export class Arena {
     this.rBits = new Int32Array(buffer, L.rBits * 4, L.headerWords - L.rBits);
     this.sliceCount = sliceCount;
     this.headerSlices = L.headerSlices;
-    this.size = sliceCount * (1 << SLICE_SHIFT);
+    this.size = sliceCount * (1 << C.SLICE_SHIFT);
   }
 
   /** Record base of the page starting at slice s. */
   rec(s: number): number {
-    return this.recBase + (s << REC_SHIFT);
+    return this.recBase + (s << C.REC_SHIFT);
   }
 
   /** Slice of a record base. */
   sliceOfRec(rb: number): number {
-    return (rb - this.recBase) >>> REC_SHIFT;
+    return (rb - this.recBase) >>> C.REC_SHIFT;
   }
 
   /** Write a fresh header into the buffer (the creator does this once). */
@@ -109,23 +105,23 @@ export class Arena {
     const m = this.mem;
     const L = this.layout;
     if (!knownZero) m.fill(0, 0, L.headerWords); // a reused buffer: clear every header word
-    m[H_SLICE_COUNT] = L.sliceCount;
-    m[H_HEADER_SLICES] = L.headerSlices;
-    m[H_SIZE_HI] = L.sliceCount;
-    m[H_OPTIONS] = knownZero ? 1 : 0;
-    m[H_VERSION] = VERSION;
-    Atomics.store(m, H_COMMITTED, L.headerSlices);
+    m[C.H_SLICE_COUNT] = L.sliceCount;
+    m[C.H_HEADER_SLICES] = L.headerSlices;
+    m[C.H_SIZE_HI] = L.sliceCount;
+    m[C.H_OPTIONS] = knownZero ? 1 : 0;
+    m[C.H_VERSION] = C.VERSION;
+    Atomics.store(m, C.H_COMMITTED, L.headerSlices);
     // every slice after the header starts free
     for (let s = L.headerSlices; s < L.sliceCount; s++) m[L.freeMap + (s >>> 5)] |= 1 << (s & 31);
-    Atomics.store(m, H_MAGIC, MAGIC);
+    Atomics.store(m, C.H_MAGIC, C.MAGIC);
   }
 
   /** Check that the buffer holds a formatted arena of this version. */
   validateHeader(): void {
     const m = this.mem;
-    if (Atomics.load(m, H_MAGIC) !== MAGIC) throw new Error('mimalloc-ts: buffer does not hold an allocator (bad magic)');
-    if (m[H_VERSION] !== VERSION) throw new Error(`mimalloc-ts: buffer has format version ${m[H_VERSION]}, expected ${VERSION}`);
-    if (m[H_SLICE_COUNT] !== this.sliceCount) throw new Error('mimalloc-ts: buffer size does not match its header');
+    if (Atomics.load(m, C.H_MAGIC) !== C.MAGIC) throw new Error('mimalloc-ts: buffer does not hold an allocator (bad magic)');
+    if (m[C.H_VERSION] !== C.VERSION) throw new Error(`mimalloc-ts: buffer has format version ${m[C.H_VERSION]}, expected ${C.VERSION}`);
+    if (m[C.H_SLICE_COUNT] !== this.sliceCount) throw new Error('mimalloc-ts: buffer size does not match its header');
   }
 
   // -------------------------------------------------------------------------
@@ -151,7 +147,7 @@ export class Arena {
       // mimalloc's chunk bins, against small pages fragmenting freed runs.
       // Only below the high-water mark: it must never raise it when a lower
       // slice is free.
-      const hwm = Atomics.load(m, H_COMMITTED);
+      const hwm = Atomics.load(m, C.H_COMMITTED);
       const words = Math.min(this.layout.sliceWords, (hwm + 31) >>> 5);
       for (let w = this.headerSlices >>> 5; w < words; w++) {
         const x = m[fm + w];
@@ -240,35 +236,35 @@ export class Arena {
     for (let tries = 0; tries < 1000; tries++) {
       const s = this.findRun(n, align);
       if (s < 0) return -1;
-      Atomics.store(m, agentBase + A_INTENT_START, s);
-      Atomics.store(m, agentBase + A_INTENT_COUNT, n);
-      Atomics.store(m, agentBase + A_INTENT_OP, INTENT_CLAIM);
+      Atomics.store(m, agentBase + C.A_INTENT_START, s);
+      Atomics.store(m, agentBase + C.A_INTENT_COUNT, n);
+      Atomics.store(m, agentBase + C.A_INTENT_OP, C.INTENT_CLAIM);
       if (this.tryClearRun(s, n)) {
         this.noteCommitted(s + n);
         return s;
       }
-      Atomics.store(m, agentBase + A_INTENT_OP, INTENT_NONE);
+      Atomics.store(m, agentBase + C.A_INTENT_OP, C.INTENT_NONE);
     }
     return -1;
   }
 
   clearIntent(agentBase: number): void {
-    Atomics.store(this.mem, agentBase + A_INTENT_OP, INTENT_NONE);
+    Atomics.store(this.mem, agentBase + C.A_INTENT_OP, C.INTENT_NONE);
   }
 
   announceRelease(agentBase: number, s: number, n: number): void {
     const m = this.mem;
-    Atomics.store(m, agentBase + A_INTENT_START, s);
-    Atomics.store(m, agentBase + A_INTENT_COUNT, n);
-    Atomics.store(m, agentBase + A_INTENT_OP, INTENT_RELEASE);
+    Atomics.store(m, agentBase + C.A_INTENT_START, s);
+    Atomics.store(m, agentBase + C.A_INTENT_COUNT, n);
+    Atomics.store(m, agentBase + C.A_INTENT_OP, C.INTENT_RELEASE);
   }
 
   /** Raise the committed high-water mark (in slices) to at least `top`. */
   private noteCommitted(top: number): void {
     const m = this.mem;
     for (;;) {
-      const cur = Atomics.load(m, H_COMMITTED);
-      if (cur >= top || Atomics.compareExchange(m, H_COMMITTED, cur, top) === cur) return;
+      const cur = Atomics.load(m, C.H_COMMITTED);
+      if (cur >= top || Atomics.compareExchange(m, C.H_COMMITTED, cur, top) === cur) return;
     }
   }
 
@@ -276,7 +272,7 @@ export class Arena {
   takeFresh(s: number, n: number): boolean {
     const m = this.mem;
     const dm = this.layout.dirtyMap;
-    const knownZero = (m[H_OPTIONS] & 1) !== 0;
+    const knownZero = (m[C.H_OPTIONS] & 1) !== 0;
     let fresh = knownZero;
     for (let i = s; i < s + n; i++) {
       const old = Atomics.or(m, dm + (i >>> 5), 1 << (i & 31));
@@ -289,12 +285,12 @@ export class Arena {
   private coveredByIntent(x: number, exceptBase: number): boolean {
     const m = this.mem;
     const base0 = this.layout.agents;
-    for (let a = 0; a < MAX_AGENTS; a++) {
-      const b = base0 + a * AGENT_WORDS;
-      if (b === exceptBase || Atomics.load(m, b + A_ID) === 0) continue;
-      if (Atomics.load(m, b + A_INTENT_OP) === INTENT_NONE) continue;
-      const s = Atomics.load(m, b + A_INTENT_START);
-      const n = Atomics.load(m, b + A_INTENT_COUNT);
+    for (let a = 0; a < C.MAX_AGENTS; a++) {
+      const b = base0 + a * C.AGENT_WORDS;
+      if (b === exceptBase || Atomics.load(m, b + C.A_ID) === 0) continue;
+      if (Atomics.load(m, b + C.A_INTENT_OP) === C.INTENT_NONE) continue;
+      const s = Atomics.load(m, b + C.A_INTENT_START);
+      const n = Atomics.load(m, b + C.A_INTENT_COUNT);
       if (x >= s && x < s + n) return true;
     }
     return false;
@@ -309,22 +305,22 @@ export class Arena {
    */
   recoverIntent(deadBase: number): void {
     const m = this.mem;
-    const op = Atomics.load(m, deadBase + A_INTENT_OP);
-    if (op === INTENT_NONE) return;
-    const s = Atomics.load(m, deadBase + A_INTENT_START);
-    const n = Atomics.load(m, deadBase + A_INTENT_COUNT);
+    const op = Atomics.load(m, deadBase + C.A_INTENT_OP);
+    if (op === C.INTENT_NONE) return;
+    const s = Atomics.load(m, deadBase + C.A_INTENT_START);
+    const n = Atomics.load(m, deadBase + C.A_INTENT_COUNT);
     const rb = this.rec(s);
     const meta = this.meta;
     const pm = this.pageMap;
-    if (op === INTENT_CLAIM && Atomics.load(meta, rb) === 1 && Atomics.load(pm, s) === rb) {
-      Atomics.store(m, deadBase + A_INTENT_OP, INTENT_NONE); // completed claim: the page scan takes it over
+    if (op === C.INTENT_CLAIM && Atomics.load(meta, rb) === 1 && Atomics.load(pm, s) === rb) {
+      Atomics.store(m, deadBase + C.A_INTENT_OP, C.INTENT_NONE); // completed claim: the page scan takes it over
       return;
     }
     // undo the claim / finish the release: unpublish the record, unmap, free the slices
     // (a slice some live agent is claiming right now is left alone: its record and map are that agent's)
     if (!this.coveredByIntent(s, deadBase) && (Atomics.load(pm, s) === rb || Atomics.load(pm, s) === 0)) {
       Atomics.store(meta, rb, 0);
-      Atomics.store(meta, rb + 8 /* R_OWNER */, 0);
+      Atomics.store(meta, rb + 8 /* C.R_OWNER */, 0);
     }
     for (let x = s; x < s + n && x < this.sliceCount; x++) {
       if (Atomics.load(pm, x) === rb && !this.coveredByIntent(x, deadBase)) Atomics.store(pm, x, 0);
@@ -335,6 +331,6 @@ export class Arena {
       if (Atomics.load(pm, x) !== 0) continue;
       this.setRun(x, 1);
     }
-    Atomics.store(m, deadBase + A_INTENT_OP, INTENT_NONE);
+    Atomics.store(m, deadBase + C.A_INTENT_OP, C.INTENT_NONE);
   }
 }

@@ -11,16 +11,13 @@
  * The block size of a bin is the largest request that maps to it, so the
  * waste of a block is below 1/4 of the request (≤ 12.5 % on average).
  */
-import {
-  BIN_COUNT, BIN_HUGE, LARGE_OBJ_WSIZE_MAX, LARGE_PAGE_SLICES, MEDIUM_OBJ_SIZE_MAX,
-  MEDIUM_PAGE_SLICES, SLICE_SIZE, SMALL_OBJ_SIZE_MAX, SMALL_PAGE_SLICES, SMALL_WSIZE_MAX, WORD_SHIFT,
-} from './types.js';
+import { C } from './types.js';
 
 /** Bin of a request of `wsize` 8-byte words (wsize ≥ 0). */
 export function binOfWsize(wsize: number): number {
   if (wsize <= 1) return 1;
   if (wsize <= 8) return (wsize + 1) & ~1;
-  if (wsize > LARGE_OBJ_WSIZE_MAX) return BIN_HUGE;
+  if (wsize > C.LARGE_OBJ_WSIZE_MAX) return C.BIN_HUGE;
   const w = wsize - 1;
   const b = 31 - Math.clz32(w);
   return ((b << 2) + ((w >>> (b - 2)) & 3)) - 3;
@@ -28,37 +25,37 @@ export function binOfWsize(wsize: number): number {
 
 /** Bin of a request of `size` bytes. */
 export function binOf(size: number): number {
-  return binOfWsize((size + 7) >>> WORD_SHIFT);
+  return binOfWsize((size + 7) >>> C.WORD_SHIFT);
 }
 
 /** Block size in bytes of each bin (0 for unused bins and the huge/full bins). */
-export const BIN_BLOCK_SIZE = new Int32Array(BIN_COUNT);
+export const BIN_BLOCK_SIZE = new Int32Array(C.BIN_COUNT);
 /** Slices of a fresh page for each bin (small 1, medium 8, large 64). */
-export const BIN_PAGE_SLICES = new Int32Array(BIN_COUNT);
+export const BIN_PAGE_SLICES = new Int32Array(C.BIN_COUNT);
 /** For the fast path: bin of each wsize 0..SMALL_WSIZE_MAX. */
-export const WSIZE_BIN = new Uint8Array(SMALL_WSIZE_MAX + 1);
+export const WSIZE_BIN = new Uint8Array(C.SMALL_WSIZE_MAX + 1);
 
 (function initBins(): void {
-  for (let w = 1; w <= LARGE_OBJ_WSIZE_MAX; w++) {
+  for (let w = 1; w <= C.LARGE_OBJ_WSIZE_MAX; w++) {
     const b = binOfWsize(w);
-    BIN_BLOCK_SIZE[b] = w << WORD_SHIFT; // increasing w: the last write is the largest
+    BIN_BLOCK_SIZE[b] = w << C.WORD_SHIFT; // increasing w: the last write is the largest
   }
-  for (let b = 0; b < BIN_COUNT; b++) {
+  for (let b = 0; b < C.BIN_COUNT; b++) {
     const bs = BIN_BLOCK_SIZE[b];
     if (bs === 0) continue;
-    BIN_PAGE_SLICES[b] = bs <= SMALL_OBJ_SIZE_MAX ? SMALL_PAGE_SLICES
-      : bs <= MEDIUM_OBJ_SIZE_MAX ? MEDIUM_PAGE_SLICES : LARGE_PAGE_SLICES;
+    BIN_PAGE_SLICES[b] = bs <= C.SMALL_OBJ_SIZE_MAX ? C.SMALL_PAGE_SLICES
+      : bs <= C.MEDIUM_OBJ_SIZE_MAX ? C.MEDIUM_PAGE_SLICES : C.LARGE_PAGE_SLICES;
   }
-  for (let w = 0; w <= SMALL_WSIZE_MAX; w++) WSIZE_BIN[w] = binOfWsize(w);
+  for (let w = 0; w <= C.SMALL_WSIZE_MAX; w++) WSIZE_BIN[w] = binOfWsize(w);
 })();
 
 /** Bytes per block in a singleton page for a request of `size` bytes: whole slices. */
 export function hugeBlockSize(size: number): number {
-  return Math.ceil(Math.max(size, 1) / SLICE_SIZE) * SLICE_SIZE;
+  return Math.ceil(Math.max(size, 1) / C.SLICE_SIZE) * C.SLICE_SIZE;
 }
 
 /** mimalloc's `mi_good_size`: the usable size a request of `size` bytes gets. */
 export function goodSizeOf(size: number): number {
   const bin = binOf(size);
-  return bin === BIN_HUGE ? hugeBlockSize(size) : BIN_BLOCK_SIZE[bin];
+  return bin === C.BIN_HUGE ? hugeBlockSize(size) : BIN_BLOCK_SIZE[bin];
 }

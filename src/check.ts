@@ -5,12 +5,7 @@
  * blocks); assumes no other agent mutates the heap meanwhile.
  */
 import type { Arena } from './arena.js';
-import {
-  A_ID, A_STATE, AGENT_ALIVE, AGENT_WORDS, BIN_HUGE, BITMAP_WORD_SHIFT, F_ALIGNED, FLAG_BIN_MASK, GRANULE_SHIFT,
-  H_MAGIC, H_REAPED, MAGIC, MAX_AGENTS, OWNER_ABANDONED, OWNER_HELD, R_BLOCK_SIZE, R_CAPACITY, R_COLLECT, R_FLAGS,
-  R_FREE, R_LOCAL_FREE, R_OWNER, R_RESERVED, R_SLICES, R_STATE, R_USED, R_XTHREAD_FREE,
-  SLICE_SHIFT, SLICE_SIZE, STATE_IN_USE,
-} from './types.js';
+import { C } from './types.js';
 import { BIN_BLOCK_SIZE } from './bins.js';
 import { pageStart } from './page.js';
 
@@ -23,7 +18,7 @@ function hex(x: number): string {
 }
 
 function bitOf(bits: Int32Array, p: number): boolean {
-  return (bits[p >>> BITMAP_WORD_SHIFT] & (1 << ((p >>> GRANULE_SHIFT) & 31))) !== 0;
+  return (bits[p >>> C.BITMAP_WORD_SHIFT] & (1 << ((p >>> C.GRANULE_SHIFT) & 31))) !== 0;
 }
 
 function popcount(x: number): number {
@@ -38,17 +33,17 @@ export function checkHeap(a: Arena): void {
   const pm = a.pageMap;
   const aBits = a.aBits;
   const rBits = a.rBits;
-  if (Atomics.load(mem, H_MAGIC) !== MAGIC) fail('header magic is gone (the header was overwritten)');
+  if (Atomics.load(mem, C.H_MAGIC) !== C.MAGIC) fail('header magic is gone (the header was overwritten)');
   // agents
   const live = new Set<number>();
-  for (let i = 0; i < MAX_AGENTS; i++) {
-    const b = a.layout.agents + i * AGENT_WORDS;
-    const id = Atomics.load(mem, b + A_ID);
+  for (let i = 0; i < C.MAX_AGENTS; i++) {
+    const b = a.layout.agents + i * C.AGENT_WORDS;
+    const id = Atomics.load(mem, b + C.A_ID);
     if (id === 0) continue;
     if (live.has(id)) fail(`agent id ${id} appears in two agent records`);
-    if (Atomics.load(mem, b + A_STATE) === AGENT_ALIVE) live.add(id);
+    if (Atomics.load(mem, b + C.A_STATE) === C.AGENT_ALIVE) live.add(id);
   }
-  const wordsPerSlice = 1 << (SLICE_SHIFT - BITMAP_WORD_SHIFT);
+  const wordsPerSlice = 1 << (C.SLICE_SHIFT - C.BITMAP_WORD_SHIFT);
   let orphans = 0;
   for (let s = a.headerSlices; s < a.sliceCount; s++) {
     const free = a.isSliceFree(s);
@@ -56,14 +51,14 @@ export function checkHeap(a: Arena): void {
     if (free) {
       if (pm[s] !== 0) fail(`I1: slice ${s} is free but the page map names page ${a.sliceOfRec(pm[s])}`);
       for (let w = s * wordsPerSlice; w < (s + 1) * wordsPerSlice; w++) {
-        if (aBits[w] !== 0) fail(`I2: free slice ${s} has allocation bits set near ${hex(w << BITMAP_WORD_SHIFT)}`);
-        if (rBits[w] !== 0) fail(`I3: free slice ${s} has remote-free bits set near ${hex(w << BITMAP_WORD_SHIFT)}`);
+        if (aBits[w] !== 0) fail(`I2: free slice ${s} has allocation bits set near ${hex(w << C.BITMAP_WORD_SHIFT)}`);
+        if (rBits[w] !== 0) fail(`I3: free slice ${s} has remote-free bits set near ${hex(w << C.BITMAP_WORD_SHIFT)}`);
       }
       continue;
     }
-    if (Atomics.load(meta, rb + R_STATE) !== STATE_IN_USE) fail(`I1: slice ${s} is taken but no page starts there or covers it (page map ${a.sliceOfRec(pm[s])})`);
+    if (Atomics.load(meta, rb + C.R_STATE) !== C.STATE_IN_USE) fail(`I1: slice ${s} is taken but no page starts there or covers it (page map ${a.sliceOfRec(pm[s])})`);
     if (pm[s] !== rb) fail(`I1: page map of slice ${s} names ${a.sliceOfRec(pm[s])}, not the page starting there`);
-    const slices = meta[rb + R_SLICES];
+    const slices = meta[rb + C.R_SLICES];
     if (slices < 1 || s + slices > a.sliceCount) fail(`page ${s}: bad slice count ${slices}`);
     for (let x = s + 1; x < s + slices; x++) {
       if (a.isSliceFree(x)) fail(`I1: slice ${x} of page ${s} is marked free`);
@@ -72,7 +67,7 @@ export function checkHeap(a: Arena): void {
     orphans += checkPage(a, rb, live);
     s += slices - 1;
   }
-  const reaped = Atomics.load(mem, H_REAPED);
+  const reaped = Atomics.load(mem, C.H_REAPED);
   if (orphans > reaped) fail(`I3: ${orphans} blocks have remote-free bits but are on no xthreadFree list (${reaped} agents were reaped)`);
   void rBits;
 }
@@ -85,31 +80,31 @@ function checkPage(a: Arena, rb: number, live: Set<number>): number {
   const rBits = a.rBits;
   const s = a.sliceOfRec(rb);
   const name = `page ${s}`;
-  const bs = meta[rb + R_BLOCK_SIZE];
-  const res = meta[rb + R_RESERVED];
-  const cap = meta[rb + R_CAPACITY];
-  const used = meta[rb + R_USED];
-  const slices = meta[rb + R_SLICES];
-  const bin = meta[rb + R_FLAGS] & FLAG_BIN_MASK;
-  const aligned = (meta[rb + R_FLAGS] & F_ALIGNED) !== 0;
+  const bs = meta[rb + C.R_BLOCK_SIZE];
+  const res = meta[rb + C.R_RESERVED];
+  const cap = meta[rb + C.R_CAPACITY];
+  const used = meta[rb + C.R_USED];
+  const slices = meta[rb + C.R_SLICES];
+  const bin = meta[rb + C.R_FLAGS] & C.FLAG_BIN_MASK;
+  const aligned = (meta[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0;
   const ps = pageStart(meta, rb);
   if (bs <= 0 || (bs & 7) !== 0) fail(`${name}: block size ${bs} is not a positive multiple of 8`);
-  if (bin !== BIN_HUGE && BIN_BLOCK_SIZE[bin] !== bs) fail(`${name}: block size ${bs} does not match bin ${bin}`);
-  if (res < 1 || res * bs > slices * SLICE_SIZE) fail(`${name}: ${res} blocks of ${bs} do not fit in ${slices} slices`);
+  if (bin !== C.BIN_HUGE && BIN_BLOCK_SIZE[bin] !== bs) fail(`${name}: block size ${bs} does not match bin ${bin}`);
+  if (res < 1 || res * bs > slices * C.SLICE_SIZE) fail(`${name}: ${res} blocks of ${bs} do not fit in ${slices} slices`);
   if (cap < 0 || cap > res) fail(`I2: ${name}: capacity ${cap} outside [0, reserved ${res}]`);
   if (used < 0 || used > cap) fail(`I2: ${name}: used ${used} outside [0, capacity ${cap}]`);
-  if (meta[rb + R_COLLECT] !== 0) fail(`${name}: a collection is in progress (COLLECT ≠ 0)`);
-  const owner = Atomics.load(meta, rb + R_OWNER);
-  if (owner !== OWNER_ABANDONED) {
+  if (meta[rb + C.R_COLLECT] !== 0) fail(`${name}: a collection is in progress (COLLECT ≠ 0)`);
+  const owner = Atomics.load(meta, rb + C.R_OWNER);
+  if (owner !== C.OWNER_ABANDONED) {
     const id = owner >>> 2;
-    if ((owner & 3) !== 0 && (owner & 3) !== OWNER_HELD) fail(`I4: ${name}: owner word ${owner} is malformed`);
+    if ((owner & 3) !== 0 && (owner & 3) !== C.OWNER_HELD) fail(`I4: ${name}: owner word ${owner} is malformed`);
     if (!live.has(id)) fail(`I4: ${name}: owned by agent ${id}, which is not attached`);
   }
   // live blocks from the A bitmap
   let liveBlocks = 0;
-  const end = ps + slices * SLICE_SIZE;
+  const end = ps + slices * C.SLICE_SIZE;
   for (let p = ps; p < end; p += 256) {
-    const w = aBits[p >>> BITMAP_WORD_SHIFT];
+    const w = aBits[p >>> C.BITMAP_WORD_SHIFT];
     if (w === 0) continue;
     for (let k = 0; k < 32; k++) {
       if ((w & (1 << k)) === 0) continue;
@@ -146,15 +141,15 @@ function checkPage(a: Arena, rb: number, live: Set<number>): number {
     }
     return n;
   };
-  const nFree = walk(meta[rb + R_FREE], 'free', false);
-  const nLocal = walk(meta[rb + R_LOCAL_FREE], 'localFree', false);
-  const nRemote = walk(Atomics.load(meta, rb + R_XTHREAD_FREE), 'xthreadFree', true);
+  const nFree = walk(meta[rb + C.R_FREE], 'free', false);
+  const nLocal = walk(meta[rb + C.R_LOCAL_FREE], 'localFree', false);
+  const nRemote = walk(Atomics.load(meta, rb + C.R_XTHREAD_FREE), 'xthreadFree', true);
   if (used + nFree + nLocal !== cap) {
     fail(`I2: ${name}: used ${used} + free ${nFree} + localFree ${nLocal} ≠ capacity ${cap} (xthreadFree ${nRemote})`);
   }
   // R bits only on blocks waiting on xthreadFree
   let rCount = 0;
-  for (let p = ps; p < end; p += 256) rCount += popcount(rBits[p >>> BITMAP_WORD_SHIFT]);
+  for (let p = ps; p < end; p += 256) rCount += popcount(rBits[p >>> C.BITMAP_WORD_SHIFT]);
   if (rCount < nRemote) fail(`I3: ${name}: ${rCount} remote-free bits but ${nRemote} blocks on xthreadFree`);
   return rCount - nRemote;
 }

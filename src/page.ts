@@ -7,27 +7,22 @@
  * of this needs Atomics except XTHREAD_FREE, OWNER, STATE and the R bitmap.
  */
 import { Arena } from './arena.js';
-import {
-  BIN_COUNT, BITMAP_WORD_SHIFT, EXTEND_BYTES, F_ALIGNED, F_FRESH, F_ZERO, FLAG_BIN_MASK, GRANULE_SHIFT,
-  H_ABANDONED_COUNT, R_BLOCK_SIZE, R_CAPACITY, R_COLLECT, R_FLAGS, R_FREE, R_HEAP, R_LOCAL_FREE, R_NEXT,
-  R_ORIGIN, R_OWNER, R_PREV, R_RESERVED, R_SLICES, R_STATE, R_START, R_USED, R_XTHREAD_FREE, SLICE_SHIFT, SLICE_SIZE,
-  STATE_IN_USE,
-} from './types.js';
+import { C } from './types.js';
 
 /** First byte of the page whose record base is `rb`. */
 export function pageStart(meta: Int32Array, rb: number): number {
-  return meta[rb + R_START] >>> 0;
+  return meta[rb + C.R_START] >>> 0;
 }
 
 /** First slice of the page whose record base is `rb`. */
 export function pageSlice(meta: Int32Array, rb: number): number {
-  return meta[rb + R_START] >>> SLICE_SHIFT;
+  return meta[rb + C.R_START] >>> C.SLICE_SHIFT;
 }
 
 /** Start of the block containing address q (q inside the page). One division: aligned pages only. */
 export function blockStartOf(meta: Int32Array, rb: number, q: number): number {
   const ps = pageStart(meta, rb);
-  const bs = meta[rb + R_BLOCK_SIZE];
+  const bs = meta[rb + C.R_BLOCK_SIZE];
   return ps + Math.floor((q - ps) / bs) * bs;
 }
 
@@ -41,25 +36,25 @@ export function pageInit(
 ): void {
   const meta = a.meta;
   const rb = a.rec(s);
-  meta[rb + R_START] = s * SLICE_SIZE;
-  meta[rb + R_BLOCK_SIZE] = blockSize;
-  meta[rb + R_RESERVED] = reserved;
-  meta[rb + R_CAPACITY] = 0;
-  meta[rb + R_USED] = 0;
-  meta[rb + R_FREE] = 0;
-  meta[rb + R_LOCAL_FREE] = 0;
-  meta[rb + R_HEAP] = heap;
-  meta[rb + R_SLICES] = slices;
-  meta[rb + R_NEXT] = 0;
-  meta[rb + R_PREV] = 0;
-  meta[rb + R_FLAGS] = bin | (fresh ? F_FRESH : 0);
-  meta[rb + R_COLLECT] = 0;
-  meta[rb + R_ORIGIN] = origin;
-  Atomics.store(meta, rb + R_XTHREAD_FREE, 0);
-  Atomics.store(meta, rb + R_OWNER, owner);
+  meta[rb + C.R_START] = s * C.SLICE_SIZE;
+  meta[rb + C.R_BLOCK_SIZE] = blockSize;
+  meta[rb + C.R_RESERVED] = reserved;
+  meta[rb + C.R_CAPACITY] = 0;
+  meta[rb + C.R_USED] = 0;
+  meta[rb + C.R_FREE] = 0;
+  meta[rb + C.R_LOCAL_FREE] = 0;
+  meta[rb + C.R_HEAP] = heap;
+  meta[rb + C.R_SLICES] = slices;
+  meta[rb + C.R_NEXT] = 0;
+  meta[rb + C.R_PREV] = 0;
+  meta[rb + C.R_FLAGS] = bin | (fresh ? C.F_FRESH : 0);
+  meta[rb + C.R_COLLECT] = 0;
+  meta[rb + C.R_ORIGIN] = origin;
+  Atomics.store(meta, rb + C.R_XTHREAD_FREE, 0);
+  Atomics.store(meta, rb + C.R_OWNER, owner);
   const pm = a.pageMap;
   for (let x = s; x < s + slices; x++) pm[x] = rb;
-  Atomics.store(meta, rb + R_STATE, STATE_IN_USE);
+  Atomics.store(meta, rb + C.R_STATE, C.STATE_IN_USE);
   a.clearIntent(agentBase);
 }
 
@@ -71,10 +66,10 @@ export function pageInit(
 export function pageExtend(a: Arena, rb: number): void {
   const meta = a.meta;
   const mem = a.mem;
-  const bs = meta[rb + R_BLOCK_SIZE];
-  const cap = meta[rb + R_CAPACITY];
-  const res = meta[rb + R_RESERVED];
-  let k = bs >= EXTEND_BYTES ? 1 : (EXTEND_BYTES / bs) | 0;
+  const bs = meta[rb + C.R_BLOCK_SIZE];
+  const cap = meta[rb + C.R_CAPACITY];
+  const res = meta[rb + C.R_RESERVED];
+  let k = bs >= C.EXTEND_BYTES ? 1 : (C.EXTEND_BYTES / bs) | 0;
   if (k > res - cap) k = res - cap;
   const first = pageStart(meta, rb) + cap * bs;
   let b = first;
@@ -84,10 +79,10 @@ export function pageExtend(a: Arena, rb: number): void {
     b = nx;
   }
   mem[b >>> 2] = 0;
-  meta[rb + R_FREE] = first;
-  meta[rb + R_CAPACITY] = cap + k;
-  const f = meta[rb + R_FLAGS];
-  meta[rb + R_FLAGS] = (f & F_FRESH) !== 0 ? f | F_ZERO : f & ~F_ZERO;
+  meta[rb + C.R_FREE] = first;
+  meta[rb + C.R_CAPACITY] = cap + k;
+  const f = meta[rb + C.R_FLAGS];
+  meta[rb + C.R_FLAGS] = (f & C.F_FRESH) !== 0 ? f | C.F_ZERO : f & ~C.F_ZERO;
 }
 
 /**
@@ -100,11 +95,11 @@ export function pageExtend(a: Arena, rb: number): void {
  */
 export function collectXthread(a: Arena, rb: number): void {
   const meta = a.meta;
-  let head = Atomics.load(meta, rb + R_XTHREAD_FREE);
+  let head = Atomics.load(meta, rb + C.R_XTHREAD_FREE);
   if (head === 0) return;
   for (;;) {
-    Atomics.store(meta, rb + R_COLLECT, head);
-    const cur = Atomics.compareExchange(meta, rb + R_XTHREAD_FREE, head, 0);
+    Atomics.store(meta, rb + C.R_COLLECT, head);
+    const cur = Atomics.compareExchange(meta, rb + C.R_XTHREAD_FREE, head, 0);
     if (cur === head) break;
     head = cur;
   }
@@ -117,23 +112,23 @@ function drainCollect(a: Arena, rb: number): void {
   const mem = a.mem;
   const aBits = a.aBits;
   const rBits = a.rBits;
-  const aligned = (meta[rb + R_FLAGS] & F_ALIGNED) !== 0;
-  let q = meta[rb + R_COLLECT] >>> 0;
-  let guard = meta[rb + R_CAPACITY] + 1;
+  const aligned = (meta[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0;
+  let q = meta[rb + C.R_COLLECT] >>> 0;
+  let guard = meta[rb + C.R_CAPACITY] + 1;
   while (q !== 0 && guard-- > 0) {
     const b = aligned ? blockStartOf(meta, rb, q) : q;
     const next = mem[b >>> 2] >>> 0;
-    const w = q >>> BITMAP_WORD_SHIFT;
-    const bit = 1 << ((q >>> GRANULE_SHIFT) & 31);
+    const w = q >>> C.BITMAP_WORD_SHIFT;
+    const bit = 1 << ((q >>> C.GRANULE_SHIFT) & 31);
     aBits[w] &= ~bit;
     Atomics.and(rBits, w, ~bit);
-    meta[rb + R_COLLECT] = next;
-    mem[b >>> 2] = meta[rb + R_LOCAL_FREE];
-    meta[rb + R_LOCAL_FREE] = b;
-    meta[rb + R_USED]--;
+    meta[rb + C.R_COLLECT] = next;
+    mem[b >>> 2] = meta[rb + C.R_LOCAL_FREE];
+    meta[rb + C.R_LOCAL_FREE] = b;
+    meta[rb + C.R_USED]--;
     q = next;
   }
-  meta[rb + R_COLLECT] = 0;
+  meta[rb + C.R_COLLECT] = 0;
 }
 
 /**
@@ -143,28 +138,28 @@ function drainCollect(a: Arena, rb: number): void {
  */
 export function pageCollect(a: Arena, rb: number): void {
   const meta = a.meta;
-  if (Atomics.load(meta, rb + R_XTHREAD_FREE) !== 0) collectXthread(a, rb);
-  if (meta[rb + R_FREE] === 0 && meta[rb + R_LOCAL_FREE] !== 0) {
-    meta[rb + R_FREE] = meta[rb + R_LOCAL_FREE];
-    meta[rb + R_LOCAL_FREE] = 0;
-    meta[rb + R_FLAGS] &= ~F_ZERO;
+  if (Atomics.load(meta, rb + C.R_XTHREAD_FREE) !== 0) collectXthread(a, rb);
+  if (meta[rb + C.R_FREE] === 0 && meta[rb + C.R_LOCAL_FREE] !== 0) {
+    meta[rb + C.R_FREE] = meta[rb + C.R_LOCAL_FREE];
+    meta[rb + C.R_LOCAL_FREE] = 0;
+    meta[rb + C.R_FLAGS] &= ~C.F_ZERO;
   }
 }
 
 /** Bin of a page. */
 export function pageBin(meta: Int32Array, rb: number): number {
-  return meta[rb + R_FLAGS] & FLAG_BIN_MASK;
+  return meta[rb + C.R_FLAGS] & C.FLAG_BIN_MASK;
 }
 
 /** Clear the page's bit in its bin's abandoned bitmap, keeping the count in step. */
 export function unmapAbandoned(a: Arena, rb: number): void {
   const bin = pageBin(a.meta, rb);
-  if (bin <= 0 || bin >= BIN_COUNT) return;
+  if (bin <= 0 || bin >= C.BIN_COUNT) return;
   const s = pageSlice(a.meta, rb);
   const idx = a.layout.abandoned + bin * a.layout.sliceWords + (s >>> 5);
   const bit = 1 << (s & 31);
   const old = Atomics.and(a.mem, idx, ~bit);
-  if ((old & bit) !== 0) Atomics.sub(a.mem, H_ABANDONED_COUNT + bin, 1);
+  if ((old & bit) !== 0) Atomics.sub(a.mem, C.H_ABANDONED_COUNT + bin, 1);
 }
 
 /** Set the page's bit in its bin's abandoned bitmap ("mapped"): claimers searching that bin will find it. */
@@ -174,7 +169,7 @@ export function mapAbandoned(a: Arena, rb: number): void {
   const idx = a.layout.abandoned + bin * a.layout.sliceWords + (s >>> 5);
   const bit = 1 << (s & 31);
   const old = Atomics.or(a.mem, idx, bit);
-  if ((old & bit) === 0) Atomics.add(a.mem, H_ABANDONED_COUNT + bin, 1);
+  if ((old & bit) === 0) Atomics.add(a.mem, C.H_ABANDONED_COUNT + bin, 1);
 }
 
 /**
@@ -185,11 +180,11 @@ export function mapAbandoned(a: Arena, rb: number): void {
 export function pageRelease(a: Arena, agentBase: number, rb: number): void {
   const meta = a.meta;
   const s = pageSlice(meta, rb);
-  const n = meta[rb + R_SLICES];
+  const n = meta[rb + C.R_SLICES];
   a.announceRelease(agentBase, s, n);
   unmapAbandoned(a, rb);
-  Atomics.store(meta, rb + R_STATE, 0);
-  Atomics.store(meta, rb + R_OWNER, 0);
+  Atomics.store(meta, rb + C.R_STATE, 0);
+  Atomics.store(meta, rb + C.R_OWNER, 0);
   const pm = a.pageMap;
   for (let x = s; x < s + n; x++) pm[x] = 0;
   a.setRun(s, n);
@@ -198,9 +193,9 @@ export function pageRelease(a: Arena, agentBase: number, rb: number): void {
 
 /** Does the block at b (of size bs) have any A bit set (the block is live)? */
 export function blockIsLive(aBits: Int32Array, b: number, bs: number, aligned: boolean): boolean {
-  if (!aligned) return (aBits[b >>> BITMAP_WORD_SHIFT] & (1 << ((b >>> GRANULE_SHIFT) & 31))) !== 0;
+  if (!aligned) return (aBits[b >>> C.BITMAP_WORD_SHIFT] & (1 << ((b >>> C.GRANULE_SHIFT) & 31))) !== 0;
   for (let g = b; g < b + bs; g += 8) {
-    if ((aBits[g >>> BITMAP_WORD_SHIFT] & (1 << ((g >>> GRANULE_SHIFT) & 31))) !== 0) return true;
+    if ((aBits[g >>> C.BITMAP_WORD_SHIFT] & (1 << ((g >>> C.GRANULE_SHIFT) & 31))) !== 0) return true;
   }
   return false;
 }
@@ -217,24 +212,24 @@ export function pageRebuild(a: Arena, rb: number): void {
   const meta = a.meta;
   const mem = a.mem;
   const aBits = a.aBits;
-  const aligned = (meta[rb + R_FLAGS] & F_ALIGNED) !== 0;
-  const bs = meta[rb + R_BLOCK_SIZE];
-  const cap = meta[rb + R_CAPACITY];
+  const aligned = (meta[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0;
+  const bs = meta[rb + C.R_BLOCK_SIZE];
+  const cap = meta[rb + C.R_CAPACITY];
   // 1. blocks parked in COLLECT: read the chain before any link is rewritten
   const parked: number[] = [];
-  let q = meta[rb + R_COLLECT] >>> 0;
+  let q = meta[rb + C.R_COLLECT] >>> 0;
   for (let guard = cap + 1; q !== 0 && guard > 0; guard--) {
     parked.push(q);
     const b = aligned ? blockStartOf(meta, rb, q) : q;
     q = mem[b >>> 2] >>> 0;
   }
   for (const p of parked) {
-    const w = p >>> BITMAP_WORD_SHIFT;
-    const bit = 1 << ((p >>> GRANULE_SHIFT) & 31);
+    const w = p >>> C.BITMAP_WORD_SHIFT;
+    const bit = 1 << ((p >>> C.GRANULE_SHIFT) & 31);
     aBits[w] &= ~bit;
     Atomics.and(a.rBits, w, ~bit);
   }
-  meta[rb + R_COLLECT] = 0;
+  meta[rb + C.R_COLLECT] = 0;
   // 2. every block below capacity whose A bit is clear is free
   const ps = pageStart(meta, rb);
   let free = 0;
@@ -245,8 +240,8 @@ export function pageRebuild(a: Arena, rb: number): void {
     mem[b >>> 2] = free;
     free = b;
   }
-  meta[rb + R_FREE] = free;
-  meta[rb + R_LOCAL_FREE] = 0;
-  meta[rb + R_USED] = used;
-  meta[rb + R_FLAGS] &= ~F_ZERO;
+  meta[rb + C.R_FREE] = free;
+  meta[rb + C.R_LOCAL_FREE] = 0;
+  meta[rb + C.R_USED] = used;
+  meta[rb + C.R_FLAGS] &= ~C.F_ZERO;
 }

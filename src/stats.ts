@@ -7,10 +7,7 @@
  */
 import type { Arena } from './arena.js';
 import { blockStartOf } from './page.js';
-import {
-  BIN_HUGE, F_ALIGNED, FLAG_BIN_MASK, R_XTHREAD_FREE, H_COMMITTED, A_ID, A_STATE, AGENT_ALIVE, AGENT_WORDS, MAX_AGENTS, OWNER_ABANDONED, R_BLOCK_SIZE, R_CAPACITY, R_FLAGS,
-  R_OWNER, R_SLICES, R_STATE, R_USED, SLICE_SIZE, STATE_IN_USE,
-} from './types.js';
+import { C } from './types.js';
 
 export interface StatsSnapshot {
   /** Bytes of the buffer. */
@@ -50,10 +47,10 @@ export interface StatsSnapshot {
  */
 function pendingRemote(a: Arena, rb: number): number {
   const meta = a.meta;
-  const cap = meta[rb + R_CAPACITY];
-  const aligned = (meta[rb + R_FLAGS] & F_ALIGNED) !== 0;
+  const cap = meta[rb + C.R_CAPACITY];
+  const aligned = (meta[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0;
   let n = 0;
-  let q = Atomics.load(meta, rb + R_XTHREAD_FREE) >>> 0;
+  let q = Atomics.load(meta, rb + C.R_XTHREAD_FREE) >>> 0;
   while (q !== 0 && n < cap) {
     n++;
     const b = aligned ? blockStartOf(meta, rb, q) : q;
@@ -64,9 +61,9 @@ function pendingRemote(a: Arena, rb: number): number {
 
 function countAgents(a: Arena): number {
   let n = 0;
-  for (let i = 0; i < MAX_AGENTS; i++) {
-    const b = a.layout.agents + i * AGENT_WORDS;
-    if (Atomics.load(a.mem, b + A_ID) !== 0 && Atomics.load(a.mem, b + A_STATE) === AGENT_ALIVE) n++;
+  for (let i = 0; i < C.MAX_AGENTS; i++) {
+    const b = a.layout.agents + i * C.AGENT_WORDS;
+    if (Atomics.load(a.mem, b + C.A_ID) !== 0 && Atomics.load(a.mem, b + C.A_STATE) === C.AGENT_ALIVE) n++;
   }
   return n;
 }
@@ -74,26 +71,26 @@ function countAgents(a: Arena): number {
 export function collectStats(a: Arena): StatsSnapshot {
   const meta = a.meta;
   const st: StatsSnapshot = {
-    reserved: a.size, committed: (Atomics.load(a.mem, H_COMMITTED) - a.headerSlices) * SLICE_SIZE,
-    metadata: a.headerSlices * SLICE_SIZE, used: 0, pagesBytes: 0, pages: 0, smallPages: 0, mediumPages: 0,
+    reserved: a.size, committed: (Atomics.load(a.mem, C.H_COMMITTED) - a.headerSlices) * C.SLICE_SIZE,
+    metadata: a.headerSlices * C.SLICE_SIZE, used: 0, pagesBytes: 0, pages: 0, smallPages: 0, mediumPages: 0,
     largePages: 0, hugePages: 0, abandonedPages: 0, blocks: 0, capacityBytes: 0, agents: countAgents(a),
   };
   for (let s = a.headerSlices; s < a.sliceCount; s++) {
     const rb = a.rec(s);
-    if (Atomics.load(meta, rb + R_STATE) !== STATE_IN_USE) continue;
-    const slices = meta[rb + R_SLICES];
-    const bs = meta[rb + R_BLOCK_SIZE];
-    const used = meta[rb + R_USED] - pendingRemote(a, rb);
+    if (Atomics.load(meta, rb + C.R_STATE) !== C.STATE_IN_USE) continue;
+    const slices = meta[rb + C.R_SLICES];
+    const bs = meta[rb + C.R_BLOCK_SIZE];
+    const used = meta[rb + C.R_USED] - pendingRemote(a, rb);
     st.pages++;
-    st.pagesBytes += slices * SLICE_SIZE;
+    st.pagesBytes += slices * C.SLICE_SIZE;
     st.used += used * bs;
     st.blocks += used;
-    st.capacityBytes += meta[rb + R_CAPACITY] * bs;
-    if ((meta[rb + R_FLAGS] & FLAG_BIN_MASK) === BIN_HUGE) st.hugePages++;
+    st.capacityBytes += meta[rb + C.R_CAPACITY] * bs;
+    if ((meta[rb + C.R_FLAGS] & C.FLAG_BIN_MASK) === C.BIN_HUGE) st.hugePages++;
     else if (slices === 1) st.smallPages++;
     else if (slices <= 8) st.mediumPages++;
     else st.largePages++;
-    if (Atomics.load(meta, rb + R_OWNER) === OWNER_ABANDONED) st.abandonedPages++;
+    if (Atomics.load(meta, rb + C.R_OWNER) === C.OWNER_ABANDONED) st.abandonedPages++;
     if (slices > 1) s += slices - 1;
   }
   return st;

@@ -9,14 +9,12 @@
  * this heap), which is all a reaper needs to take the pages over.
  */
 import { BIN_BLOCK_SIZE, WSIZE_BIN } from './bins.js';
-import {
-  BIN_COUNT, F_FULL, F_QUEUED, R_FLAGS, R_NEXT, R_PREV, SMALL_SIZE_MAX, SMALL_WSIZE_MAX,
-} from './types.js';
+import { C } from './types.js';
 
 /** For bins whose blocks are ≤ SMALL_SIZE_MAX: the wsize range [lo, hi] mapping to them. */
-const DIRECT_LO = new Int32Array(BIN_COUNT).fill(-1);
-const DIRECT_HI = new Int32Array(BIN_COUNT).fill(-2);
-for (let w = 0; w <= SMALL_WSIZE_MAX; w++) {
+const DIRECT_LO = new Int32Array(C.BIN_COUNT).fill(-1);
+const DIRECT_HI = new Int32Array(C.BIN_COUNT).fill(-2);
+for (let w = 0; w <= C.SMALL_WSIZE_MAX; w++) {
   const b = WSIZE_BIN[w];
   if (DIRECT_LO[b] < 0) DIRECT_LO[b] = w;
   DIRECT_HI[b] = w;
@@ -30,19 +28,19 @@ export class Theap {
    * bin's queue of pages with (or able to get) free blocks, index
    * `bin + BIN_COUNT` its queue of full pages.
    */
-  readonly first = new Int32Array(2 * BIN_COUNT);
-  readonly last = new Int32Array(2 * BIN_COUNT);
-  readonly count = new Int32Array(2 * BIN_COUNT);
+  readonly first = new Int32Array(2 * C.BIN_COUNT);
+  readonly last = new Int32Array(2 * C.BIN_COUNT);
+  readonly count = new Int32Array(2 * C.BIN_COUNT);
   /**
    * pagesFreeDirect: wsize (0..128) → record base of the first page of that
    * size's bin, or `emptyRb`, the record of header slice 0, whose FREE is
    * always 0, so the fast path needs no "initialised?" test.
    */
-  readonly direct = new Int32Array(SMALL_WSIZE_MAX + 1);
+  readonly direct = new Int32Array(C.SMALL_WSIZE_MAX + 1);
   /** Generic-path calls, the heartbeat for retiring pages. */
   genericCount = 0;
   /** Bins that may hold a retired page. */
-  retiredMin = BIN_COUNT;
+  retiredMin = C.BIN_COUNT;
   retiredMax = 0;
 
   /** Record base of the always-empty record (slice 0's): the `direct` entry of a bin without pages. */
@@ -55,7 +53,7 @@ export class Theap {
   }
 
   private updateDirect(bin: number): void {
-    if (bin >= BIN_COUNT || BIN_BLOCK_SIZE[bin] > SMALL_SIZE_MAX) return;
+    if (bin >= C.BIN_COUNT || BIN_BLOCK_SIZE[bin] > C.SMALL_SIZE_MAX) return;
     const rb = this.first[bin] || this.emptyRb;
     const d = this.direct;
     for (let w = DIRECT_LO[bin]; w <= DIRECT_HI[bin]; w++) d[w] = rb;
@@ -63,33 +61,33 @@ export class Theap {
 
   pushFront(meta: Int32Array, bin: number, rb: number): void {
     const head = this.first[bin];
-    meta[rb + R_PREV] = 0;
-    meta[rb + R_NEXT] = head;
-    if (head !== 0) meta[head + R_PREV] = rb; else this.last[bin] = rb;
+    meta[rb + C.R_PREV] = 0;
+    meta[rb + C.R_NEXT] = head;
+    if (head !== 0) meta[head + C.R_PREV] = rb; else this.last[bin] = rb;
     this.first[bin] = rb;
     this.count[bin]++;
-    meta[rb + R_FLAGS] = bin < BIN_COUNT ? (meta[rb + R_FLAGS] | F_QUEUED) & ~F_FULL : meta[rb + R_FLAGS] | F_QUEUED | F_FULL;
+    meta[rb + C.R_FLAGS] = bin < C.BIN_COUNT ? (meta[rb + C.R_FLAGS] | C.F_QUEUED) & ~C.F_FULL : meta[rb + C.R_FLAGS] | C.F_QUEUED | C.F_FULL;
     this.updateDirect(bin);
   }
 
   pushBack(meta: Int32Array, bin: number, rb: number): void {
     const tail = this.last[bin];
-    meta[rb + R_NEXT] = 0;
-    meta[rb + R_PREV] = tail;
-    if (tail !== 0) meta[tail + R_NEXT] = rb; else { this.first[bin] = rb; this.updateDirect(bin); }
+    meta[rb + C.R_NEXT] = 0;
+    meta[rb + C.R_PREV] = tail;
+    if (tail !== 0) meta[tail + C.R_NEXT] = rb; else { this.first[bin] = rb; this.updateDirect(bin); }
     this.last[bin] = rb;
     this.count[bin]++;
-    meta[rb + R_FLAGS] = bin < BIN_COUNT ? (meta[rb + R_FLAGS] | F_QUEUED) & ~F_FULL : meta[rb + R_FLAGS] | F_QUEUED | F_FULL;
+    meta[rb + C.R_FLAGS] = bin < C.BIN_COUNT ? (meta[rb + C.R_FLAGS] | C.F_QUEUED) & ~C.F_FULL : meta[rb + C.R_FLAGS] | C.F_QUEUED | C.F_FULL;
   }
 
   remove(meta: Int32Array, bin: number, rb: number): void {
-    const prev = meta[rb + R_PREV];
-    const next = meta[rb + R_NEXT];
-    if (prev !== 0) meta[prev + R_NEXT] = next; else this.first[bin] = next;
-    if (next !== 0) meta[next + R_PREV] = prev; else this.last[bin] = prev;
-    meta[rb + R_NEXT] = 0;
-    meta[rb + R_PREV] = 0;
-    meta[rb + R_FLAGS] &= ~(F_QUEUED | F_FULL);
+    const prev = meta[rb + C.R_PREV];
+    const next = meta[rb + C.R_NEXT];
+    if (prev !== 0) meta[prev + C.R_NEXT] = next; else this.first[bin] = next;
+    if (next !== 0) meta[next + C.R_PREV] = prev; else this.last[bin] = prev;
+    meta[rb + C.R_NEXT] = 0;
+    meta[rb + C.R_PREV] = 0;
+    meta[rb + C.R_FLAGS] &= ~(C.F_QUEUED | C.F_FULL);
     this.count[bin]--;
     if (prev === 0) this.updateDirect(bin);
   }

@@ -64,177 +64,185 @@
 // ---------------------------------------------------------------------------
 
 /** log2 of the slice size: 64 KiB slices, as mimalloc's arenas. */
-export const SLICE_SHIFT = 16;
-export const SLICE_SIZE = 1 << SLICE_SHIFT; // 65536
-/** Size-class word: bins are counted in 8-byte words (mimalloc's 64-bit table). */
-export const WORD_SHIFT = 3;
-export const WORD = 1 << WORD_SHIFT; // 8: the minimum block size and alignment
-/** A/R bitmaps: one bit per 8-byte granule, 32 bits per Int32 word ⇒ a word covers 256 bytes. */
-export const GRANULE_SHIFT = 3;
-export const BITMAP_WORD_SHIFT = GRANULE_SHIFT + 5; // 8
-
-/** Format identity, written at word 0 of the header. "mits" */
-export const MAGIC = 0x7374696d;
-export const VERSION = 1;
-
-/** Maximum simultaneously attached agents (main thread + workers). */
-export const MAX_AGENTS = 256;
-/** Largest buffer: typed arrays over more than 4 GiB fail on Node 20, and addresses are u32. */
-export const MAX_SIZE = 2 ** 32 - SLICE_SIZE;
-export const MIN_SIZE = 1 << 20;
-export const DEFAULT_SIZE = 256 << 20;
-
-// ---------------------------------------------------------------------------
-// Size classes (bins.ts computes the tables)
-// ---------------------------------------------------------------------------
-
-/** Requests up to this many bytes take the `pagesFreeDirect` fast path (mimalloc's MI_SMALL_SIZE_MAX). */
-export const SMALL_SIZE_MAX = 1024;
-export const SMALL_WSIZE_MAX = SMALL_SIZE_MAX >>> WORD_SHIFT; // 128
-/** Blocks larger than this live in singleton (huge) pages: 512 KiB, as v3. */
-export const LARGE_OBJ_SIZE_MAX = 512 * 1024;
-export const LARGE_OBJ_WSIZE_MAX = LARGE_OBJ_SIZE_MAX >>> WORD_SHIFT; // 65536
-/** Page kinds by block size; the /6 keeps the tail waste of a page ≤ 1/6·block. */
-export const SMALL_PAGE_SLICES = 1; // 64 KiB
-export const MEDIUM_PAGE_SLICES = 8; // 512 KiB
-export const LARGE_PAGE_SLICES = 64; // 4 MiB
-export const SMALL_OBJ_SIZE_MAX = ((SMALL_PAGE_SLICES * SLICE_SIZE) - 4096) / 6; // 10240
-export const MEDIUM_OBJ_SIZE_MAX = Math.floor(((MEDIUM_PAGE_SLICES * SLICE_SIZE) - 4096) / 6); // 86698
-
-export const BIN_HUGE = 73;
-export const BIN_FULL = 74;
-export const BIN_COUNT = 75;
-
-/** Lazy extension adds about one OS page worth of blocks at a time. */
-export const EXTEND_BYTES = 4096;
-/** Retired (empty, only page of its bin) pages live this many generic calls (small / other). */
-export const RETIRE_CYCLES_SMALL = 16;
-export const RETIRE_CYCLES_OTHER = 4;
-
-// ---------------------------------------------------------------------------
-// Fixed header words
-// ---------------------------------------------------------------------------
-
-export const H_MAGIC = 0;
-export const H_VERSION = 1;
-export const H_SLICE_COUNT = 2; // total slices in the buffer, header included
-export const H_HEADER_SLICES = 3; // slices [0, H) hold the header
-export const H_NEXT_AGENT_ID = 4; // atomic counter; ids are never reused
-export const H_OPTIONS = 5; // OPT_* bits
-export const H_COMMITTED = 6; // high-water mark in slices (atomic max)
-export const H_SIZE_HI = 7; // size / 64 KiB (sliceCount) kept twice for check()
 /**
- * Agents taken over by releaseAgent (atomic). An agent killed between the
- * R-bit OR and the XTHREAD_FREE push of a remote free leaves that one block
- * allocated with its R bit set (it leaks); check() allows one such block per
- * reaped agent.
+ * Every constant of the design, as one `const enum`: TypeScript inlines each
+ * use as a literal. (Imported ES module constants are not constant-folded by
+ * V8: each use on a hot path loaded a Cell and tested it for the TDZ hole,
+ * measured at several instructions per use.) Use as `C.NAME`.
  */
-export const H_REAPED = 9;
-export const H_ABANDONED_COUNT = 16; // BIN_COUNT atomic counters of mapped abandoned pages (a hint)
-export const H_FIXED_WORDS = 128;
+export const enum C {
+  SLICE_SHIFT = 16,
+  SLICE_SIZE = 1 << SLICE_SHIFT, // 65536
+  /** Size-class word: bins are counted in 8-byte words (mimalloc's 64-bit table). */
+  WORD_SHIFT = 3,
+  WORD = 1 << WORD_SHIFT, // 8: the minimum block size and alignment
+  /** A/R bitmaps: one bit per 8-byte granule, 32 bits per Int32 word ⇒ a word covers 256 bytes. */
+  GRANULE_SHIFT = 3,
+  BITMAP_WORD_SHIFT = GRANULE_SHIFT + 5, // 8
 
-export const OPT_KNOWN_ZERO = 1; // the buffer started zeroed: never-used slices read as 0
+  /** Format identity, written at word 0 of the header. "mits" */
+  MAGIC = 0x7374696d,
+  VERSION = 1,
 
-// ---------------------------------------------------------------------------
-// Agent records (one per attached agent)
-// ---------------------------------------------------------------------------
+  /** Maximum simultaneously attached agents (main thread + workers). */
+  MAX_AGENTS = 256,
+  /** Largest buffer: typed arrays over more than 4 GiB fail on Node 20, and addresses are u32. */
+  MAX_SIZE = 2 ** 32 - SLICE_SIZE,
+  MIN_SIZE = 1 << 20,
+  DEFAULT_SIZE = 256 << 20,
 
-export const AGENT_WORDS = 16;
-export const A_ID = 0; // agent id (≥ 1), 0 = free slot (atomic)
-export const A_STATE = 1; // AGENT_*
-export const A_INTENT_OP = 2; // INTENT_* in flight (atomic)
-export const A_INTENT_START = 3; // first slice of the range
-export const A_INTENT_COUNT = 4; // slices in the range
-export const AGENT_FREE = 0;
-export const AGENT_ALIVE = 1;
-export const AGENT_REAPING = 2;
-export const INTENT_NONE = 0;
-export const INTENT_CLAIM = 1; // claiming free slices for a new page
-export const INTENT_RELEASE = 2; // returning a page's slices
+  // ---------------------------------------------------------------------------
+  // Size classes (bins.ts computes the tables)
+  // ---------------------------------------------------------------------------
 
-// ---------------------------------------------------------------------------
-// Page records
-// ---------------------------------------------------------------------------
+  /** Requests up to this many bytes take the `pagesFreeDirect` fast path (mimalloc's MI_SMALL_SIZE_MAX). */
+  SMALL_SIZE_MAX = 1024,
+  SMALL_WSIZE_MAX = SMALL_SIZE_MAX >>> WORD_SHIFT, // 128
+  /** Blocks larger than this live in singleton (huge) pages: 512 KiB, as v3. */
+  LARGE_OBJ_SIZE_MAX = 512 * 1024,
+  LARGE_OBJ_WSIZE_MAX = LARGE_OBJ_SIZE_MAX >>> WORD_SHIFT, // 65536
+  /** Page kinds by block size; the /6 keeps the tail waste of a page ≤ 1/6·block. */
+  SMALL_PAGE_SLICES = 1, // 64 KiB
+  MEDIUM_PAGE_SLICES = 8, // 512 KiB
+  LARGE_PAGE_SLICES = 64, // 4 MiB
+  SMALL_OBJ_SIZE_MAX = ((SMALL_PAGE_SLICES * SLICE_SIZE) - 4096) / 6, // 10240
+  MEDIUM_OBJ_SIZE_MAX = 86698, // 86698
 
-/**
- * A page record: REC_WORDS Int32 words per slice, used for the page that
- * starts at that slice. A record *base* is the word index of the record in
- * the whole-buffer Int32 view, `records + (slice << REC_SHIFT)` (never 0); the
- * page map, the theap's queues and `pagesFreeDirect` store bases, so a field
- * is `mem[base + R_FIELD]`: the hot paths touch a single typed array
- * (measured ~10 % faster than one view per region).
- *
- * ```
- *  word  0 STATE      1 = page in use (written last on create, first on free)
- *        1 BLOCK_SIZE bytes per block
- *        2 RESERVED   blocks that fit
- *        3 CAPACITY   blocks initialised so far (free list extended lazily)
- *        4 USED       blocks handed out, including those waiting on XTHREAD_FREE
- *        5 FREE       head of the list malloc pops (block address, 0 = empty)
- *        6 LOCAL_FREE head of the list of blocks freed by the holder
- *        7 XTHREAD_FREE head of the list of blocks freed by other agents (atomic)
- *        8 OWNER      0 none | ABANDONED | tid | tid|HELD (atomic)
- *        9 HEAP       heap id (0 = main heap)
- *       10 SLICES     slices spanned
- *       11 NEXT, 12 PREV  links in the owner's page queue (record bases)
- *       13 FLAGS      bin (bits 0–7) | F_* | retire countdown << 16
- *       14 COLLECT    rest of an XTHREAD_FREE list being collected
- *       15 ORIGIN     tid of the theap that created or last reclaimed the page
- *       16 KEY0, 17 KEY1  secure-mode keys (reserved)
- *       18 START      address of the page's first byte (slice << 16)
- * ```
- */
-export const REC_SHIFT = 5;
-export const REC_WORDS = 1 << REC_SHIFT; // 32 words = 128 bytes per slice (0.2 %)
-export const R_STATE = 0;
-export const R_BLOCK_SIZE = 1;
-export const R_RESERVED = 2;
-export const R_CAPACITY = 3;
-export const R_USED = 4;
-export const R_FREE = 5;
-export const R_LOCAL_FREE = 6;
-export const R_XTHREAD_FREE = 7;
-export const R_OWNER = 8;
-export const R_HEAP = 9;
-export const R_SLICES = 10;
-export const R_NEXT = 11;
-export const R_PREV = 12;
-export const R_FLAGS = 13;
-export const R_COLLECT = 14;
-export const R_ORIGIN = 15;
-export const R_KEY0 = 16;
-export const R_KEY1 = 17;
-export const R_START = 18;
+  BIN_HUGE = 73,
+  BIN_FULL = 74,
+  BIN_COUNT = 75,
 
-export const STATE_FREE = 0;
-export const STATE_IN_USE = 1;
+  /** Lazy extension adds about one OS page worth of blocks at a time. */
+  EXTEND_BYTES = 4096,
+  /** Retired (empty, only page of its bin) pages live this many generic calls (small / other). */
+  RETIRE_CYCLES_SMALL = 16,
+  RETIRE_CYCLES_OTHER = 4,
 
-/** OWNER values. Agent tids are `id << 2` (≥ 4), so the low two bits are flags. */
-export const OWNER_NONE = 0;
-export const OWNER_ABANDONED = 2;
-export const OWNER_HELD = 1;
+  // ---------------------------------------------------------------------------
+  // Fixed header words
+  // ---------------------------------------------------------------------------
 
-export const FLAG_BIN_MASK = 0xff;
-/** Blocks on FREE are zero except their first word (link); calloc can skip the memset. */
-export const F_ZERO = 1 << 8;
-/** Memory past CAPACITY has never been written since the buffer was created (reads as 0). */
-export const F_FRESH = 1 << 9;
-/** Some blocks were returned at an aligned address inside the block (mimalloc's HAS_INTERIOR_POINTERS). */
-export const F_ALIGNED = 1 << 10;
-/** The page is in its theap queue (cleared while abandoned or held). */
-export const F_QUEUED = 1 << 11;
-/**
- * The page is full and parked in its theap's full queue for its bin (queue
- * index bin + BIN_COUNT): the malloc search skips it, a local free moves it
- * back (v2's `_mi_page_unfull`), and a search that finds nothing polls the
- * full queue for remote frees before taking a new page. Fast-path frees
- * test this flag, so a free into a full page takes the generic path once.
- */
-export const F_FULL = 1 << 12;
-/** Full pages a theap keeps per bin before abandoning further ones (v3 abandons; see abandon.ts). */
-export const PAGE_FULL_KEEP = 8;
-export const RETIRE_SHIFT = 16;
-export const RETIRE_MASK = 0xff << RETIRE_SHIFT;
+  H_MAGIC = 0,
+  H_VERSION = 1,
+  H_SLICE_COUNT = 2, // total slices in the buffer, header included
+  H_HEADER_SLICES = 3, // slices [0, H) hold the header
+  H_NEXT_AGENT_ID = 4, // atomic counter; ids are never reused
+  H_OPTIONS = 5, // OPT_* bits
+  H_COMMITTED = 6, // high-water mark in slices (atomic max)
+  H_SIZE_HI = 7, // size / 64 KiB (sliceCount) kept twice for check()
+  /**
+   * Agents taken over by releaseAgent (atomic). An agent killed between the
+   * R-bit OR and the XTHREAD_FREE push of a remote free leaves that one block
+   * allocated with its R bit set (it leaks); check() allows one such block per
+   * reaped agent.
+   */
+  H_REAPED = 9,
+  H_ABANDONED_COUNT = 16, // BIN_COUNT atomic counters of mapped abandoned pages (a hint)
+  H_FIXED_WORDS = 128,
+
+  OPT_KNOWN_ZERO = 1, // the buffer started zeroed: never-used slices read as 0
+
+  // ---------------------------------------------------------------------------
+  // Agent records (one per attached agent)
+  // ---------------------------------------------------------------------------
+
+  AGENT_WORDS = 16,
+  A_ID = 0, // agent id (≥ 1), 0 = free slot (atomic)
+  A_STATE = 1, // AGENT_*
+  A_INTENT_OP = 2, // INTENT_* in flight (atomic)
+  A_INTENT_START = 3, // first slice of the range
+  A_INTENT_COUNT = 4, // slices in the range
+  AGENT_FREE = 0,
+  AGENT_ALIVE = 1,
+  AGENT_REAPING = 2,
+  INTENT_NONE = 0,
+  INTENT_CLAIM = 1, // claiming free slices for a new page
+  INTENT_RELEASE = 2, // returning a page's slices
+
+  // ---------------------------------------------------------------------------
+  // Page records
+  // ---------------------------------------------------------------------------
+
+  /**
+   * A page record: REC_WORDS Int32 words per slice, used for the page that
+   * starts at that slice. A record *base* is the word index of the record in
+   * the whole-buffer Int32 view, `records + (slice << REC_SHIFT)` (never 0); the
+   * page map, the theap's queues and `pagesFreeDirect` store bases, so a field
+   * is `mem[base + R_FIELD]`: the hot paths touch a single typed array
+   * (measured ~10 % faster than one view per region).
+   *
+   * ```
+   *  word  0 STATE      1 = page in use (written last on create, first on free)
+   *        1 BLOCK_SIZE bytes per block
+   *        2 RESERVED   blocks that fit
+   *        3 CAPACITY   blocks initialised so far (free list extended lazily)
+   *        4 USED       blocks handed out, including those waiting on XTHREAD_FREE
+   *        5 FREE       head of the list malloc pops (block address, 0 = empty)
+   *        6 LOCAL_FREE head of the list of blocks freed by the holder
+   *        7 XTHREAD_FREE head of the list of blocks freed by other agents (atomic)
+   *        8 OWNER      0 none | ABANDONED | tid | tid|HELD (atomic)
+   *        9 HEAP       heap id (0 = main heap)
+   *       10 SLICES     slices spanned
+   *       11 NEXT, 12 PREV  links in the owner's page queue (record bases)
+   *       13 FLAGS      bin (bits 0–7) | F_* | retire countdown << 16
+   *       14 COLLECT    rest of an XTHREAD_FREE list being collected
+   *       15 ORIGIN     tid of the theap that created or last reclaimed the page
+   *       16 KEY0, 17 KEY1  secure-mode keys (reserved)
+   *       18 START      address of the page's first byte (slice << 16)
+   * ```
+   */
+  REC_SHIFT = 5,
+  REC_WORDS = 1 << REC_SHIFT, // 32 words = 128 bytes per slice (0.2 %)
+  R_STATE = 0,
+  R_BLOCK_SIZE = 1,
+  R_RESERVED = 2,
+  R_CAPACITY = 3,
+  R_USED = 4,
+  R_FREE = 5,
+  R_LOCAL_FREE = 6,
+  R_XTHREAD_FREE = 7,
+  R_OWNER = 8,
+  R_HEAP = 9,
+  R_SLICES = 10,
+  R_NEXT = 11,
+  R_PREV = 12,
+  R_FLAGS = 13,
+  R_COLLECT = 14,
+  R_ORIGIN = 15,
+  R_KEY0 = 16,
+  R_KEY1 = 17,
+  R_START = 18,
+
+  STATE_FREE = 0,
+  STATE_IN_USE = 1,
+
+  /** OWNER values. Agent tids are `id << 2` (≥ 4), so the low two bits are flags. */
+  OWNER_NONE = 0,
+  OWNER_ABANDONED = 2,
+  OWNER_HELD = 1,
+
+  FLAG_BIN_MASK = 0xff,
+  /** Blocks on FREE are zero except their first word (link); calloc can skip the memset. */
+  F_ZERO = 1 << 8,
+  /** Memory past CAPACITY has never been written since the buffer was created (reads as 0). */
+  F_FRESH = 1 << 9,
+  /** Some blocks were returned at an aligned address inside the block (mimalloc's HAS_INTERIOR_POINTERS). */
+  F_ALIGNED = 1 << 10,
+  /** The page is in its theap queue (cleared while abandoned or held). */
+  F_QUEUED = 1 << 11,
+  /**
+   * The page is full and parked in its theap's full queue for its bin (queue
+   * index bin + BIN_COUNT): the malloc search skips it, a local free moves it
+   * back (v2's `_mi_page_unfull`), and a search that finds nothing polls the
+   * full queue for remote frees before taking a new page. Fast-path frees
+   * test this flag, so a free into a full page takes the generic path once.
+   */
+  F_FULL = 1 << 12,
+  /** Full pages a theap keeps per bin before abandoning further ones (v3 abandons; see abandon.ts). */
+  PAGE_FULL_KEEP = 8,
+  RETIRE_SHIFT = 16,
+  RETIRE_MASK = 0xff << RETIRE_SHIFT,
+}
 
 /** Interpret an Int32 word holding an address as the u32 address. */
 export function u32(x: number): number {
