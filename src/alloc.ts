@@ -226,7 +226,7 @@ export class Allocator implements AgentContext {
       const b = mem[rb + C.R_FREE];
       if (b !== 0) {
         mem[rb + C.R_FREE] = mem[b >>> 2];
-        mem[rb + C.R_USED]++;
+        mem[rb + C.R_USED] = (mem[rb + C.R_USED] + 1) | 0; // `| 0`: no overflow check
         mem[this.aBase + (b >>> C.BITMAP_WORD_SHIFT)] |= 1 << ((b >>> C.GRANULE_SHIFT) & 31);
         mem[b >>> 2] = 0; // do not leak the free-list link
         return b >>> 0;
@@ -468,7 +468,9 @@ export class Allocator implements AgentContext {
           mem[this.aBase + w] = aw ^ bit;
           mem[p >>> 2] = mem[rb + C.R_LOCAL_FREE];
           mem[rb + C.R_LOCAL_FREE] = p;
-          if (--mem[rb + C.R_USED] === 0) this.pageEmptied(rb);
+          const used = (mem[rb + C.R_USED] - 1) | 0;
+          mem[rb + C.R_USED] = used;
+          if (used === 0) this.pageEmptied(rb);
           return;
         }
       }
@@ -820,7 +822,7 @@ class UncheckedAllocator extends Allocator {
       const b = mem[rb + C.R_FREE];
       if (b !== 0) {
         mem[rb + C.R_FREE] = mem[b >>> 2];
-        mem[rb + C.R_USED]++;
+        mem[rb + C.R_USED] = (mem[rb + C.R_USED] + 1) | 0; // `| 0`: no overflow check
         mem[b >>> 2] = 0;
         return b >>> 0;
       }
@@ -835,7 +837,9 @@ class UncheckedAllocator extends Allocator {
       if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & (C.F_ALIGNED | C.F_FULL)) === 0) {
         mem[p >>> 2] = mem[rb + C.R_LOCAL_FREE];
         mem[rb + C.R_LOCAL_FREE] = p;
-        if (--mem[rb + C.R_USED] === 0) this.pageEmptied(rb);
+        const used = (mem[rb + C.R_USED] - 1) | 0;
+        mem[rb + C.R_USED] = used;
+        if (used === 0) this.pageEmptied(rb);
         return;
       }
     }
