@@ -47,6 +47,12 @@ export function computeLayout(sliceCount: number): Layout {
   return { sliceCount, sliceWords, agents, freeMap, dirtyMap, abandoned, pageMap, records, aBits, rBits, headerWords, headerSlices };
 }
 
+/** Bits [i, hi) of the bitmap word holding bit i (hi ≤ the end of that word). */
+function wordMask(i: number, hi: number): number {
+  const cnt = hi - i;
+  return cnt === 32 ? -1 : (((1 << cnt) - 1) << (i & 31));
+}
+
 function ctz(x: number): number {
   return 31 - Math.clz32(x & -x);
 }
@@ -194,8 +200,7 @@ export class Arena {
     while (i < end) {
       const w = i >>> 5;
       const hi = Math.min(end, (w + 1) << 5);
-      const cnt = hi - i;
-      const mask = cnt === 32 ? -1 : (((1 << cnt) - 1) << (i & 31));
+      const mask = wordMask(i, hi);
       for (;;) {
         const old = Atomics.load(m, fm + w);
         if ((old & mask) !== mask) { // lost a race: give back what we took
@@ -216,11 +221,8 @@ export class Arena {
     let i = s;
     const end = s + n;
     while (i < end) {
-      const w = i >>> 5;
-      const hi = Math.min(end, (w + 1) << 5);
-      const cnt = hi - i;
-      const mask = cnt === 32 ? -1 : (((1 << cnt) - 1) << (i & 31));
-      Atomics.or(m, fm + w, mask);
+      const hi = Math.min(end, ((i >>> 5) + 1) << 5);
+      Atomics.or(m, fm + (i >>> 5), wordMask(i, hi));
       i = hi;
     }
   }
