@@ -629,7 +629,7 @@ export class Allocator implements AgentContext {
         const aligned = (meta[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0;
         const b = blockStartOf(meta, rb, q);
         const idx = (b - ps) / bs;
-        if (idx < meta[rb + C.R_CAPACITY] && (b === q || aligned) && !blockIsLive(this.aBits, b, bs, aligned)) {
+        if (idx < meta[rb + C.R_CAPACITY] && b === q && !blockIsLive(this.aBits, b, bs, aligned)) {
           this.report('EAGAIN', `${what}: double free of block ${hex(q)} (size ${bs}): the block is not allocated`, q);
           return 0;
         }

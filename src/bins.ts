@@ -56,6 +56,7 @@ export function hugeBlockSize(size: number): number {
 
 /** mimalloc's `mi_good_size`: the usable size a request of `size` bytes gets. */
 export function goodSizeOf(size: number): number {
+  if (size > C.LARGE_OBJ_SIZE_MAX) return hugeBlockSize(size); // (binOf works on u32 sizes only)
   const bin = binOf(size);
   return bin === C.BIN_HUGE ? hugeBlockSize(size) : BIN_BLOCK_SIZE[bin];
 }
