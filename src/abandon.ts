@@ -20,7 +20,7 @@
  */
 import type { Arena } from './arena.js';
 import { C } from './types.js';
-import { mapAbandoned, pageBin, pageCollect, pageRebuild, pageRelease, unmapAbandoned } from './page.js';
+import { mapAbandoned, pageBin, pageCollect, pageRebuild, pageRelease, pageSlice, unmapAbandoned } from './page.js';
 import type { Theap } from './theap.js';
 
 /** What abandon.ts needs of an agent. */
@@ -59,8 +59,12 @@ export function settleHeld(ag: AgentContext, rb: number, allowReclaim: boolean):
         return;
       }
     }
-    if (bin !== C.BIN_HUGE && used * 8 < meta[rb + C.R_RESERVED] * 7) mapAbandoned(a, rb);
+    const map = bin !== C.BIN_HUGE && used * 8 < meta[rb + C.R_RESERVED] * 7;
+    const s = pageSlice(meta, rb);
+    // let go first, then map: a claimer that finds the bit always finds the page claimable
+    // (mapping first let a claimer clear the bit, fail its CAS and so hide the page)
     Atomics.store(meta, rb + C.R_OWNER, C.OWNER_ABANDONED);
+    if (map) mapAbandoned(a, s, bin);
     if (Atomics.load(meta, rb + C.R_XTHREAD_FREE) === 0) return;
     // a remote free raced with the release: take the page back and look again
     if (Atomics.compareExchange(meta, rb + C.R_OWNER, C.OWNER_ABANDONED, ag.tid | C.OWNER_HELD) !== C.OWNER_ABANDONED) return;
@@ -146,7 +150,14 @@ export function reapAgent(ag: AgentContext, id: number): boolean {
   if (!Number.isInteger(id) || id <= 0 || id >= 2 ** 29) return false;
   const b = findAgentRecord(a, id);
   if (b < 0 || b === ag.agentBase) return false;
-  if (Atomics.compareExchange(mem, b + C.A_STATE, C.AGENT_ALIVE, C.AGENT_REAPING) !== C.AGENT_ALIVE) return false;
+  if (Atomics.compareExchange(mem, b + C.A_STATE, C.AGENT_ALIVE, C.AGENT_REAPING) !== C.AGENT_ALIVE) {
+    // already being reaped: take over only if that reaper is gone (it was killed too and
+    // has been released); every step below is idempotent
+    if (Atomics.load(mem, b + C.A_STATE) !== C.AGENT_REAPING) return false;
+    const reaper = Atomics.load(mem, b + C.A_REAPER);
+    if (reaper !== 0 && findAgentRecord(a, reaper) >= 0) return false;
+  }
+  Atomics.store(mem, b + C.A_REAPER, ag.tid >>> 2);
   a.recoverIntent(b);
   abandonAllOf(ag, id << 2, true);
   Atomics.add(mem, C.H_REAPED, 1);

@@ -300,37 +300,47 @@ export class Arena {
 
   /**
    * Finish or undo the slice update a dead agent was in the middle of.
-   * A claim whose page record was completed (STATE=1 and mapped) stands; any
-   * other claim is undone, a release is completed. Only slices whose free bit
-   * is clear and that no page and no other agent's intent covers are set:
-   * those are exactly the ones the dead agent had taken (see types.ts I1).
+   *
+   * A slice is the dead agent's to repair only if its free bit is clear and
+   * nothing else accounts for it: no other agent's intent covers it and no
+   * page of another agent is published on it. (Bits the dead agent had not
+   * cleared, or had already set again, may meanwhile belong to someone
+   * else's new page — possibly one starting at the same slice, so the page
+   * map value alone proves nothing.) On those slices: a claim whose record
+   * was completed (STATE=1, OWNER the dead agent) stands and the page scan
+   * takes it over; anything else is unpublished and unmapped, and the
+   * slices' free bits are set.
    */
   recoverIntent(deadBase: number): void {
     const m = this.mem;
     const op = Atomics.load(m, deadBase + C.A_INTENT_OP);
     if (op === C.INTENT_NONE) return;
+    const deadTid = Atomics.load(m, deadBase + C.A_ID) << 2;
     const s = Atomics.load(m, deadBase + C.A_INTENT_START);
     const n = Atomics.load(m, deadBase + C.A_INTENT_COUNT);
     const rb = this.rec(s);
     const meta = this.meta;
     const pm = this.pageMap;
-    if (op === C.INTENT_CLAIM && Atomics.load(meta, rb) === 1 && Atomics.load(pm, s) === rb) {
+    const state = Atomics.load(meta, rb + C.R_STATE);
+    const mine = (Atomics.load(meta, rb + C.R_OWNER) & ~3) === deadTid;
+    if (op === C.INTENT_CLAIM && state === C.STATE_IN_USE && mine) {
       Atomics.store(m, deadBase + C.A_INTENT_OP, C.INTENT_NONE); // completed claim: the page scan takes it over
       return;
     }
-    // undo the claim / finish the release: unpublish the record, unmap, free the slices
-    // (a slice some live agent is claiming right now is left alone: its record and map are that agent's)
-    if (!this.coveredByIntent(s, deadBase) && (Atomics.load(pm, s) === rb || Atomics.load(pm, s) === 0)) {
-      Atomics.store(meta, rb, 0);
-      Atomics.store(meta, rb + 8 /* C.R_OWNER */, 0);
+    const held = (x: number): boolean => !this.isSliceFree(x) && !this.coveredByIntent(x, deadBase);
+    // the record at s is the dead agent's if it named it, or if slice s is still held and no live page sits there
+    if (mine || (held(s) && state !== C.STATE_IN_USE)) {
+      Atomics.store(meta, rb + C.R_STATE, 0);
+      Atomics.store(meta, rb + C.R_OWNER, 0);
     }
     for (let x = s; x < s + n && x < this.sliceCount; x++) {
-      if (Atomics.load(pm, x) === rb && !this.coveredByIntent(x, deadBase)) Atomics.store(pm, x, 0);
-    }
-    for (let x = s; x < s + n && x < this.sliceCount; x++) {
-      if (this.isSliceFree(x)) continue;
-      if (this.coveredByIntent(x, deadBase)) continue;
-      if (Atomics.load(pm, x) !== 0) continue;
+      if (!held(x)) continue;
+      const v = Atomics.load(pm, x);
+      if (v !== 0 && v !== rb) continue; // another page covers x
+      if (v === rb) {
+        if (Atomics.load(meta, rb + C.R_STATE) === C.STATE_IN_USE) continue; // a live page at s (not the dead agent's)
+        Atomics.store(pm, x, 0);
+      }
       this.setRun(x, 1);
     }
     Atomics.store(m, deadBase + C.A_INTENT_OP, C.INTENT_NONE);

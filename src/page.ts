@@ -162,14 +162,17 @@ export function unmapAbandoned(a: Arena, rb: number): void {
   if ((old & bit) !== 0) Atomics.sub(a.mem, C.H_ABANDONED_COUNT + bin, 1);
 }
 
-/** Set the page's bit in its bin's abandoned bitmap ("mapped"): claimers searching that bin will find it. */
-export function mapAbandoned(a: Arena, rb: number): void {
-  const bin = pageBin(a.meta, rb);
-  const s = pageSlice(a.meta, rb);
+/**
+ * Set bit s of bin's abandoned bitmap ("mapped"): claimers searching that bin
+ * will find the page at slice s. The count goes up first, so a kill between
+ * the two leaves it too high (a wasted search), never too low (a hidden page).
+ */
+export function mapAbandoned(a: Arena, s: number, bin: number): void {
   const idx = a.layout.abandoned + bin * a.layout.sliceWords + (s >>> 5);
   const bit = 1 << (s & 31);
+  Atomics.add(a.mem, C.H_ABANDONED_COUNT + bin, 1);
   const old = Atomics.or(a.mem, idx, bit);
-  if ((old & bit) === 0) Atomics.add(a.mem, C.H_ABANDONED_COUNT + bin, 1);
+  if ((old & bit) !== 0) Atomics.sub(a.mem, C.H_ABANDONED_COUNT + bin, 1);
 }
 
 /**
@@ -215,6 +218,17 @@ export function pageRebuild(a: Arena, rb: number): void {
   const aligned = (meta[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0;
   const bs = meta[rb + C.R_BLOCK_SIZE];
   const cap = meta[rb + C.R_CAPACITY];
+  // 0. COLLECT is written before the CAS that takes XTHREAD_FREE: if the
+  //    holder died between the two, the parked head is still on XTHREAD_FREE
+  //    (the reaper holds the page, so the list only grows at its head)
+  const parkedHead = meta[rb + C.R_COLLECT] >>> 0;
+  if (parkedHead !== 0) {
+    let x = Atomics.load(meta, rb + C.R_XTHREAD_FREE) >>> 0;
+    for (let guard = cap + 1; x !== 0 && guard > 0; guard--) {
+      if (x === parkedHead) { meta[rb + C.R_COLLECT] = 0; break; }
+      x = mem[(aligned ? blockStartOf(meta, rb, x) : x) >>> 2] >>> 0;
+    }
+  }
   // 1. blocks parked in COLLECT: read the chain before any link is rewritten
   const parked: number[] = [];
   let q = meta[rb + C.R_COLLECT] >>> 0;

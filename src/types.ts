@@ -152,6 +152,7 @@ export const enum C {
   A_INTENT_OP = 2, // INTENT_* in flight (atomic)
   A_INTENT_START = 3, // first slice of the range
   A_INTENT_COUNT = 4, // slices in the range
+  A_REAPER = 5, // id of the agent taking this one over (state REAPING)
   AGENT_FREE = 0,
   AGENT_ALIVE = 1,
   AGENT_REAPING = 2,

@@ -157,10 +157,36 @@ if (!isMainThread) {
     const r = verifyBlock(u32, p, serial, mask);
     if (typeof r === 'string') { report(`${what}: ${r}`); return null; }
     let us;
-    try { us = a.usableSize(p); } catch (e) { report(`${what}: usableSize(${p}) threw ${e?.code} ${e?.message}`); return null; }
+    try { us = a.usableSize(p); } catch (e) {
+      report(`${what}: block ${p} of ${r.n} bytes (blockBytes ${r.blockBytes}, serial ${r.serial}, contents intact): ` +
+        `usableSize threw ${e?.code} ${e?.message}; ${describePage(p)}`);
+      return null;
+    }
     if (us < r.n || us > r.blockBytes) { report(`${what}: block ${p} of ${r.n} bytes has usableSize ${us} (blockBytes ${r.blockBytes})`); return null; }
     cnt[CNT.verified]++;
     return r;
+  };
+
+  // Diagnostics only (read-only look at the allocator's internals): the page
+  // record under p, its A/R bits, and whether usableSize succeeds again a
+  // little later (a transient state) or not (the block was lost).
+  const describePage = (p) => {
+    const meta = a.meta;
+    const pm = a.pageMap;
+    const f = (rb) => (rb === 0 ? 'none' : `rec ${rb}: state ${Atomics.load(meta, rb)} bs ${meta[rb + 1]} reserved ${meta[rb + 2]} ` +
+      `cap ${meta[rb + 3]} used ${meta[rb + 4]} xfree ${meta[rb + 7]} owner ${Atomics.load(meta, rb + 8)} slices ${meta[rb + 10]} ` +
+      `flags 0x${(meta[rb + 13] >>> 0).toString(16)} origin ${meta[rb + 15]} start ${meta[rb + 18] >>> 0}`);
+    const w = p >>> 8;
+    const bit = 1 << ((p >>> 3) & 31);
+    const out = [`slice ${p >>> 16}: page ${f(pm[p >>> 16])}; A bit ${(a.aBits[w] & bit) !== 0 ? 1 : 0}, R bit ${(Atomics.load(a.rBits, w) & bit) !== 0 ? 1 : 0}`];
+    const later = [];
+    const cell = new Int32Array(new SharedArrayBuffer(4));
+    for (const ms of [0, 1, 5, 20, 100]) {
+      if (ms > 0) Atomics.wait(cell, 0, 0, ms);
+      try { later.push(`+${ms}ms: ${a.usableSize(p)}`); } catch (e) { later.push(`+${ms}ms: ${e?.code}`); }
+    }
+    out.push(`usableSize again ${later.join(', ')}; page now ${f(pm[p >>> 16])}; A bit ${(a.aBits[w] & bit) !== 0 ? 1 : 0}`);
+    return out.join('; ');
   };
 
   const drawSize = () => {
