@@ -19,13 +19,14 @@ import { AgentContext, abandonAllOf, findAgentRecord, reapAgent, reclaimAbandone
 import { Arena } from './arena.js';
 import { BIN_BLOCK_SIZE, BIN_PAGE_SLICES, binOf, goodSizeOf } from './bins.js';
 import { checkHeap } from './check.js';
+import { checkFreed, checkPadding, fillFreed, paddingOf, requestedSize, setPadding } from './debug.js';
 import {
   AllocatorError, ErrorCode, ErrorHandler, checkAddress, checkSize, defaultErrorHandler, hex,
 } from './errors.js';
 import {
   blockIsLive, blockStartOf, pageCollect, pageExtend, pageInit, pageRelease, pageStart,
 } from './page.js';
-import { StatsSnapshot, collectStats, formatStats } from './stats.js';
+import { LiveBlock, StatsSnapshot, collectStats, formatLeaks, formatStats, liveBlocks } from './stats.js';
 import { Theap } from './theap.js';
 import { C } from './types.js';
 
@@ -41,7 +42,15 @@ export interface AllocatorOptions {
   onError?: ErrorHandler;
   /** Secure mode level 0..4 (mimalloc's ladder). Reserved: accepted and recorded, not yet enforced. */
   secure?: number;
-  /** Debug mode (fill bytes, padding canaries). Reserved: accepted and recorded, not yet enforced. */
+  /**
+   * Debug mode (default false, or true when the environment has MIMALLOC_DEBUG=1):
+   * fresh blocks filled with 0xD0, freed ones with 0xDF (checked when reused:
+   * EFAULT "write after free"), 8 bytes of padding after every block holding a
+   * canary and the requested size (checked at free and by check(): EFAULT
+   * "buffer overflow"), `usableSize` the exact requested size, and a leak
+   * report at detach(). Costs the fast paths: everything takes the generic
+   * path. A property of the buffer: agents that attach inherit it.
+   */
   debug?: boolean;
   /**
    * Default true. false is a *measuring instrument* for the benchmarks only:
@@ -64,6 +73,13 @@ export interface AllocatorHandle {
 }
 
 const TWO_31 = 2147483648;
+
+/** MIMALLOC_DEBUG=1 in Node's environment turns debug mode on by default. */
+function envDebug(): boolean {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  const v = env?.MIMALLOC_DEBUG;
+  return v !== undefined && v !== '' && v !== '0';
+}
 const TWO_32 = 4294967296;
 
 export class Allocator implements AgentContext {
@@ -81,6 +97,11 @@ export class Allocator implements AgentContext {
   protected readonly pmBase: number;
   /** tid while this agent is attached; -1 after detach, so the fast free path never matches. */
   protected fastTid: number;
+  /**
+   * Debug mode (the buffer's, so every agent agrees): fills, padding canaries
+   * and write-after-free checks; every call takes the generic paths.
+   */
+  readonly debug: boolean;
 
   readonly arena: Arena;
   /** This agent's id (distinct per agent, never reused). */
@@ -135,6 +156,11 @@ export class Allocator implements AgentContext {
     this.theap = new Theap(0, arena.rec(0));
     this.theaps[0] = this.theap;
     this.direct = this.theap.direct;
+    this.debug = arena.debug;
+    if (this.debug) { // the fast paths have no room for padding: never take them
+      this.fastTid = -1;
+      this.direct = new Int32Array(this.direct.length).fill(arena.rec(0));
+    }
   }
 
   /** Create an allocator over a new (or the given) buffer; this agent is its first. */
@@ -169,7 +195,8 @@ export class Allocator implements AgentContext {
     if (opts.onError !== undefined && typeof opts.onError !== 'function') throw new TypeError('options.onError must be a function');
     const arena = new Arena(buffer);
     if (arena.headerSlices + 2 > arena.sliceCount) throw new RangeError('buffer too small for the header');
-    arena.format(knownZero);
+    if (opts.debug !== undefined && typeof opts.debug !== 'boolean') throw new TypeError('options.debug must be a boolean');
+    arena.format(knownZero, opts.debug ?? envDebug());
     if (opts.checkFree === false) return new UncheckedAllocator(arena, opts.onError);
     return new Allocator(arena, opts.onError);
   }
@@ -243,13 +270,19 @@ export class Allocator implements AgentContext {
 
   /** Generic allocation of a validated size in theap `th`. */
   private allocSize(th: Theap, size: number): number {
-    if (size > TWO_31 - C.SLICE_SIZE) return this.nomem(size);
+    if (size > TWO_31 - C.SLICE_SIZE - C.PADDING) return this.nomem(size);
     if ((++th.genericCount & 63) === 0 && th.retiredMin <= th.retiredMax) this.collectRetired(th, false);
-    if (size > C.LARGE_OBJ_SIZE_MAX) return this.allocHuge(th, size, 1);
-    const bin = binOf(size);
-    const rb = this.findPage(th, bin);
-    if (rb === 0) return this.nomem(size);
-    return this.popBlock(rb);
+    const need = this.debug ? size + C.PADDING : size; // debug: room for the padding
+    let b: number;
+    if (need > C.LARGE_OBJ_SIZE_MAX) {
+      b = this.allocHuge(th, need, 1);
+    } else {
+      const rb = this.findPage(th, binOf(need));
+      if (rb === 0) return this.nomem(size);
+      b = this.popBlock(rb);
+    }
+    if (this.debug && b !== 0) setPadding(this.arena, this.pageMap[b >>> C.SLICE_SHIFT], b, size, true);
+    return b;
   }
 
   /** Pop a block from a page known to have FREE ≠ 0. */
@@ -257,6 +290,12 @@ export class Allocator implements AgentContext {
     const meta = this.meta;
     const mem = this.mem;
     const b = meta[rb + C.R_FREE];
+    if (this.debug) { // write after free: the block's 0xDF fill changed while it was free
+      const off = checkFreed(this.arena, b >>> 0, meta[rb + C.R_BLOCK_SIZE]);
+      if (off >= 0) {
+        this.report('EFAULT', `write after free: block ${hex(b)} (size ${meta[rb + C.R_BLOCK_SIZE]}) was modified at offset ${off} while it was free`, b >>> 0);
+      }
+    }
     meta[rb + C.R_FREE] = mem[b >>> 2];
     meta[rb + C.R_USED]++;
     this.aBits[b >>> C.BITMAP_WORD_SHIFT] |= 1 << ((b >>> C.GRANULE_SHIFT) & 31);
@@ -400,7 +439,7 @@ export class Allocator implements AgentContext {
     if (p === 0) return 0;
     // blocks from a page whose FREE list is known-zero are zero but for the link word, which malloc cleared
     const rb = this.pageMap[p >>> C.SLICE_SHIFT];
-    if ((this.meta[rb + C.R_FLAGS] & C.F_ZERO) === 0 && n > 4) this._u8.fill(0, p, p + n);
+    if (((this.meta[rb + C.R_FLAGS] & C.F_ZERO) === 0 && n > 4) || this.debug) this._u8.fill(0, p, p + n);
     return p;
   }
 
@@ -423,13 +462,21 @@ export class Allocator implements AgentContext {
 
   private allocAligned(th: Theap, size: number, alignment: number): number {
     if (alignment <= 8) return this.allocSize(th, size);
-    if (size > TWO_31 - C.SLICE_SIZE) return this.nomem(size);
-    if (alignment > C.SLICE_SIZE) return this.allocHuge(th, size, alignment / C.SLICE_SIZE);
-    if (size > C.LARGE_OBJ_SIZE_MAX) return this.allocHuge(th, size, 1);
+    const q = this.allocAlignedRaw(th, size, alignment);
+    // debug: the padding belongs after `size` bytes at the aligned address
+    if (this.debug && q !== 0) setPadding(this.arena, this.pageMap[q >>> C.SLICE_SHIFT], q, size, true);
+    return q;
+  }
+
+  private allocAlignedRaw(th: Theap, size: number, alignment: number): number {
+    if (size > TWO_31 - C.SLICE_SIZE - C.PADDING) return this.nomem(size);
+    const need = this.debug ? size + C.PADDING : size;
+    if (alignment > C.SLICE_SIZE) return this.allocHuge(th, need, alignment / C.SLICE_SIZE);
+    if (need > C.LARGE_OBJ_SIZE_MAX) return this.allocHuge(th, need, 1);
     const want = Math.max(size, alignment);
-    if (BIN_BLOCK_SIZE[binOf(want)] % alignment === 0) return this.allocSize(th, want);
-    const over = size + alignment - 8;
-    if (over > C.LARGE_OBJ_SIZE_MAX) return this.allocHuge(th, size, 1);
+    if (!this.debug && BIN_BLOCK_SIZE[binOf(want)] % alignment === 0) return this.allocSize(th, want);
+    const over = size + alignment - 8; // allocSize adds the debug padding itself
+    if (over + (need - size) > C.LARGE_OBJ_SIZE_MAX) return this.allocHuge(th, need, 1);
     const b = this.allocSize(th, over);
     if (b === 0) return 0;
     const q = Math.ceil(b / alignment) * alignment;
@@ -484,6 +531,10 @@ export class Allocator implements AgentContext {
     this.assertAttached();
     const rb = this.validate(q, 'free');
     if (rb === 0) return;
+    if (this.debug) { // reported before anything changes; a handler that returns lets the free go on
+      const msg = checkPadding(this.arena, rb, q);
+      if (msg !== null) this.report('EFAULT', msg, q);
+    }
     const meta = this.meta;
     const owner = Atomics.load(meta, rb + C.R_OWNER);
     if (owner === this.tid) {
@@ -520,6 +571,7 @@ export class Allocator implements AgentContext {
     }
     this.aBits[w] &= ~bit;
     const b = (meta[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0 ? blockStartOf(meta, rb, q) : q;
+    if (this.debug) fillFreed(this.arena, b, meta[rb + C.R_BLOCK_SIZE]);
     this.mem[b >>> 2] = meta[rb + C.R_LOCAL_FREE];
     meta[rb + C.R_LOCAL_FREE] = b;
     meta[rb + C.R_USED]--;
@@ -547,6 +599,7 @@ export class Allocator implements AgentContext {
       return;
     }
     const b = (meta[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0 ? blockStartOf(meta, rb, q) : q;
+    if (this.debug) fillFreed(this.arena, b, meta[rb + C.R_BLOCK_SIZE]);
     const mem = this.mem;
     for (;;) {
       const head = Atomics.load(meta, rb + C.R_XTHREAD_FREE);
@@ -655,6 +708,7 @@ export class Allocator implements AgentContext {
   }
 
   private usableOf(rb: number, q: number): number {
+    if (this.debug) return requestedSize(this.arena, rb, q); // debug: exactly the size asked for
     const meta = this.meta;
     const bs = meta[rb + C.R_BLOCK_SIZE];
     if ((meta[rb + C.R_FLAGS] & C.F_ALIGNED) === 0) return bs;
@@ -673,7 +727,18 @@ export class Allocator implements AgentContext {
     const rb = this.validate(q, 'realloc');
     if (rb === 0) return 0;
     const usable = this.usableOf(rb, q);
-    if (size <= usable && size >= usable / 2 && size > 0) return q;
+    if (this.debug) {
+      const room = paddingOf(this.arena, rb, q) - q;
+      if (size <= room && size >= usable / 2 && size > 0) { // in place: move the padding
+        const msg = checkPadding(this.arena, rb, q);
+        if (msg !== null) this.report('EFAULT', msg, q);
+        if (size > usable) this._u8.fill(C.DEBUG_UNINIT_BYTE, q + usable, q + size);
+        setPadding(this.arena, rb, q, size, false);
+        return q;
+      }
+    } else if (size <= usable && size >= usable / 2 && size > 0) {
+      return q;
+    }
     const nb = this.allocSize(this.theap, size);
     if (nb === 0) return 0;
     this._u8.copyWithin(nb, q, q + Math.min(usable, size));
@@ -688,12 +753,13 @@ export class Allocator implements AgentContext {
     if (q === 0) return 0;
     const rb = this.validate(q, 'expand');
     if (rb === 0) return 0;
-    return size <= this.usableOf(rb, q) ? q : 0;
+    return size <= this.usableOf(rb, q) ? q : 0; // debug: the requested size (mimalloc's padding builds never expand)
   }
 
   /** The usable size a request of n bytes would get. */
   goodSize(n: number): number {
-    return goodSizeOf(checkSize('size', n));
+    const size = checkSize('size', n);
+    return this.debug ? size : goodSizeOf(size); // debug: a block's usable size is exactly the request
   }
 
   /**
@@ -738,6 +804,10 @@ export class Allocator implements AgentContext {
    */
   detach(): void {
     if (this.detached) return;
+    if (this.debug) { // the leak report: blocks still live in this agent's pages
+      const report = this.leakReport();
+      if (report.blocks.length > 0) console.warn(`mimalloc-ts: agent ${this.agentId} detaches with ${report.text}`);
+    }
     const meta = this.meta;
     for (const th of this.theaps) {
       if (!th) continue;
@@ -778,6 +848,18 @@ export class Allocator implements AgentContext {
   /** Is an agent with this id attached (alive or not yet released)? */
   isAgentAttached(id: number): boolean {
     return findAgentRecord(this.arena, id) >= 0;
+  }
+
+  /**
+   * The live blocks in the pages this agent owns (by default), or in every
+   * page (`all`), with their sizes (the requested sizes in debug mode), and
+   * a printable summary. Debug mode prints it at detach() when not empty.
+   */
+  leakReport(opts: { all?: boolean } = {}): { blocks: LiveBlock[]; bytes: number; text: string } {
+    const tid = this.tid;
+    const all = opts.all === true;
+    const blocks = liveBlocks(this.arena, (o) => all || (o & ~3) === tid, (rb, q) => this.usableOf(rb, q));
+    return { blocks, bytes: blocks.reduce((t, b) => t + b.size, 0), text: formatLeaks(blocks) };
   }
 
   private assertAttached(): void {

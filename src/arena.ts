@@ -47,6 +47,13 @@ export function computeLayout(sliceCount: number): Layout {
   return { sliceCount, sliceWords, agents, freeMap, dirtyMap, abandoned, pageMap, records, aBits, rBits, headerWords, headerSlices };
 }
 
+/** A random 32-bit key (crypto.getRandomValues where present). */
+export function randomKey(): number {
+  const c = (globalThis as { crypto?: { getRandomValues(a: Uint32Array): Uint32Array } }).crypto;
+  if (c) return c.getRandomValues(new Uint32Array(1))[0] | 0;
+  return (Math.random() * 4294967296) | 0;
+}
+
 /** Bits [i, hi) of the bitmap word holding bit i (hi ≤ the end of that word). */
 function wordMask(i: number, hi: number): number {
   const cnt = hi - i;
@@ -67,6 +74,8 @@ export class Arena {
   readonly layout: Layout;
   /** The whole buffer as Int32 words (block links, header words). */
   readonly mem: Int32Array;
+  /** The whole buffer as bytes. */
+  readonly u8: Uint8Array;
   /** Page records: `meta[base + R_*]`, base = `rec(slice)`. The same array as `mem`. */
   readonly meta: Int32Array;
   /** Word index of the record of slice 0 (the always-empty record). */
@@ -79,6 +88,8 @@ export class Arena {
   readonly sliceCount: number;
   readonly headerSlices: number;
   readonly size: number;
+  /** Debug mode (a property of the buffer: every agent sees the header's OPT_DEBUG). */
+  readonly debug: boolean;
 
   constructor(buffer: ArrayBufferLike) {
     this.buffer = buffer;
@@ -86,6 +97,7 @@ export class Arena {
     this.layout = computeLayout(sliceCount);
     const L = this.layout;
     this.mem = new Int32Array(buffer, 0, sliceCount << (C.SLICE_SHIFT - 2));
+    this.u8 = new Uint8Array(buffer, 0, sliceCount * C.SLICE_SIZE);
     this.meta = this.mem;
     this.recBase = L.records;
     this.pageMap = new Int32Array(buffer, L.pageMap * 4, sliceCount);
@@ -94,6 +106,7 @@ export class Arena {
     this.sliceCount = sliceCount;
     this.headerSlices = L.headerSlices;
     this.size = sliceCount * (1 << C.SLICE_SHIFT);
+    this.debug = Atomics.load(this.mem, C.H_MAGIC) === C.MAGIC && (this.mem[C.H_OPTIONS] & C.OPT_DEBUG) !== 0;
   }
 
   /** Record base of the page starting at slice s. */
@@ -107,14 +120,16 @@ export class Arena {
   }
 
   /** Write a fresh header into the buffer (the creator does this once). */
-  format(knownZero: boolean): void {
+  format(knownZero: boolean, debug = false): void {
     const m = this.mem;
     const L = this.layout;
     if (!knownZero) m.fill(0, 0, L.headerWords); // a reused buffer: clear every header word
     m[C.H_SLICE_COUNT] = L.sliceCount;
     m[C.H_HEADER_SLICES] = L.headerSlices;
     m[C.H_SIZE_HI] = L.sliceCount;
-    m[C.H_OPTIONS] = knownZero ? 1 : 0;
+    m[C.H_OPTIONS] = (knownZero ? C.OPT_KNOWN_ZERO : 0) | (debug ? C.OPT_DEBUG : 0);
+    m[C.H_DEBUG_KEY] = randomKey();
+    (this as { debug: boolean }).debug = debug;
     m[C.H_VERSION] = C.VERSION;
     Atomics.store(m, C.H_COMMITTED, L.headerSlices);
     // every slice after the header starts free

@@ -8,6 +8,7 @@ import type { Arena } from './arena.js';
 import { C } from './types.js';
 import { BIN_BLOCK_SIZE } from './bins.js';
 import { pageStart } from './page.js';
+import { checkFreed, checkPadding } from './debug.js';
 
 function fail(msg: string): never {
   throw new Error(`mimalloc-ts check failed: ${msg}`);
@@ -113,6 +114,10 @@ function checkPage(a: Arena, rb: number, live: Set<number>): number {
       const idx = Math.floor(off / bs);
       if (idx >= cap) fail(`I2: ${name}: allocation bit at ${hex(q)} beyond capacity ${cap}`);
       if (!aligned && off % bs !== 0) fail(`I2: ${name}: allocation bit at ${hex(q)}, inside block ${idx} (size ${bs})`);
+      if (a.debug && !bitOf(rBits, q)) {
+        const msg = checkPadding(a, rb, q);
+        if (msg !== null) fail(`D1: ${msg}`);
+      }
     }
     liveBlocks += popcount(w);
   }
@@ -135,6 +140,9 @@ function checkPage(a: Arena, rb: number, live: Set<number>): number {
         if (!bitOf(aBits, q) || !bitOf(rBits, q)) fail(`I3: ${name}: remote-freed block ${hex(q)} lacks its A/R bits`);
       } else if (bitOf(aBits, q)) {
         fail(`I3: ${name}: block ${hex(q)} is on ${list} but marked allocated`);
+      } else if (a.debug) {
+        const o = checkFreed(a, b, bs);
+        if (o >= 0) fail(`D2: write after free: block ${hex(b)} (size ${bs}) on ${list} was modified at offset ${o}`);
       }
       n++;
       q = mem[b >>> 2] >>> 0;

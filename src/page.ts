@@ -8,6 +8,7 @@
  */
 import { Arena } from './arena.js';
 import { C } from './types.js';
+import { fillFreed } from './debug.js';
 
 /** First byte of the page whose record base is `rb`. */
 export function pageStart(meta: Int32Array, rb: number): number {
@@ -72,6 +73,7 @@ export function pageExtend(a: Arena, rb: number): void {
   let k = bs >= C.EXTEND_BYTES ? 1 : (C.EXTEND_BYTES / bs) | 0;
   if (k > res - cap) k = res - cap;
   const first = pageStart(meta, rb) + cap * bs;
+  if (a.debug) for (let i = 0; i < k; i++) fillFreed(a, first + i * bs, bs); // checked when handed out
   let b = first;
   for (let i = 1; i < k; i++) {
     const nx = b + bs;
@@ -82,7 +84,7 @@ export function pageExtend(a: Arena, rb: number): void {
   meta[rb + C.R_FREE] = first;
   meta[rb + C.R_CAPACITY] = cap + k;
   const f = meta[rb + C.R_FLAGS];
-  meta[rb + C.R_FLAGS] = (f & C.F_FRESH) !== 0 ? f | C.F_ZERO : f & ~C.F_ZERO;
+  meta[rb + C.R_FLAGS] = (f & C.F_FRESH) !== 0 && !a.debug ? f | C.F_ZERO : f & ~C.F_ZERO;
 }
 
 /**
@@ -251,6 +253,7 @@ export function pageRebuild(a: Arena, rb: number): void {
   for (let i = cap - 1; i >= 0; i--) {
     const b = ps + i * bs;
     if (blockIsLive(aBits, b, bs, aligned)) { used++; continue; }
+    if (a.debug) fillFreed(a, b, bs);
     mem[b >>> 2] = free;
     free = b;
   }

@@ -122,3 +122,45 @@ export function formatStats(st: StatsSnapshot): string {
   for (const [k, v, note] of rows) lines.push(`${k.padEnd(w0)}  ${v.padStart(w1)}  ${note}`);
   return lines.join('\n');
 }
+
+/** A live block as reported by leak reports: its address and size (the requested size in debug mode). */
+export interface LiveBlock {
+  address: number;
+  size: number;
+}
+
+/**
+ * The live blocks of every page whose OWNER satisfies `ownerFilter` (from
+ * the A bitmap; blocks waiting on xthreadFree are not live). In debug mode
+ * the size is the requested size from the padding, else the usable size.
+ */
+export function liveBlocks(a: Arena, ownerFilter: (owner: number) => boolean, sizeOf: (rb: number, q: number) => number): LiveBlock[] {
+  const meta = a.meta;
+  const out: LiveBlock[] = [];
+  for (let s = a.headerSlices; s < a.sliceCount; s++) {
+    const rb = a.rec(s);
+    if (Atomics.load(meta, rb + C.R_STATE) !== C.STATE_IN_USE) continue;
+    const slices = meta[rb + C.R_SLICES];
+    if (ownerFilter(Atomics.load(meta, rb + C.R_OWNER))) {
+      const ps = s * C.SLICE_SIZE;
+      const end = ps + slices * C.SLICE_SIZE;
+      for (let p = ps; p < end; p += 256) {
+        const w = p >>> C.BITMAP_WORD_SHIFT;
+        const bits = a.aBits[w] & ~a.rBits[w];
+        if (bits === 0) continue;
+        for (let k = 0; k < 32; k++) if ((bits & (1 << k)) !== 0) out.push({ address: p + k * 8, size: sizeOf(rb, p + k * 8) });
+      }
+    }
+    if (slices > 1) s += slices - 1;
+  }
+  return out;
+}
+
+/** One line per block (at most `max`), for leak reports. */
+export function formatLeaks(blocks: LiveBlock[], max = 20): string {
+  const bytes = blocks.reduce((t, b) => t + b.size, 0);
+  const lines = [`${blocks.length} live block${blocks.length === 1 ? '' : 's'}, ${bytes} bytes`];
+  for (const b of blocks.slice(0, max)) lines.push(`  0x${b.address.toString(16)}  ${b.size} bytes`);
+  if (blocks.length > max) lines.push(`  … ${blocks.length - max} more`);
+  return lines.join('\n');
+}

@@ -137,10 +137,30 @@ export const enum C {
    * reaped agent.
    */
   H_REAPED = 9,
+  H_DEBUG_KEY = 10, // random key of the debug-mode canaries
   H_ABANDONED_COUNT = 16, // BIN_COUNT atomic counters of mapped abandoned pages (a hint)
   H_FIXED_WORDS = 128,
 
   OPT_KNOWN_ZERO = 1, // the buffer started zeroed: never-used slices read as 0
+  OPT_DEBUG = 2, // debug mode: fills, padding canaries, write-after-free checks (all agents see it)
+
+  // -------------------------------------------------------------------------
+  // Debug mode (mimalloc's MI_DEBUG fills and padding)
+  // -------------------------------------------------------------------------
+
+  /**
+   * Every block of a debug-mode allocator ends in 8 bytes of padding:
+   * `[canary u32][delta u32]` at blockStart + blockSize − 8, where delta =
+   * padding address − (address + requested size). Up to DEBUG_SLACK_CHECK
+   * bytes between the requested end and the padding hold DEBUG_PAD_BYTE.
+   */
+  PADDING = 8,
+  DEBUG_SLACK_CHECK = 16,
+  DEBUG_UNINIT_BYTE = 0xd0, // fresh allocations (not zalloc/calloc)
+  DEBUG_FREED_BYTE = 0xdf, // freed blocks and never-used blocks on a free list
+  DEBUG_PAD_BYTE = 0xde, // slack between the requested size and the padding
+  /** Freed fill and its check on reuse cover at most this many bytes of a block. */
+  DEBUG_FILL_MAX = 65536,
 
   // ---------------------------------------------------------------------------
   // Agent records (one per attached agent)

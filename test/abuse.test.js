@@ -28,6 +28,7 @@ import { makeRng } from './abuse/rng.js';
  */
 export const MODES = [
   { name: 'default', opts: {} },
+  { name: 'debug', opts: { debug: true } },
 ];
 
 const OPS = Number(process.env.ABUSE_OPS ?? 20000);

@@ -74,3 +74,11 @@ export function freeSliceFrom(a, from) {
 export function headerBytes(a) {
   return a.arena.headerSlices << SLICE_SHIFT;
 }
+
+/** x is a block freed by another agent and not yet collected by its owner (its A and R bits are both set). */
+export function isPendingRemoteFree(a, x) {
+  if (!(x >= 0 && x < a.arena.size) || x % 8 !== 0) return false;
+  const w = x >>> 8;
+  const bit = 1 << ((x >>> 3) & 31);
+  return (a.arena.aBits[w] & bit) !== 0 && (Atomics.load(a.arena.rBits, w) & bit) !== 0;
+}

@@ -1,0 +1,86 @@
+/**
+ * debug.ts — debug mode (mimalloc's MI_DEBUG fills and padding).
+ *
+ * ```
+ *  q                 q+size            pad = blockStart + blockSize − 8
+ *  ├─ user bytes ────┤├─ 0xDE slack ──┤├ canary u32 ┤├ delta u32 ┤
+ *       0xD0 when fresh   (≤16 checked)   key-derived   pad − (q+size)
+ * ```
+ *
+ * A freed block is filled with 0xDF (up to DEBUG_FILL_MAX bytes; its first
+ * word then holds the free-list link), and so are never-used blocks when a
+ * page is extended, so that the fill can be checked when the block is handed
+ * out again: a difference is a write after free. Everything here runs only
+ * when the buffer's header says debug; the fast paths are off then.
+ */
+import type { Arena } from './arena.js';
+import { blockStartOf } from './page.js';
+import { C } from './types.js';
+
+/** The padding address of the block holding q. */
+export function paddingOf(a: Arena, rb: number, q: number): number {
+  const meta = a.meta;
+  const b = (meta[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0 ? blockStartOf(meta, rb, q) : q;
+  return b + meta[rb + C.R_BLOCK_SIZE] - C.PADDING;
+}
+
+/** Canary of the padding at `pad`: derived from the buffer's key and the address; its low byte is 0 (mimalloc #951). */
+function canaryOf(a: Arena, pad: number): number {
+  return ((pad ^ a.mem[C.H_DEBUG_KEY]) * 0x9e3779b1) & ~0xff;
+}
+
+/** Write the padding of a block handed out at q for `size` bytes, and fill its slack. */
+export function setPadding(a: Arena, rb: number, q: number, size: number, fillUninit: boolean): void {
+  const pad = paddingOf(a, rb, q);
+  const u8 = a.u8;
+  if (fillUninit) u8.fill(C.DEBUG_UNINIT_BYTE, q, q + size);
+  u8.fill(C.DEBUG_PAD_BYTE, q + size, Math.min(q + size + C.DEBUG_SLACK_CHECK, pad));
+  a.mem[pad >>> 2] = canaryOf(a, pad);
+  a.mem[(pad >>> 2) + 1] = pad - (q + size);
+}
+
+/** The size requested for the live block at q (from its padding), or -1 if the padding is unreadable. */
+export function requestedSize(a: Arena, rb: number, q: number): number {
+  const pad = paddingOf(a, rb, q);
+  const delta = a.mem[(pad >>> 2) + 1];
+  if (delta < 0 || delta > pad - q) return -1;
+  return pad - q - delta;
+}
+
+/**
+ * Check the padding of the live block at q: null if intact, else a message
+ * naming the block, its size and the first byte written past its end.
+ */
+export function checkPadding(a: Arena, rb: number, q: number): string | null {
+  const pad = paddingOf(a, rb, q);
+  const mem = a.mem;
+  const hex = (x: number): string => '0x' + (x >>> 0).toString(16);
+  const delta = mem[(pad >>> 2) + 1];
+  const canaryOk = mem[pad >>> 2] === canaryOf(a, pad);
+  if (!canaryOk || delta < 0 || delta > pad - q) {
+    const size = canaryOk ? -1 : requestedSize(a, rb, q);
+    return `buffer overflow in block ${hex(q)}${size >= 0 ? ` of size ${size}` : ''}: the padding canary after the block was overwritten (write at or after ${pad - q} bytes)`;
+  }
+  const size = pad - q - delta;
+  const u8 = a.u8;
+  const end = Math.min(q + size + C.DEBUG_SLACK_CHECK, pad);
+  for (let i = q + size; i < end; i++) {
+    if (u8[i] !== C.DEBUG_PAD_BYTE) {
+      return `buffer overflow in block ${hex(q)} of size ${size}: write after ${i - q + 1} bytes (byte ${i - q} is 0x${u8[i].toString(16)})`;
+    }
+  }
+  return null;
+}
+
+/** Fill a freed (or never-used) block at b of size bs with 0xDF. */
+export function fillFreed(a: Arena, b: number, bs: number): void {
+  a.u8.fill(C.DEBUG_FREED_BYTE, b, b + Math.min(bs, C.DEBUG_FILL_MAX));
+}
+
+/** Offset of the first byte of a free block (after its link word) that is not 0xDF, or -1. */
+export function checkFreed(a: Arena, b: number, bs: number): number {
+  const u8 = a.u8;
+  const end = b + Math.min(bs, C.DEBUG_FILL_MAX);
+  for (let i = b + 4; i < end; i++) if (u8[i] !== C.DEBUG_FREED_BYTE) return i - b;
+  return -1;
+}

@@ -1,0 +1,164 @@
+// Debug mode: fills (0xD0 fresh, 0xDF freed, 0xDE slack), padding with a canary
+// and the requested size (checked at free and by check()), exact usableSize,
+// write-after-free detection on reuse, leak reports, MIMALLOC_DEBUG=1.
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { Allocator, AllocatorError } from '../dist/index.js';
+
+const MiB = 1 << 20;
+
+function recording(extra = {}) {
+  const errors = [];
+  const a = Allocator.create({ size: 32 * MiB, debug: true, ...extra, onError: (code, message, address) => errors.push({ code, message, address }) });
+  return { a, errors };
+}
+
+function every(u8, from, to, byte) {
+  for (let i = from; i < to; i++) if (u8[i] !== byte) return `byte ${i - from} is 0x${u8[i].toString(16)}`;
+  return true;
+}
+
+describe('debug mode fills', () => {
+  test('malloc, mallocAligned and realloc growth are filled with 0xD0; zalloc/calloc with 0', () => {
+    const { a, errors } = recording();
+    for (const n of [1, 7, 8, 17, 100, 512, 2048, 20000, 300000, 700000]) {
+      const p = a.malloc(n);
+      assert.equal(every(a.u8, p, p + n, 0xd0), true, `malloc(${n})`);
+      const q = a.mallocAligned(n, 64);
+      assert.equal(q % 64, 0);
+      assert.equal(every(a.u8, q, q + n, 0xd0), true, `mallocAligned(${n}, 64)`);
+      const z = a.zalloc(n);
+      assert.equal(every(a.u8, z, z + n, 0), true, `zalloc(${n})`);
+      const c = a.calloc(n, 1);
+      assert.equal(every(a.u8, c, c + n, 0), true, `calloc(${n}, 1)`);
+      a.u8.fill(0x11, p, p + n);
+      const r = a.realloc(p, n * 3);
+      assert.equal(every(a.u8, r, r + n, 0x11), true, 'realloc keeps the old bytes');
+      assert.equal(every(a.u8, r + n, r + 3 * n, 0xd0), true, `realloc(${n} → ${3 * n}) fills the growth`);
+      for (const x of [r, q, z, c]) a.free(x);
+    }
+    assert.deepEqual(errors, []);
+    a.check();
+  });
+
+  test('freed blocks are filled with 0xDF after their link word', () => {
+    const { a, errors } = recording();
+    for (const n of [16, 100, 512, 2048, 30000]) {
+      const keep = a.malloc(n); // keeps the page alive
+      const p = a.malloc(n);
+      a.free(p);
+      assert.equal(every(a.u8, p + 8, p + n, 0xdf), true, `freed ${n}-byte block`);
+      a.free(keep);
+    }
+    assert.deepEqual(errors, []);
+  });
+
+  test('the slack after the requested size holds 0xDE and usableSize is the requested size', () => {
+    const { a } = recording();
+    for (const n of [0, 1, 5, 17, 33, 1000, 70000, 600000]) {
+      const p = a.malloc(n);
+      assert.equal(a.usableSize(p), n, `usableSize(malloc(${n}))`);
+      assert.ok(a.expand(p, n) === p && a.expand(p, n + 1) === 0, 'expand goes only as far as the requested size');
+      const slackEnd = Math.min(p + n + 16, p + a.goodSize(n + 8) - 8);
+      assert.equal(every(a.u8, p + n, slackEnd, 0xde), true, `slack of malloc(${n})`);
+      a.free(p);
+    }
+    a.check();
+  });
+});
+
+describe('debug mode detection', () => {
+  test('a write past the requested size is reported at free as EFAULT naming block, size and offset', () => {
+    const { a, errors } = recording();
+    const p = a.malloc(17);
+    a.u8[p + 17] = 0;
+    a.free(p);
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0].code, 'EFAULT');
+    assert.equal(errors[0].address, p);
+    assert.match(errors[0].message, new RegExp(`buffer overflow in block 0x${p.toString(16)} of size 17: write after 18 bytes`));
+    a.check(); // the handler returned: the block was freed anyway, the heap is consistent
+  });
+
+  test('an overwritten canary is reported; the default handler throws and the block stays live', () => {
+    const a = Allocator.create({ size: 32 * MiB, debug: true });
+    const p = a.malloc(24); // block of 32: slack 0, the canary follows at once
+    a.u32[(p + 24) >>> 2] ^= 0x1000;
+    assert.throws(() => a.free(p), (e) => e instanceof AllocatorError && e.code === 'EFAULT' && /buffer overflow/.test(e.message));
+    assert.throws(() => a.check(), /buffer overflow in block/);
+    a.u32[(p + 24) >>> 2] ^= 0x1000; // repair: the block was never freed
+    a.free(p);
+    a.check();
+  });
+
+  test('check() finds an overflow of a live block', () => {
+    const { a } = recording();
+    const p = a.malloc(100);
+    a.check();
+    a.u8[p + 101] = 0x42;
+    assert.throws(() => a.check(), /D1: buffer overflow in block 0x[0-9a-f]+ of size 100: write after 102 bytes/);
+  });
+
+  test('a write after free is reported when the block is handed out again, and by check()', () => {
+    const { a, errors } = recording();
+    const p = a.malloc(48);
+    a.free(p);
+    a.u8[p + 30] = 1; // use after free
+    assert.throws(() => a.check(), /write after free: block 0x[0-9a-f]+ \(size 64\)/);
+    const got = [];
+    let q = 0;
+    for (let i = 0; i < 10000 && q !== p; i++) { q = a.malloc(48); got.push(q); }
+    assert.equal(q, p, 'the freed block is handed out again');
+    const e = errors.filter((x) => x.code === 'EFAULT');
+    assert.equal(e.length, 1);
+    assert.match(e[0].message, /write after free: block 0x[0-9a-f]+ \(size 64\) was modified at offset 30/);
+    for (const x of got) a.free(x);
+    a.check();
+  });
+
+  test('remote frees fill and check too', () => {
+    const { a, errors } = recording();
+    const b = Allocator.attach(a.handle, { onError: (code, message, address) => errors.push({ code, message, address, who: 'b' }) });
+    assert.equal(b.debug, true, 'an attached agent inherits debug mode from the buffer');
+    const keep = a.malloc(64);
+    const p = a.malloc(64);
+    const q = a.malloc(64);
+    b.free(p);
+    assert.equal(every(a.u8, p + 8, p + 64, 0xdf), true);
+    a.u8[q + 64] = 1;
+    b.free(q);
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0].who, 'b');
+    assert.equal(errors[0].code, 'EFAULT');
+    a.free(keep);
+    b.detach();
+    a.check();
+  });
+
+  test('leak report lists live blocks with their requested sizes; detach prints it', () => {
+    const { a } = recording();
+    const p = a.malloc(13);
+    const q = a.malloc(2000);
+    const r = a.malloc(50);
+    a.free(r);
+    const rep = a.leakReport();
+    assert.deepEqual(rep.blocks.map((x) => [x.address, x.size]).sort((x, y) => x[0] - y[0]), [[p, 13], [q, 2000]].sort((x, y) => x[0] - y[0]));
+    assert.equal(rep.bytes, 2013);
+    assert.match(rep.text, /2 live blocks, 2013 bytes/);
+    const warned = [];
+    const orig = console.warn;
+    console.warn = (...args) => warned.push(args.join(' '));
+    try { a.detach(); } finally { console.warn = orig; }
+    assert.equal(warned.length, 1);
+    assert.match(warned[0], /detaches with 2 live blocks, 2013 bytes/);
+  });
+
+  test('MIMALLOC_DEBUG=1 turns debug mode on by default', () => {
+    const code = "import('" + new URL('../dist/index.js', import.meta.url).href + "').then(({ Allocator }) => { const a = Allocator.create({ size: 1 << 24 }); const p = a.malloc(5); console.log(a.debug, a.usableSize(p)); })";
+    const on = spawnSync(process.execPath, ['-e', code], { env: { ...process.env, MIMALLOC_DEBUG: '1' }, encoding: 'utf8' });
+    assert.equal(on.stdout.trim(), 'true 5', on.stderr);
+    const off = spawnSync(process.execPath, ['-e', code], { env: { ...process.env, MIMALLOC_DEBUG: '' }, encoding: 'utf8' });
+    assert.equal(off.stdout.trim(), 'false 8', off.stderr);
+  });
+});
