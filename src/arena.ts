@@ -126,7 +126,6 @@ export class Arena {
     if (!knownZero) m.fill(0, 0, L.headerWords); // a reused buffer: clear every header word
     m[C.H_SLICE_COUNT] = L.sliceCount;
     m[C.H_HEADER_SLICES] = L.headerSlices;
-    m[C.H_SIZE_HI] = L.sliceCount;
     m[C.H_OPTIONS] = (knownZero ? C.OPT_KNOWN_ZERO : 0) | (debug ? C.OPT_DEBUG : 0);
     m[C.H_DEBUG_KEY] = randomKey();
     (this as { debug: boolean }).debug = debug;
@@ -289,7 +288,7 @@ export class Arena {
   takeFresh(s: number, n: number): boolean {
     const m = this.mem;
     const dm = this.layout.dirtyMap;
-    const knownZero = (m[C.H_OPTIONS] & 1) !== 0;
+    const knownZero = (m[C.H_OPTIONS] & C.OPT_KNOWN_ZERO) !== 0;
     let fresh = knownZero;
     for (let i = s; i < s + n; i++) {
       const old = Atomics.or(m, dm + (i >>> 5), 1 << (i & 31));

@@ -129,7 +129,6 @@ export const enum C {
   H_NEXT_AGENT_ID = 4, // atomic counter; ids are never reused
   H_OPTIONS = 5, // OPT_* bits
   H_COMMITTED = 6, // high-water mark in slices (atomic max)
-  H_SIZE_HI = 7, // size / 64 KiB (sliceCount) kept twice for check()
   /**
    * Agents taken over by releaseAgent (atomic). An agent killed between the
    * R-bit OR and the XTHREAD_FREE push of a remote free leaves that one block
@@ -263,9 +262,4 @@ export const enum C {
   PAGE_FULL_KEEP = 8,
   RETIRE_SHIFT = 16,
   RETIRE_MASK = 0xff << RETIRE_SHIFT,
-}
-
-/** Interpret an Int32 word holding an address as the u32 address. */
-export function u32(x: number): number {
-  return x >>> 0;
 }
