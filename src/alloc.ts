@@ -196,7 +196,7 @@ export class Allocator implements AgentContext {
     const arena = new Arena(buffer);
     if (arena.headerSlices + 2 > arena.sliceCount) throw new RangeError('buffer too small for the header');
     if (opts.debug !== undefined && typeof opts.debug !== 'boolean') throw new TypeError('options.debug must be a boolean');
-    arena.format(knownZero, opts.debug ?? envDebug());
+    arena.format(knownZero, opts.debug ?? envDebug(), opts.secure ?? 0);
     if (opts.checkFree === false) return new UncheckedAllocator(arena, opts.onError);
     return new Allocator(arena, opts.onError);
   }
@@ -377,14 +377,15 @@ export class Allocator implements AgentContext {
       this.collectRetired(th, true);
       s = a.claimSlices(this.agentBase, slices, 1);
     }
-    if (s < 0 && slices > 1) {
-      slices = Math.max(1, Math.ceil(bs / C.SLICE_SIZE));
+    const guard = a.secure > 0 ? C.SECURE_GUARD : 0;
+    if (s < 0 && slices > 1) { // memory is short: a page just big enough for one block
+      slices = Math.max(1, Math.ceil((bs + guard) / C.SLICE_SIZE));
       s = a.claimSlices(this.agentBase, slices, 1);
     }
     if (s < 0) return 0;
     const fresh = a.takeFresh(s, slices);
     const rb = a.rec(s);
-    const reserved = Math.floor((slices * C.SLICE_SIZE) / bs);
+    const reserved = Math.floor((slices * C.SLICE_SIZE - guard) / bs); // ≥ 1: every bin's pages hold 6+ blocks
     pageInit(a, this.agentBase, s, slices, bin, bs, reserved, th.heapId, this.tid, this.tid, fresh);
     return rb;
   }
@@ -396,7 +397,8 @@ export class Allocator implements AgentContext {
    */
   private allocHuge(th: Theap, size: number, alignSlices: number): number {
     const a = this.arena;
-    const slices = Math.max(1, Math.ceil(size / C.SLICE_SIZE));
+    const guard = a.secure > 0 ? C.SECURE_GUARD : 0;
+    const slices = Math.max(1, Math.ceil((size + guard) / C.SLICE_SIZE));
     let s = a.claimSlices(this.agentBase, slices, alignSlices);
     if (s < 0) {
       this.collectRetired(th, true);
@@ -405,7 +407,7 @@ export class Allocator implements AgentContext {
     if (s < 0) return this.nomem(size);
     const fresh = a.takeFresh(s, slices);
     const rb = a.rec(s);
-    pageInit(a, this.agentBase, s, slices, C.BIN_HUGE, slices * C.SLICE_SIZE, 1, th.heapId, this.tid | C.OWNER_HELD, this.tid, fresh);
+    pageInit(a, this.agentBase, s, slices, C.BIN_HUGE, slices * C.SLICE_SIZE - guard, 1, th.heapId, this.tid | C.OWNER_HELD, this.tid, fresh);
     pageExtend(a, rb);
     const b = this.popBlock(rb);
     Atomics.store(this.meta, rb + C.R_OWNER, C.OWNER_ABANDONED);
@@ -759,7 +761,9 @@ export class Allocator implements AgentContext {
   /** The usable size a request of n bytes would get. */
   goodSize(n: number): number {
     const size = checkSize('size', n);
-    return this.debug ? size : goodSizeOf(size); // debug: a block's usable size is exactly the request
+    if (this.debug) return size; // debug: a block's usable size is exactly the request
+    if (this.arena.secure > 0 && size > C.LARGE_OBJ_SIZE_MAX) return Math.ceil((size + C.SECURE_GUARD) / C.SLICE_SIZE) * C.SLICE_SIZE - C.SECURE_GUARD;
+    return goodSizeOf(size);
   }
 
   /**

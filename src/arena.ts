@@ -90,6 +90,8 @@ export class Arena {
   readonly size: number;
   /** Debug mode (a property of the buffer: every agent sees the header's OPT_DEBUG). */
   readonly debug: boolean;
+  /** Secure level 0..4 (a property of the buffer, from the header). */
+  readonly secure: number;
 
   constructor(buffer: ArrayBufferLike) {
     this.buffer = buffer;
@@ -106,7 +108,9 @@ export class Arena {
     this.sliceCount = sliceCount;
     this.headerSlices = L.headerSlices;
     this.size = sliceCount * (1 << C.SLICE_SHIFT);
-    this.debug = Atomics.load(this.mem, C.H_MAGIC) === C.MAGIC && (this.mem[C.H_OPTIONS] & C.OPT_DEBUG) !== 0;
+    const formatted = Atomics.load(this.mem, C.H_MAGIC) === C.MAGIC;
+    this.debug = formatted && (this.mem[C.H_OPTIONS] & C.OPT_DEBUG) !== 0;
+    this.secure = formatted ? (this.mem[C.H_OPTIONS] >>> C.OPT_SECURE_SHIFT) & C.OPT_SECURE_MASK : 0;
   }
 
   /** Record base of the page starting at slice s. */
@@ -120,13 +124,14 @@ export class Arena {
   }
 
   /** Write a fresh header into the buffer (the creator does this once). */
-  format(knownZero: boolean, debug = false): void {
+  format(knownZero: boolean, debug = false, secure = 0): void {
     const m = this.mem;
     const L = this.layout;
     if (!knownZero) m.fill(0, 0, L.headerWords); // a reused buffer: clear every header word
     m[C.H_SLICE_COUNT] = L.sliceCount;
     m[C.H_HEADER_SLICES] = L.headerSlices;
-    m[C.H_OPTIONS] = (knownZero ? C.OPT_KNOWN_ZERO : 0) | (debug ? C.OPT_DEBUG : 0);
+    m[C.H_OPTIONS] = (knownZero ? C.OPT_KNOWN_ZERO : 0) | (debug ? C.OPT_DEBUG : 0) | (secure << C.OPT_SECURE_SHIFT);
+    (this as { secure: number }).secure = secure;
     m[C.H_DEBUG_KEY] = randomKey();
     (this as { debug: boolean }).debug = debug;
     m[C.H_VERSION] = C.VERSION;

@@ -95,6 +95,14 @@ function checkPage(a: Arena, rb: number, live: Set<number>): number {
   if (cap < 0 || cap > res) fail(`I2: ${name}: capacity ${cap} outside [0, reserved ${res}]`);
   if (used < 0 || used > cap) fail(`I2: ${name}: used ${used} outside [0, capacity ${cap}]`);
   if (meta[rb + C.R_COLLECT] !== 0) fail(`${name}: a collection is in progress (COLLECT ≠ 0)`);
+  if (a.secure > 0) { // S1: the guard space after the last block is intact
+    const g0 = ps + res * bs;
+    const g1 = ps + slices * C.SLICE_SIZE;
+    if (g1 - g0 < C.SECURE_GUARD) fail(`S1: ${name}: only ${g1 - g0} bytes of guard space after its last block`);
+    for (let i = g0; i < g1; i++) {
+      if (a.u8[i] !== C.SECURE_GUARD_BYTE) fail(`S1: ${name}: guard space after its last block (block size ${bs}) overwritten ${i - g0} bytes past the end of block ${res - 1}`);
+    }
+  }
   const owner = Atomics.load(meta, rb + C.R_OWNER);
   if (owner !== C.OWNER_ABANDONED) {
     const id = owner >>> 2;

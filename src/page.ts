@@ -9,6 +9,25 @@
 import { Arena } from './arena.js';
 import { C } from './types.js';
 import { fillFreed } from './debug.js';
+import { randomKey } from './arena.js';
+
+/** xorshift32 state for secure mode's shuffles, seeded from crypto. */
+let shuffleState = randomKey() | 1;
+const shuffleScratch = new Int32Array((C.EXTEND_BYTES >>> C.WORD_SHIFT) + 1);
+
+/** 0..k−1 in a random order (Fisher–Yates over a reused scratch array; k ≤ 4096/8 + 1). */
+function shuffled(k: number): Int32Array {
+  const a = shuffleScratch;
+  for (let i = 0; i < k; i++) a[i] = i;
+  for (let i = k - 1; i > 0; i--) {
+    let x = shuffleState;
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    shuffleState = x;
+    const j = (x >>> 0) % (i + 1);
+    const t = a[i]; a[i] = a[j]; a[j] = t;
+  }
+  return a;
+}
 
 /** First byte of the page whose record base is `rb`. */
 export function pageStart(meta: Int32Array, rb: number): number {
@@ -55,6 +74,7 @@ export function pageInit(
   Atomics.store(meta, rb + C.R_OWNER, owner);
   const pm = a.pageMap;
   for (let x = s; x < s + slices; x++) pm[x] = rb;
+  if (a.secure > 0) a.u8.fill(C.SECURE_GUARD_BYTE, s * C.SLICE_SIZE + reserved * blockSize, (s + slices) * C.SLICE_SIZE);
   Atomics.store(meta, rb + C.R_STATE, C.STATE_IN_USE);
   a.clearIntent(agentBase);
 }
@@ -74,14 +94,24 @@ export function pageExtend(a: Arena, rb: number): void {
   if (k > res - cap) k = res - cap;
   const first = pageStart(meta, rb) + cap * bs;
   if (a.debug) for (let i = 0; i < k; i++) fillFreed(a, first + i * bs, bs); // checked when handed out
-  let b = first;
-  for (let i = 1; i < k; i++) {
-    const nx = b + bs;
-    mem[b >>> 2] = nx;
-    b = nx;
+  let head = first;
+  if (a.secure >= 2 && k > 1) {
+    // secure ≥ 2: the new blocks are threaded in a random order (mimalloc's
+    // mi_page_free_list_extend_secure), so addresses are not predictable
+    const order = shuffled(k);
+    head = first + order[0] * bs;
+    for (let i = 1; i < k; i++) mem[(first + order[i - 1] * bs) >>> 2] = first + order[i] * bs;
+    mem[(first + order[k - 1] * bs) >>> 2] = 0;
+  } else {
+    let b = first;
+    for (let i = 1; i < k; i++) {
+      const nx = b + bs;
+      mem[b >>> 2] = nx;
+      b = nx;
+    }
+    mem[b >>> 2] = 0;
   }
-  mem[b >>> 2] = 0;
-  meta[rb + C.R_FREE] = first;
+  meta[rb + C.R_FREE] = head;
   meta[rb + C.R_CAPACITY] = cap + k;
   const f = meta[rb + C.R_FLAGS];
   meta[rb + C.R_FLAGS] = (f & C.F_FRESH) !== 0 && !a.debug ? f | C.F_ZERO : f & ~C.F_ZERO;

@@ -142,6 +142,21 @@ export const enum C {
 
   OPT_KNOWN_ZERO = 1, // the buffer started zeroed: never-used slices read as 0
   OPT_DEBUG = 2, // debug mode: fills, padding canaries, write-after-free checks (all agents see it)
+  OPT_SECURE_SHIFT = 4, // secure level 0..4 in bits 4..6
+  OPT_SECURE_MASK = 7,
+
+  // -------------------------------------------------------------------------
+  // Secure mode (levels as mimalloc's MI_SECURE, adapted; see alloc.ts)
+  // -------------------------------------------------------------------------
+
+  /**
+   * Level ≥ 1: every page ends in at least this many bytes of guard space
+   * (the tail after its last block, filled with SECURE_GUARD_BYTE), which
+   * check() verifies: an overrun past a page's last block is found before it
+   * reaches the next page's blocks.
+   */
+  SECURE_GUARD = 16,
+  SECURE_GUARD_BYTE = 0xa5,
 
   // -------------------------------------------------------------------------
   // Debug mode (mimalloc's MI_DEBUG fills and padding)

@@ -29,6 +29,7 @@ import { makeRng } from './abuse/rng.js';
 export const MODES = [
   { name: 'default', opts: {} },
   { name: 'debug', opts: { debug: true } },
+  { name: 'secure 4', opts: { secure: 4 }, deterministic: false },
 ];
 
 const OPS = Number(process.env.ABUSE_OPS ?? 20000);
