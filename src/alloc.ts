@@ -40,7 +40,12 @@ export interface AllocatorOptions {
   buffer?: SharedArrayBuffer | ArrayBuffer;
   /** Error handler `fn(code, message, address)`; default: throw AllocatorError for EINVAL/EAGAIN/EFAULT, return NULL quietly for ENOMEM/EOVERFLOW. */
   onError?: ErrorHandler;
-  /** Secure mode level 0..4 (mimalloc's ladder). Reserved: accepted and recorded, not yet enforced. */
+  /**
+   * Secure mode level, an integer 0..4 (default 0), mimalloc's ladder: ≥ 1 keeps at least
+   * 16 bytes of guard space after the last block of every page, verified by check();
+   * ≥ 2 threads new blocks onto free lists in a random order. Levels 3–4 (encoded
+   * free lists, canaries) are accepted and act as 2 for now. A property of the buffer.
+   */
   secure?: number;
   /**
    * Debug mode (default false, or true when the environment has MIMALLOC_DEBUG=1):
