@@ -24,7 +24,7 @@ import {
   AllocatorError, ErrorCode, ErrorHandler, checkAddress, checkSize, defaultErrorHandler, hex,
 } from './errors.js';
 import {
-  blockIsLive, blockStartOf, pageCollect, pageExtend, pageInit, pageRelease, pageStart,
+  blockIsLive, blockStartOf, getLink, setLink, pageCollect, pageExtend, pageInit, pageRelease, pageStart,
 } from './page.js';
 import { LiveBlock, StatsSnapshot, collectStats, formatLeaks, formatStats, liveBlocks } from './stats.js';
 import { Theap } from './theap.js';
@@ -43,8 +43,9 @@ export interface AllocatorOptions {
   /**
    * Secure mode level, an integer 0..4 (default 0), mimalloc's ladder: ≥ 1 keeps at least
    * 16 bytes of guard space after the last block of every page, verified by check();
-   * ≥ 2 threads new blocks onto free lists in a random order. Levels 3–4 (encoded
-   * free lists, canaries) are accepted and act as 2 for now. A property of the buffer.
+   * ≥ 2 threads new blocks onto free lists in a random order; ≥ 3 encodes free-list
+   * links with per-page random keys (a corrupted link: EFAULT, list truncated) and
+   * takes the generic paths. Canaries after blocks are not there yet. A property of the buffer.
    */
   secure?: number;
   /**
@@ -162,7 +163,7 @@ export class Allocator implements AgentContext {
     this.theaps[0] = this.theap;
     this.direct = this.theap.direct;
     this.debug = arena.debug;
-    if (this.debug) { // the fast paths have no room for padding: never take them
+    if (this.debug || arena.secure >= 3) { // the fast paths have no room for padding or encoded links: never take them
       this.fastTid = -1;
       this.direct = new Int32Array(this.direct.length).fill(arena.rec(0));
     }
@@ -301,7 +302,12 @@ export class Allocator implements AgentContext {
         this.report('EFAULT', `write after free: block ${hex(b)} (size ${meta[rb + C.R_BLOCK_SIZE]}) was modified at offset ${off} while it was free`, b >>> 0);
       }
     }
-    meta[rb + C.R_FREE] = mem[b >>> 2];
+    let next = getLink(this.arena, rb, b >>> 0);
+    if (next < 0) { // secure ≥ 3: a corrupted link is reported and the list truncated, never followed
+      this.report('EFAULT', `corrupted free list entry: free block ${hex(b)} (size ${meta[rb + C.R_BLOCK_SIZE]}) holds a link outside its page (a buffer overflow into a freed block?)`, b >>> 0);
+      next = 0;
+    }
+    meta[rb + C.R_FREE] = next;
     meta[rb + C.R_USED]++;
     this.aBits[b >>> C.BITMAP_WORD_SHIFT] |= 1 << ((b >>> C.GRANULE_SHIFT) & 31);
     mem[b >>> 2] = 0;
@@ -579,7 +585,7 @@ export class Allocator implements AgentContext {
     this.aBits[w] &= ~bit;
     const b = (meta[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0 ? blockStartOf(meta, rb, q) : q;
     if (this.debug) fillFreed(this.arena, b, meta[rb + C.R_BLOCK_SIZE]);
-    this.mem[b >>> 2] = meta[rb + C.R_LOCAL_FREE];
+    setLink(this.arena, rb, b, meta[rb + C.R_LOCAL_FREE] >>> 0);
     meta[rb + C.R_LOCAL_FREE] = b;
     meta[rb + C.R_USED]--;
     return null;
@@ -607,10 +613,9 @@ export class Allocator implements AgentContext {
     }
     const b = (meta[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0 ? blockStartOf(meta, rb, q) : q;
     if (this.debug) fillFreed(this.arena, b, meta[rb + C.R_BLOCK_SIZE]);
-    const mem = this.mem;
     for (;;) {
       const head = Atomics.load(meta, rb + C.R_XTHREAD_FREE);
-      mem[b >>> 2] = head;
+      setLink(this.arena, rb, b, head >>> 0);
       if (Atomics.compareExchange(meta, rb + C.R_XTHREAD_FREE, head, q | 0) === head) break;
     }
     if (Atomics.load(meta, rb + C.R_OWNER) === C.OWNER_ABANDONED &&

@@ -7,7 +7,7 @@
 import type { Arena } from './arena.js';
 import { C } from './types.js';
 import { BIN_BLOCK_SIZE } from './bins.js';
-import { pageStart } from './page.js';
+import { getLink, pageStart } from './page.js';
 import { checkFreed, checkPadding } from './debug.js';
 
 function fail(msg: string): never {
@@ -75,7 +75,6 @@ export function checkHeap(a: Arena): void {
 
 /** Checks one page; returns the number of blocks whose R bit is set but that wait on no list. */
 function checkPage(a: Arena, rb: number, live: Set<number>): number {
-  const mem = a.mem;
   const meta = a.meta;
   const aBits = a.aBits;
   const rBits = a.rBits;
@@ -153,7 +152,8 @@ function checkPage(a: Arena, rb: number, live: Set<number>): number {
         if (o >= 0) fail(`D2: write after free: block ${hex(b)} (size ${bs}) on ${list} was modified at offset ${o}`);
       }
       n++;
-      q = mem[b >>> 2] >>> 0;
+      q = getLink(a, rb, b);
+      if (q < 0) fail(`I3: ${name}: corrupted ${list} entry: block ${hex(b)} holds a link that is not a block of the page (overwritten after it was freed?)`);
     }
     return n;
   };

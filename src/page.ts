@@ -29,6 +29,38 @@ function shuffled(k: number): Int32Array {
   return a;
 }
 
+/**
+ * The free-list link stored in the first word of free block b of page rb:
+ * the next block's address, or 0. Secure level ≥ 3 stores links encoded with
+ * the page's two random keys (mimalloc: rotl(p ^ k1, k0) + k0, NULL encoded
+ * as a sentinel that is no block address), so a user's overrun into a free
+ * block is detected when the link is read: a link that decodes outside the
+ * page returns -1 (corrupt) and the caller truncates the list there.
+ */
+export function getLink(a: Arena, rb: number, b: number): number {
+  const raw = a.mem[b >>> 2];
+  if (a.secure < 3) return raw >>> 0;
+  const meta = a.meta;
+  const k0 = meta[rb + C.R_KEY0];
+  const r = k0 & 31;
+  const v = (raw - k0) | 0;
+  const p = (((v >>> r) | (v << (32 - r))) ^ meta[rb + C.R_KEY1]) >>> 0;
+  const start = meta[rb + C.R_START] >>> 0;
+  if (p === start + 1) return 0; // the encoded NULL
+  if (p < start || p >= start + meta[rb + C.R_BLOCK_SIZE] * meta[rb + C.R_RESERVED] || (p & 7) !== 0) return -1;
+  return p;
+}
+
+/** Store `next` (an address in the page, or 0) as the link of free block b (encoded at secure ≥ 3). */
+export function setLink(a: Arena, rb: number, b: number, next: number): void {
+  if (a.secure < 3) { a.mem[b >>> 2] = next; return; }
+  const meta = a.meta;
+  const k0 = meta[rb + C.R_KEY0];
+  const r = k0 & 31;
+  const v = ((next === 0 ? (meta[rb + C.R_START] >>> 0) + 1 : next) ^ meta[rb + C.R_KEY1]) | 0;
+  a.mem[b >>> 2] = (((v << r) | (v >>> (32 - r))) + k0) | 0;
+}
+
 /** First byte of the page whose record base is `rb`. */
 export function pageStart(meta: Int32Array, rb: number): number {
   return meta[rb + C.R_START] >>> 0;
@@ -70,6 +102,8 @@ export function pageInit(
   meta[rb + C.R_FLAGS] = bin | (fresh ? C.F_FRESH : 0);
   meta[rb + C.R_COLLECT] = 0;
   meta[rb + C.R_ORIGIN] = origin;
+  meta[rb + C.R_KEY0] = a.secure >= 3 ? randomKey() : 0;
+  meta[rb + C.R_KEY1] = a.secure >= 3 ? randomKey() : 0;
   Atomics.store(meta, rb + C.R_XTHREAD_FREE, 0);
   Atomics.store(meta, rb + C.R_OWNER, owner);
   const pm = a.pageMap;
@@ -86,7 +120,6 @@ export function pageInit(
  */
 export function pageExtend(a: Arena, rb: number): void {
   const meta = a.meta;
-  const mem = a.mem;
   const bs = meta[rb + C.R_BLOCK_SIZE];
   const cap = meta[rb + C.R_CAPACITY];
   const res = meta[rb + C.R_RESERVED];
@@ -100,16 +133,16 @@ export function pageExtend(a: Arena, rb: number): void {
     // mi_page_free_list_extend_secure), so addresses are not predictable
     const order = shuffled(k);
     head = first + order[0] * bs;
-    for (let i = 1; i < k; i++) mem[(first + order[i - 1] * bs) >>> 2] = first + order[i] * bs;
-    mem[(first + order[k - 1] * bs) >>> 2] = 0;
+    for (let i = 1; i < k; i++) setLink(a, rb, first + order[i - 1] * bs, first + order[i] * bs);
+    setLink(a, rb, first + order[k - 1] * bs, 0);
   } else {
     let b = first;
     for (let i = 1; i < k; i++) {
       const nx = b + bs;
-      mem[b >>> 2] = nx;
+      setLink(a, rb, b, nx);
       b = nx;
     }
-    mem[b >>> 2] = 0;
+    setLink(a, rb, b, 0);
   }
   meta[rb + C.R_FREE] = head;
   meta[rb + C.R_CAPACITY] = cap + k;
@@ -141,7 +174,6 @@ export function collectXthread(a: Arena, rb: number): void {
 /** Move the blocks parked in COLLECT to LOCAL_FREE (see collectXthread). */
 function drainCollect(a: Arena, rb: number): void {
   const meta = a.meta;
-  const mem = a.mem;
   const aBits = a.aBits;
   const rBits = a.rBits;
   const aligned = (meta[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0;
@@ -149,13 +181,14 @@ function drainCollect(a: Arena, rb: number): void {
   let guard = meta[rb + C.R_CAPACITY] + 1;
   while (q !== 0 && guard-- > 0) {
     const b = aligned ? blockStartOf(meta, rb, q) : q;
-    const next = mem[b >>> 2] >>> 0;
+    let next = getLink(a, rb, b);
+    if (next < 0) next = 0; // corrupted link (secure ≥ 3): truncate; the rest of the list leaks
     const w = q >>> C.BITMAP_WORD_SHIFT;
     const bit = 1 << ((q >>> C.GRANULE_SHIFT) & 31);
     aBits[w] &= ~bit;
     Atomics.and(rBits, w, ~bit);
     meta[rb + C.R_COLLECT] = next;
-    mem[b >>> 2] = meta[rb + C.R_LOCAL_FREE];
+    setLink(a, rb, b, meta[rb + C.R_LOCAL_FREE] >>> 0);
     meta[rb + C.R_LOCAL_FREE] = b;
     meta[rb + C.R_USED]--;
     q = next;
@@ -245,7 +278,6 @@ export function blockIsLive(aBits: Int32Array, b: number, bs: number, aligned: b
  */
 export function pageRebuild(a: Arena, rb: number): void {
   const meta = a.meta;
-  const mem = a.mem;
   const aBits = a.aBits;
   const aligned = (meta[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0;
   const bs = meta[rb + C.R_BLOCK_SIZE];
@@ -258,7 +290,7 @@ export function pageRebuild(a: Arena, rb: number): void {
     let x = Atomics.load(meta, rb + C.R_XTHREAD_FREE) >>> 0;
     for (let guard = cap + 1; x !== 0 && guard > 0; guard--) {
       if (x === parkedHead) { meta[rb + C.R_COLLECT] = 0; break; }
-      x = mem[(aligned ? blockStartOf(meta, rb, x) : x) >>> 2] >>> 0;
+      x = Math.max(0, getLink(a, rb, aligned ? blockStartOf(meta, rb, x) : x));
     }
   }
   // 1. blocks parked in COLLECT: read the chain before any link is rewritten
@@ -267,7 +299,7 @@ export function pageRebuild(a: Arena, rb: number): void {
   for (let guard = cap + 1; q !== 0 && guard > 0; guard--) {
     parked.push(q);
     const b = aligned ? blockStartOf(meta, rb, q) : q;
-    q = mem[b >>> 2] >>> 0;
+    q = Math.max(0, getLink(a, rb, b));
   }
   for (const p of parked) {
     const w = p >>> C.BITMAP_WORD_SHIFT;
@@ -284,7 +316,7 @@ export function pageRebuild(a: Arena, rb: number): void {
     const b = ps + i * bs;
     if (blockIsLive(aBits, b, bs, aligned)) { used++; continue; }
     if (a.debug) fillFreed(a, b, bs);
-    mem[b >>> 2] = free;
+    setLink(a, rb, b, free);
     free = b;
   }
   meta[rb + C.R_FREE] = free;

@@ -6,7 +6,7 @@
  * cost nothing until read and are the same whichever agent reads them.
  */
 import type { Arena } from './arena.js';
-import { blockStartOf } from './page.js';
+import { blockStartOf, getLink } from './page.js';
 import { C } from './types.js';
 
 export interface StatsSnapshot {
@@ -54,7 +54,7 @@ function pendingRemote(a: Arena, rb: number): number {
   while (q !== 0 && n < cap) {
     n++;
     const b = aligned ? blockStartOf(meta, rb, q) : q;
-    q = a.mem[b >>> 2] >>> 0;
+    q = Math.max(0, getLink(a, rb, b));
   }
   return n;
 }

@@ -1,6 +1,7 @@
-// Secure mode, levels 1–2 (guard space after every page's last block, checked
-// by check(); randomised free-list extension). Levels 3–4's encoded free lists
-// and canaries are not implemented yet: those options are accepted and act as 2.
+// Secure mode: level 1 guard space after every page's last block (checked by
+// check()); level 2 randomised free-list extension; level 3+ free-list links
+// encoded with per-page random keys, a corrupted link reported (EFAULT) and the
+// list truncated instead of followed. (Canaries after blocks: not yet.)
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Allocator } from '../dist/index.js';
@@ -61,6 +62,45 @@ describe('secure mode', () => {
     const slots = ps.map((p) => (p & 0xffff) >>> 6);
     assert.ok(!slots.every((x, i) => i === 0 || x === slots[i - 1] + 1), 'the attached agent extends pages in random order too');
     for (const p of ps) a.free(p);
+    b.detach();
+    a.check();
+  });
+
+  test('level 3: free-list links are encoded; an overwritten link is reported as EFAULT and never followed', () => {
+    const errors = [];
+    const a = Allocator.create({ size: 16 * MiB, secure: 3, onError: (code, message, address) => errors.push({ code, message, address }) });
+    const keep = a.malloc(64);
+    const p = a.malloc(64);
+    const q = a.malloc(64);
+    a.free(q);
+    a.free(p); // localFree: p → q
+    assert.notEqual(a.u32[p >>> 2], q, 'the link in a free block is not the plain next address');
+    a.check();
+    a.u32[p >>> 2] = 0x41414141; // a user's overrun (or use after free) into the freed block
+    assert.throws(() => a.check(), /corrupted localFree entry/);
+    const got = new Set();
+    for (let i = 0; i < 300; i++) {
+      const x = a.malloc(64);
+      assert.ok(x > 0 && x < a.u8.length, 'every address handed out is in the buffer');
+      assert.ok(!got.has(x), 'no block twice');
+      got.add(x);
+    }
+    const e = errors.filter((x) => x.code === 'EFAULT');
+    assert.equal(e.length, 1, JSON.stringify(errors));
+    assert.match(e[0].message, /corrupted free list entry: free block 0x[0-9a-f]+ \(size 64\)/);
+    assert.equal(e[0].address, p);
+    for (const x of got) a.free(x);
+    a.free(keep);
+  });
+
+  test('level 3: cross-agent frees use encoded links too', () => {
+    const a = Allocator.create({ size: 16 * MiB, secure: 3 });
+    const b = Allocator.attach(a.handle);
+    const ps = Array.from({ length: 200 }, (_, i) => a.malloc(16 + (i % 7) * 40));
+    for (const p of ps) b.free(p);
+    a.check();
+    a.collect();
+    assert.equal(a.stats().used, 0);
     b.detach();
     a.check();
   });
