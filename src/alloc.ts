@@ -44,8 +44,8 @@ export interface AllocatorOptions {
    * Secure mode level, an integer 0..4 (default 0), mimalloc's ladder: ≥ 1 keeps at least
    * 16 bytes of guard space after the last block of every page, verified by check();
    * ≥ 2 threads new blocks onto free lists in a random order; ≥ 3 encodes free-list
-   * links with per-page random keys (a corrupted link: EFAULT, list truncated) and
-   * takes the generic paths. Canaries after blocks are not there yet. A property of the buffer.
+   * links with per-page random keys (a corrupted link: EFAULT, list truncated), with
+   * fast paths of its own. Canaries after blocks are not there yet. A property of the buffer.
    */
   secure?: number;
   /**
@@ -163,7 +163,7 @@ export class Allocator implements AgentContext {
     this.theaps[0] = this.theap;
     this.direct = this.theap.direct;
     this.debug = arena.debug;
-    if (this.debug || arena.secure >= 3) { // the fast paths have no room for padding or encoded links: never take them
+    if (this.debug) { // the fast paths have no room for padding: never take them
       this.fastTid = -1;
       this.direct = new Int32Array(this.direct.length).fill(arena.rec(0));
     }
@@ -203,6 +203,7 @@ export class Allocator implements AgentContext {
     if (arena.headerSlices + 2 > arena.sliceCount) throw new RangeError('buffer too small for the header');
     if (opts.debug !== undefined && typeof opts.debug !== 'boolean') throw new TypeError('options.debug must be a boolean');
     arena.format(knownZero, opts.debug ?? envDebug(), opts.secure ?? 0);
+    if (arena.secure >= 3) return new SecureAllocator(arena, opts.onError);
     if (opts.checkFree === false) return new UncheckedAllocator(arena, opts.onError);
     return new Allocator(arena, opts.onError);
   }
@@ -214,7 +215,8 @@ export class Allocator implements AgentContext {
     }
     const arena = new Arena(handle.buffer);
     arena.validateHeader();
-    return new Allocator(arena, opts.onError);
+    // the buffer decides the fast paths: secure ≥ 3 needs the encoded ones
+    return arena.secure >= 3 ? new SecureAllocator(arena, opts.onError) : new Allocator(arena, opts.onError);
   }
 
   /** Structured-cloneable description of the allocator, for `Allocator.attach` in another agent. */
@@ -937,6 +939,66 @@ class UncheckedAllocator extends Allocator {
         mem[rb + C.R_USED] = used;
         if (used === 0) this.pageEmptied(rb);
         return;
+      }
+    }
+    this.freeGeneric(p);
+  }
+}
+
+/**
+ * Secure level ≥ 3: the same fast paths with encoded free-list links
+ * (page.ts getLink/setLink, inlined): malloc decodes the next link and falls
+ * to the generic path (which reports EFAULT and truncates) when it decodes
+ * outside the page; free encodes the link it writes. Cost: a rotate, an xor
+ * and an add per link, keys from the page record's line.
+ */
+class SecureAllocator extends Allocator {
+  override malloc(n: number): number {
+    if ((n >>> 0) === n && n <= C.SMALL_SIZE_MAX) {
+      const mem = this.mem;
+      const rb = this.direct[(n + 7) >>> 3];
+      const b = mem[rb + C.R_FREE];
+      if (b !== 0) {
+        const k0 = mem[rb + C.R_KEY0];
+        const r = k0 & 31;
+        const v = (mem[b >>> 2] - k0) | 0;
+        const next = (((v >>> r) | (v << (32 - r))) ^ mem[rb + C.R_KEY1]) >>> 0;
+        const start = mem[rb + C.R_START] >>> 0;
+        const nullLink = next === start + 1;
+        if (nullLink || (((next - start) >>> 0) < mem[rb + C.R_BLOCK_SIZE] * mem[rb + C.R_RESERVED] && (next & 7) === 0)) {
+          mem[rb + C.R_FREE] = nullLink ? 0 : next;
+          mem[rb + C.R_USED] = (mem[rb + C.R_USED] + 1) | 0;
+          mem[this.aBase + (b >>> C.BITMAP_WORD_SHIFT)] |= 1 << ((b >>> C.GRANULE_SHIFT) & 31);
+          mem[b >>> 2] = 0;
+          return b >>> 0;
+        }
+      }
+    }
+    return this.mallocGeneric(n);
+  }
+
+  override free(p: number): void {
+    if ((p >>> 0) === p && p < this.size && (p & 7) === 0) {
+      const mem = this.mem;
+      const w = p >>> C.BITMAP_WORD_SHIFT;
+      const bit = 1 << ((p >>> C.GRANULE_SHIFT) & 31);
+      const aw = mem[this.aBase + w];
+      if ((aw & bit) !== 0) {
+        const rb = mem[this.pmBase + (p >>> C.SLICE_SHIFT)];
+        if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & (C.F_ALIGNED | C.F_FULL)) === 0 &&
+            mem[rb + C.R_XTHREAD_FREE] === 0) {
+          mem[this.aBase + w] = aw ^ bit;
+          const local = mem[rb + C.R_LOCAL_FREE];
+          const k0 = mem[rb + C.R_KEY0];
+          const r = k0 & 31;
+          const v = ((local === 0 ? (mem[rb + C.R_START] >>> 0) + 1 : local) ^ mem[rb + C.R_KEY1]) | 0;
+          mem[p >>> 2] = (((v << r) | (v >>> (32 - r))) + k0) | 0;
+          mem[rb + C.R_LOCAL_FREE] = p;
+          const used = (mem[rb + C.R_USED] - 1) | 0;
+          mem[rb + C.R_USED] = used;
+          if (used === 0) this.pageEmptied(rb);
+          return;
+        }
       }
     }
     this.freeGeneric(p);
