@@ -314,7 +314,7 @@ for (let pass = 1; singleWl && pass <= params.passes; pass++) {
 
 // (c): same per-worker work for 1 and 2 workers, sized to ~c_target_ms per rep
 if (workloads.includes('c')) {
-  const cPeers = active().filter((p) => p !== 'mimalloc-ts-nocheck');
+  const cPeers = active().filter((p) => p !== 'mimalloc-ts-nocheck' && p !== 'mimalloc-ts-secure4');
   const acc = {};
   for (let pass = 1; pass <= params.c_passes; pass++) {
     for (const peer of cPeers) {
@@ -532,6 +532,13 @@ if (mt?.a && nc?.a) {
   targets.push(`free-check cost on (a) = ${fmt(cost * 100, 1)}% (checked ${fmt(mt.a.ns_per_op)} vs unchecked ${fmt(nc.a.ns_per_op)} ns/op; target <= 5%): ${cost <= 0.05 ? 'met' : 'NOT met'}`);
 } else if (unavailable['mimalloc-ts-nocheck']) {
   targets.push(`free-check cost on (a): ${unavailable['mimalloc-ts-nocheck']}`);
+}
+const s4 = results['mimalloc-ts-secure4'];
+for (const w of ['a', 'b']) {
+  if (mt?.[w] && s4?.[w]) {
+    const cost = s4[w].ns_per_op / mt[w].ns_per_op - 1;
+    targets.push(`secure 4 overhead on (${w}) = ${fmt(cost * 100, 1)}% (${fmt(s4[w].ns_per_op)} vs ${fmt(mt[w].ns_per_op)} ns/op; target <= 10%): ${cost <= 0.1 ? 'met' : 'NOT met'}`);
+  }
 }
 if (targets.length) {
   out.push('');

@@ -19,7 +19,7 @@ export const DIST_INDEX = path.resolve(BENCH_DIR, '..', 'dist', 'index.js');
 export const MIMALLOC_TS_SIZE = 256 * 1024 * 1024;
 const THING_POOL_SIZE = 64 * 1024 * 1024;
 
-export const JS_PEERS = ['mimalloc-ts', 'mimalloc-ts-nocheck', 'dlmalloc-wasm', 'tlsf-wasm', 'thing-malloc', 'js-floor'];
+export const JS_PEERS = ['mimalloc-ts', 'mimalloc-ts-nocheck', 'mimalloc-ts-secure4', 'dlmalloc-wasm', 'tlsf-wasm', 'thing-malloc', 'js-floor'];
 
 /**
  * Not an allocator: the least work a JavaScript malloc/free over a typed
@@ -156,11 +156,13 @@ function makeBatchA(ex, mallocFn, loop) {
 export async function openPeer(name, { handle } = {}) {
   switch (name) {
     case 'mimalloc-ts':
+    case 'mimalloc-ts-secure4':
     case 'mimalloc-ts-nocheck': {
       const Allocator = await loadMimallocTs();
       let a;
       if (handle !== undefined) a = Allocator.attach(handle);
       else if (name === 'mimalloc-ts') a = Allocator.create({ size: MIMALLOC_TS_SIZE });
+      else if (name === 'mimalloc-ts-secure4') a = Allocator.create({ size: MIMALLOC_TS_SIZE, secure: 4 });
       else {
         const why = probeNoCheck(Allocator);
         if (why) throw new Error(why);
@@ -174,7 +176,7 @@ export async function openPeer(name, { handle } = {}) {
         },
         info:
           (handle !== undefined ? 'Allocator.attach(handle) in a worker' : 'Allocator.create({ size: 256 MiB' +
-            (name === 'mimalloc-ts-nocheck' ? ', checkFree: false' : '') + ' })') + ', SharedArrayBuffer',
+            (name === 'mimalloc-ts-nocheck' ? ', checkFree: false' : name === 'mimalloc-ts-secure4' ? ', secure: 4' : '') + ' })') + ', SharedArrayBuffer',
       };
     }
     case 'dlmalloc-wasm': {
