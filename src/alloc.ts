@@ -965,7 +965,7 @@ class SecureAllocator extends Allocator {
         const next = (((v >>> r) | (v << (32 - r))) ^ mem[rb + C.R_KEY1]) >>> 0;
         const start = mem[rb + C.R_START] >>> 0;
         const nullLink = next === start + 1;
-        if (nullLink || (((next - start) >>> 0) < mem[rb + C.R_BLOCK_SIZE] * mem[rb + C.R_RESERVED] && (next & 7) === 0)) {
+        if (nullLink || (((next - start) >>> 0) < (mem[rb + C.R_EXTENT] >>> 0) && (next & 7) === 0)) {
           mem[rb + C.R_FREE] = nullLink ? 0 : next;
           mem[rb + C.R_USED] = (mem[rb + C.R_USED] + 1) | 0;
           mem[this.aBase + (b >>> C.BITMAP_WORD_SHIFT)] |= 1 << ((b >>> C.GRANULE_SHIFT) & 31);

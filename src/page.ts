@@ -47,7 +47,7 @@ export function getLink(a: Arena, rb: number, b: number): number {
   const p = (((v >>> r) | (v << (32 - r))) ^ meta[rb + C.R_KEY1]) >>> 0;
   const start = meta[rb + C.R_START] >>> 0;
   if (p === start + 1) return 0; // the encoded NULL
-  if (p < start || p >= start + meta[rb + C.R_BLOCK_SIZE] * meta[rb + C.R_RESERVED] || (p & 7) !== 0) return -1;
+  if (((p - start) >>> 0) >= (meta[rb + C.R_EXTENT] >>> 0) || (p & 7) !== 0) return -1;
   return p;
 }
 
@@ -91,6 +91,7 @@ export function pageInit(
   meta[rb + C.R_START] = s * C.SLICE_SIZE;
   meta[rb + C.R_BLOCK_SIZE] = blockSize;
   meta[rb + C.R_RESERVED] = reserved;
+  meta[rb + C.R_EXTENT] = blockSize * reserved;
   meta[rb + C.R_CAPACITY] = 0;
   meta[rb + C.R_USED] = 0;
   meta[rb + C.R_FREE] = 0;

@@ -224,6 +224,7 @@ export const enum C {
    *       15 ORIGIN     tid of the theap that created or last reclaimed the page
    *       16 KEY0, 17 KEY1  secure-mode keys (reserved)
    *       18 START      address of the page's first byte (slice << 16)
+ *       19 EXTENT     bytes of the block area (BLOCK_SIZE × RESERVED)
    * ```
    */
   REC_SHIFT = 5,
@@ -247,6 +248,7 @@ export const enum C {
   R_KEY0 = 16,
   R_KEY1 = 17,
   R_START = 18,
+  R_EXTENT = 19, // bytes of the block area: BLOCK_SIZE × RESERVED (one load for the secure link check)
 
   STATE_FREE = 0,
   STATE_IN_USE = 1,
