@@ -44,8 +44,9 @@ export interface AllocatorOptions {
    * Secure mode level, an integer 0..4 (default 0), mimalloc's ladder: ≥ 1 keeps at least
    * 16 bytes of guard space after the last block of every page, verified by check();
    * ≥ 2 threads new blocks onto free lists in a random order; ≥ 3 encodes free-list
-   * links with per-page random keys (a corrupted link: EFAULT, list truncated), with
-   * fast paths of its own. Canaries after blocks are not there yet. A property of the buffer.
+   * links with per-page random keys (a corrupted link: EFAULT, list truncated) and ends
+   * every block in a canary + requested size checked at free (usableSize = request),
+   * with fast paths of its own. Level 4 = level 3. A property of the buffer.
    */
   secure?: number;
   /**
@@ -108,6 +109,8 @@ export class Allocator implements AgentContext {
    * and write-after-free checks; every call takes the generic paths.
    */
   readonly debug: boolean;
+  /** Blocks end in padding (canary + requested size): debug mode or secure ≥ 3. */
+  protected readonly padded: boolean;
 
   readonly arena: Arena;
   /** This agent's id (distinct per agent, never reused). */
@@ -163,6 +166,7 @@ export class Allocator implements AgentContext {
     this.theaps[0] = this.theap;
     this.direct = this.theap.direct;
     this.debug = arena.debug;
+    this.padded = arena.padded;
     if (this.debug) { // the fast paths have no room for padding: never take them
       this.fastTid = -1;
       this.direct = new Int32Array(this.direct.length).fill(arena.rec(0));
@@ -280,7 +284,7 @@ export class Allocator implements AgentContext {
   private allocSize(th: Theap, size: number): number {
     if (size > TWO_31 - C.SLICE_SIZE - C.PADDING) return this.nomem(size);
     if ((++th.genericCount & 63) === 0 && th.retiredMin <= th.retiredMax) this.collectRetired(th, false);
-    const need = this.debug ? size + C.PADDING : size; // debug: room for the padding
+    const need = this.padded ? size + C.PADDING : size; // debug / secure ≥ 3: room for the padding
     let b: number;
     if (need > C.LARGE_OBJ_SIZE_MAX) {
       b = this.allocHuge(th, need, 1);
@@ -289,7 +293,7 @@ export class Allocator implements AgentContext {
       if (rb === 0) return this.nomem(size);
       b = this.popBlock(rb);
     }
-    if (this.debug && b !== 0) setPadding(this.arena, this.pageMap[b >>> C.SLICE_SHIFT], b, size, true);
+    if (this.padded && b !== 0) setPadding(this.arena, this.pageMap[b >>> C.SLICE_SHIFT], b, size, this.debug);
     return b;
   }
 
@@ -479,17 +483,17 @@ export class Allocator implements AgentContext {
     if (alignment <= 8) return this.allocSize(th, size);
     const q = this.allocAlignedRaw(th, size, alignment);
     // debug: the padding belongs after `size` bytes at the aligned address
-    if (this.debug && q !== 0) setPadding(this.arena, this.pageMap[q >>> C.SLICE_SHIFT], q, size, true);
+    if (this.padded && q !== 0) setPadding(this.arena, this.pageMap[q >>> C.SLICE_SHIFT], q, size, this.debug);
     return q;
   }
 
   private allocAlignedRaw(th: Theap, size: number, alignment: number): number {
     if (size > TWO_31 - C.SLICE_SIZE - C.PADDING) return this.nomem(size);
-    const need = this.debug ? size + C.PADDING : size;
+    const need = this.padded ? size + C.PADDING : size;
     if (alignment > C.SLICE_SIZE) return this.allocHuge(th, need, alignment / C.SLICE_SIZE);
     if (need > C.LARGE_OBJ_SIZE_MAX) return this.allocHuge(th, need, 1);
     const want = Math.max(size, alignment);
-    if (!this.debug && BIN_BLOCK_SIZE[binOf(want)] % alignment === 0) return this.allocSize(th, want);
+    if (!this.padded && BIN_BLOCK_SIZE[binOf(want)] % alignment === 0) return this.allocSize(th, want);
     const over = size + alignment - 8; // allocSize adds the debug padding itself
     if (over + (need - size) > C.LARGE_OBJ_SIZE_MAX) return this.allocHuge(th, need, 1);
     const b = this.allocSize(th, over);
@@ -546,7 +550,7 @@ export class Allocator implements AgentContext {
     this.assertAttached();
     const rb = this.validate(q, 'free');
     if (rb === 0) return;
-    if (this.debug) { // reported before anything changes; a handler that returns lets the free go on
+    if (this.padded) { // reported before anything changes; a handler that returns lets the free go on
       const msg = checkPadding(this.arena, rb, q);
       if (msg !== null) this.report('EFAULT', msg, q);
     }
@@ -722,7 +726,7 @@ export class Allocator implements AgentContext {
   }
 
   private usableOf(rb: number, q: number): number {
-    if (this.debug) return requestedSize(this.arena, rb, q); // debug: exactly the size asked for
+    if (this.padded) return requestedSize(this.arena, rb, q); // padded: exactly the size asked for
     const meta = this.meta;
     const bs = meta[rb + C.R_BLOCK_SIZE];
     if ((meta[rb + C.R_FLAGS] & C.F_ALIGNED) === 0) return bs;
@@ -741,12 +745,12 @@ export class Allocator implements AgentContext {
     const rb = this.validate(q, 'realloc');
     if (rb === 0) return 0;
     const usable = this.usableOf(rb, q);
-    if (this.debug) {
+    if (this.padded) {
       const room = paddingOf(this.arena, rb, q) - q;
       if (size <= room && size >= usable / 2 && size > 0) { // in place: move the padding
         const msg = checkPadding(this.arena, rb, q);
         if (msg !== null) this.report('EFAULT', msg, q);
-        if (size > usable) this._u8.fill(C.DEBUG_UNINIT_BYTE, q + usable, q + size);
+        if (size > usable && this.debug) this._u8.fill(C.DEBUG_UNINIT_BYTE, q + usable, q + size);
         setPadding(this.arena, rb, q, size, false);
         return q;
       }
@@ -773,7 +777,7 @@ export class Allocator implements AgentContext {
   /** The usable size a request of n bytes would get. */
   goodSize(n: number): number {
     const size = checkSize('size', n);
-    if (this.debug) return size; // debug: a block's usable size is exactly the request
+    if (this.padded) return size; // debug / secure ≥ 3: a block's usable size is exactly the request
     if (this.arena.secure > 0 && size > C.LARGE_OBJ_SIZE_MAX) return Math.ceil((size + C.SECURE_GUARD) / C.SLICE_SIZE) * C.SLICE_SIZE - C.SECURE_GUARD;
     return goodSizeOf(size);
   }
@@ -954,9 +958,9 @@ class UncheckedAllocator extends Allocator {
  */
 class SecureAllocator extends Allocator {
   override malloc(n: number): number {
-    if ((n >>> 0) === n && n <= C.SMALL_SIZE_MAX) {
+    if ((n >>> 0) === n && n <= C.SMALL_SIZE_MAX - C.PADDING) {
       const mem = this.mem;
-      const rb = this.direct[(n + 7) >>> 3];
+      const rb = this.direct[(n + 7 + C.PADDING) >>> 3]; // room for the canary
       const b = mem[rb + C.R_FREE];
       if (b !== 0) {
         const k0 = mem[rb + C.R_KEY0];
@@ -970,6 +974,10 @@ class SecureAllocator extends Allocator {
           mem[rb + C.R_USED] = (mem[rb + C.R_USED] + 1) | 0;
           mem[this.aBase + (b >>> C.BITMAP_WORD_SHIFT)] |= 1 << ((b >>> C.GRANULE_SHIFT) & 31);
           mem[b >>> 2] = 0;
+          // the canary after the block and the requested size (debug.ts layout, no slack fill)
+          const pad = ((b >>> 0) + mem[rb + C.R_BLOCK_SIZE] - C.PADDING) >>> 0;
+          mem[pad >>> 2] = Math.imul(pad ^ mem[C.H_DEBUG_KEY], 0x9e3779b1) & ~0xff;
+          mem[(pad >>> 2) + 1] = pad - (b >>> 0) - n;
           return b >>> 0;
         }
       }
@@ -985,8 +993,11 @@ class SecureAllocator extends Allocator {
       const aw = mem[this.aBase + w];
       if ((aw & bit) !== 0) {
         const rb = mem[this.pmBase + (p >>> C.SLICE_SHIFT)];
+        const pad = (p + mem[rb + C.R_BLOCK_SIZE] - C.PADDING) >>> 0;
+        const delta = mem[(pad >>> 2) + 1];
         if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & (C.F_ALIGNED | C.F_FULL)) === 0 &&
-            mem[rb + C.R_XTHREAD_FREE] === 0) {
+            mem[rb + C.R_XTHREAD_FREE] === 0 && mem[pad >>> 2] === (Math.imul(pad ^ mem[C.H_DEBUG_KEY], 0x9e3779b1) & ~0xff) &&
+            (delta >>> 0) <= pad - p) { // an intact canary (else the generic path reports EFAULT)
           mem[this.aBase + w] = aw ^ bit;
           const local = mem[rb + C.R_LOCAL_FREE];
           const k0 = mem[rb + C.R_KEY0];

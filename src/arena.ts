@@ -92,6 +92,8 @@ export class Arena {
   readonly debug: boolean;
   /** Secure level 0..4 (a property of the buffer, from the header). */
   readonly secure: number;
+  /** Blocks carry padding (canary + requested size): debug mode or secure ≥ 3. */
+  readonly padded: boolean;
 
   constructor(buffer: ArrayBufferLike) {
     this.buffer = buffer;
@@ -111,6 +113,7 @@ export class Arena {
     const formatted = Atomics.load(this.mem, C.H_MAGIC) === C.MAGIC;
     this.debug = formatted && (this.mem[C.H_OPTIONS] & C.OPT_DEBUG) !== 0;
     this.secure = formatted ? (this.mem[C.H_OPTIONS] >>> C.OPT_SECURE_SHIFT) & C.OPT_SECURE_MASK : 0;
+    this.padded = this.debug || this.secure >= 3;
   }
 
   /** Record base of the page starting at slice s. */
@@ -132,6 +135,7 @@ export class Arena {
     m[C.H_HEADER_SLICES] = L.headerSlices;
     m[C.H_OPTIONS] = (knownZero ? C.OPT_KNOWN_ZERO : 0) | (debug ? C.OPT_DEBUG : 0) | (secure << C.OPT_SECURE_SHIFT);
     (this as { secure: number }).secure = secure;
+    (this as { padded: boolean }).padded = debug || secure >= 3;
     m[C.H_DEBUG_KEY] = randomKey();
     (this as { debug: boolean }).debug = debug;
     m[C.H_VERSION] = C.VERSION;

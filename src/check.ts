@@ -121,7 +121,7 @@ function checkPage(a: Arena, rb: number, live: Set<number>): number {
       const idx = Math.floor(off / bs);
       if (idx >= cap) fail(`I2: ${name}: allocation bit at ${hex(q)} beyond capacity ${cap}`);
       if (!aligned && off % bs !== 0) fail(`I2: ${name}: allocation bit at ${hex(q)}, inside block ${idx} (size ${bs})`);
-      if (a.debug && !bitOf(rBits, q)) {
+      if (a.padded && !bitOf(rBits, q)) {
         const msg = checkPadding(a, rb, q);
         if (msg !== null) fail(`D1: ${msg}`);
       }

@@ -25,8 +25,8 @@ export function paddingOf(a: Arena, rb: number, q: number): number {
 }
 
 /** Canary of the padding at `pad`: derived from the buffer's key and the address; its low byte is 0 (mimalloc #951). */
-function canaryOf(a: Arena, pad: number): number {
-  return ((pad ^ a.mem[C.H_DEBUG_KEY]) * 0x9e3779b1) & ~0xff;
+export function canaryOf(a: Arena, pad: number): number {
+  return Math.imul(pad ^ a.mem[C.H_DEBUG_KEY], 0x9e3779b1) & ~0xff;
 }
 
 /** Write the padding of a block handed out at q for `size` bytes, and fill its slack. */
@@ -34,7 +34,7 @@ export function setPadding(a: Arena, rb: number, q: number, size: number, fillUn
   const pad = paddingOf(a, rb, q);
   const u8 = a.u8;
   if (fillUninit) u8.fill(C.DEBUG_UNINIT_BYTE, q, q + size);
-  u8.fill(C.DEBUG_PAD_BYTE, q + size, Math.min(q + size + C.DEBUG_SLACK_CHECK, pad));
+  if (a.debug) u8.fill(C.DEBUG_PAD_BYTE, q + size, Math.min(q + size + C.DEBUG_SLACK_CHECK, pad)); // (secure: canary only)
   a.mem[pad >>> 2] = canaryOf(a, pad);
   a.mem[(pad >>> 2) + 1] = pad - (q + size);
 }
@@ -62,6 +62,7 @@ export function checkPadding(a: Arena, rb: number, q: number): string | null {
     return `buffer overflow in block ${hex(q)}${size >= 0 ? ` of size ${size}` : ''}: the padding canary after the block was overwritten (write at or after ${pad - q} bytes)`;
   }
   const size = pad - q - delta;
+  if (!a.debug) return null; // secure mode writes no slack pattern
   const u8 = a.u8;
   const end = Math.min(q + size + C.DEBUG_SLACK_CHECK, pad);
   for (let i = q + size; i < end; i++) {

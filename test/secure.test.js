@@ -1,7 +1,8 @@
 // Secure mode: level 1 guard space after every page's last block (checked by
 // check()); level 2 randomised free-list extension; level 3+ free-list links
 // encoded with per-page random keys, a corrupted link reported (EFAULT) and the
-// list truncated instead of followed. (Canaries after blocks: not yet.)
+// list truncated instead of followed, and a canary after every block (with the
+// requested size, as debug mode's padding) checked at free.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Allocator } from '../dist/index.js';
@@ -87,7 +88,7 @@ describe('secure mode', () => {
     }
     const e = errors.filter((x) => x.code === 'EFAULT');
     assert.equal(e.length, 1, JSON.stringify(errors));
-    assert.match(e[0].message, /corrupted free list entry: free block 0x[0-9a-f]+ \(size 64\)/);
+    assert.match(e[0].message, /corrupted free list entry: free block 0x[0-9a-f]+ \(size 80\)/);
     assert.equal(e[0].address, p);
     for (const x of got) a.free(x);
     a.free(keep);
@@ -103,5 +104,30 @@ describe('secure mode', () => {
     assert.equal(a.stats().used, 0);
     b.detach();
     a.check();
+  });
+
+  test('level 3: a canary at the end of every block catches an overflow at free (fast and generic paths)', () => {
+    for (const n of [1, 24, 100, 1000, 5000, 100000, 700000]) {
+      const errors = [];
+      const a = Allocator.create({ size: 16 * MiB, secure: 3, onError: (code, message, address) => errors.push({ code, message, address }) });
+      const keep = a.malloc(n);
+      const p = a.malloc(n);
+      assert.equal(a.usableSize(p), n, 'usableSize is the requested size');
+      a.u8.fill(7, p, p + n); // in bounds: no report
+      a.free(p);
+      assert.equal(errors.length, 0, `clean free of ${n} bytes`);
+      const q = a.malloc(n);
+      // overrun to the end of the block, where the canary sits (secure mode does not check the slack
+      // between the requested size and the canary; debug mode does): the block size is the bin of
+      // n + 8, which an allocator without padding reports as goodSize(n + 8)
+      const binEnd = q + Allocator.create({ size: 1 << 20 }).goodSize(n + 8);
+      a.u8.fill(7, q, binEnd);
+      a.free(q);
+      assert.equal(errors.length, 1, `overflow of a ${n}-byte block`);
+      assert.equal(errors[0].code, 'EFAULT');
+      assert.equal(errors[0].address, q);
+      assert.match(errors[0].message, /buffer overflow in block/);
+      void keep;
+    }
   });
 });

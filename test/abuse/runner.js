@@ -127,6 +127,8 @@ export class AbuseRun {
   constructor({ mode = { name: 'default', opts: {} }, handler = 'record', heap = 64 * MiB, liveLimit = 12 * MiB,
     collectMismatches = false, checkEvery = 500, label = '' } = {}) {
     this.mode = mode;
+    /** debug mode and secure ≥ 3 pad every block: usableSize is exactly the request */
+    this.exactUsable = mode.opts.debug === true || (mode.opts.secure ?? 0) >= 3;
     this.throwMode = handler === 'throw';
     this.liveLimit = liveLimit;
     this.collectMismatches = collectMismatches;
@@ -519,8 +521,8 @@ export class AbuseRun {
       if (r !== rec.addr) this.fail(`${what} = ${fmt(r)}: must stay in place (usable/2 <= n <= usable)`);
       const u2 = this.valid(() => ag.usableSize(r), 'usableSize after realloc in place');
       // debug mode: usableSize is exactly the requested size, so an in-place realloc changes it to n
-      if (u2 !== (this.mode.opts.debug ? n : u)) this.fail(`${what}: usable ${u} → ${u2} in place`);
-      if (this.mode.opts.debug) { // the block now has n usable bytes: re-admit it as such
+      if (u2 !== (this.exactUsable ? n : u)) this.fail(`${what}: usable ${u} → ${u2} in place`);
+      if (this.exactUsable) { // the block now has n usable bytes: re-admit it as such
         this.verifyFull({ ...rec, u: Math.min(u, n) }, `after ${what}`);
         this.retire(rec, g);
         return this.admit(g, r, n, { what, align: rec.align });
@@ -535,7 +537,7 @@ export class AbuseRun {
       this.verifyFull(rec, `after failed ${what}`);
       return rec;
     }
-    if (r === rec.addr && !this.mode.opts.debug) this.fail(`${what} stayed in place outside usable/2 <= n <= usable`);
+    if (r === rec.addr && !this.exactUsable) this.fail(`${what} stayed in place outside usable/2 <= n <= usable`);
     // (debug mode may grow in place into the block's slack: usableSize is the request, not the block)
     const keep = Math.min(u, n);
     const u8 = ag.u8;
@@ -808,7 +810,7 @@ export class AbuseRun {
     const used = this.a.stats().used;
     const want = this.modelUsed();
     // debug mode: stats count whole blocks (padding included) while usableSize is the request
-    const ok = this.mode.opts.debug ? (this.live.size === 0 ? used === 0 : used >= want) : used === want;
+    const ok = this.exactUsable ? (this.live.size === 0 ? used === 0 : used >= want) : used === want;
     if (!ok) this.fail(`${what}: stats().used = ${used} after collect(), live blocks hold ${want}`);
   }
 
