@@ -131,7 +131,7 @@ export function abandonAllOf(ag: AgentContext, tid: number, rebuild: boolean): v
     const slices = meta[rb + C.R_SLICES];
     const o = Atomics.load(meta, rb + C.R_OWNER);
     if ((o & ~3) === tid && Atomics.compareExchange(meta, rb + C.R_OWNER, o, ag.tid | C.OWNER_HELD) === o) {
-      meta[rb + C.R_FLAGS] &= ~(C.F_QUEUED | C.F_FULL);
+      meta[rb + C.R_FLAGS] &= ~C.F_FULL;
       if (rebuild) pageRebuild(a, rb);
       settleHeld(ag, rb, false);
     }

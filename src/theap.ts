@@ -20,6 +20,11 @@ for (let w = 0; w <= C.SMALL_WSIZE_MAX; w++) {
   DIRECT_HI[b] = w;
 }
 
+/** F_FULL says which of its bin's two queues a page is in (the fast free path tests it). */
+function setFull(meta: Int32Array, rb: number, full: boolean): void {
+  meta[rb + C.R_FLAGS] = full ? meta[rb + C.R_FLAGS] | C.F_FULL : meta[rb + C.R_FLAGS] & ~C.F_FULL;
+}
+
 export class Theap {
   /** Heap id this theap belongs to (0 = the main heap). */
   readonly heapId: number;
@@ -66,7 +71,7 @@ export class Theap {
     if (head !== 0) meta[head + C.R_PREV] = rb; else this.last[bin] = rb;
     this.first[bin] = rb;
     this.count[bin]++;
-    meta[rb + C.R_FLAGS] = bin < C.BIN_COUNT ? (meta[rb + C.R_FLAGS] | C.F_QUEUED) & ~C.F_FULL : meta[rb + C.R_FLAGS] | C.F_QUEUED | C.F_FULL;
+    setFull(meta, rb, bin >= C.BIN_COUNT);
     this.updateDirect(bin);
   }
 
@@ -77,7 +82,7 @@ export class Theap {
     if (tail !== 0) meta[tail + C.R_NEXT] = rb; else { this.first[bin] = rb; this.updateDirect(bin); }
     this.last[bin] = rb;
     this.count[bin]++;
-    meta[rb + C.R_FLAGS] = bin < C.BIN_COUNT ? (meta[rb + C.R_FLAGS] | C.F_QUEUED) & ~C.F_FULL : meta[rb + C.R_FLAGS] | C.F_QUEUED | C.F_FULL;
+    setFull(meta, rb, bin >= C.BIN_COUNT);
   }
 
   remove(meta: Int32Array, bin: number, rb: number): void {
@@ -87,7 +92,7 @@ export class Theap {
     if (next !== 0) meta[next + C.R_PREV] = prev; else this.last[bin] = prev;
     meta[rb + C.R_NEXT] = 0;
     meta[rb + C.R_PREV] = 0;
-    meta[rb + C.R_FLAGS] &= ~(C.F_QUEUED | C.F_FULL);
+    setFull(meta, rb, false);
     this.count[bin]--;
     if (prev === 0) this.updateDirect(bin);
   }

@@ -265,8 +265,6 @@ export const enum C {
   F_FRESH = 1 << 9,
   /** Some blocks were returned at an aligned address inside the block (mimalloc's HAS_INTERIOR_POINTERS). */
   F_ALIGNED = 1 << 10,
-  /** The page is in its theap queue (cleared while abandoned or held). */
-  F_QUEUED = 1 << 11,
   /**
    * The page is full and parked in its theap's full queue for its bin (queue
    * index bin + BIN_COUNT): the malloc search skips it, a local free moves it
