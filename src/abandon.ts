@@ -20,7 +20,7 @@
  */
 import type { Arena } from './arena.js';
 import { C } from './types.js';
-import { mapAbandoned, pageBin, pageCollect, pageRebuild, pageRelease, pageSlice, unmapAbandoned } from './page.js';
+import { brokenCanary, mapAbandoned, pageBin, pageCollect, pageRebuild, pageRelease, pageSlice, unmapAbandoned } from './page.js';
 import type { Theap } from './theap.js';
 
 /** What abandon.ts needs of an agent. */
@@ -30,6 +30,21 @@ export interface AgentContext {
   readonly agentBase: number;
   /** This agent's theap for a heap, if it has one. */
   theapOf(heapId: number): Theap | null;
+  /** Report (EFAULT) the overflow out of block b found when its page went back to the buffer. */
+  reportReleasedOverflow(b: number, size: number): void;
+}
+
+/**
+ * Return an empty held page to the buffer; at secure ≥ 3 its canaries are
+ * checked first (brokenCanary) and a broken one reported once the release is
+ * complete, so a throwing handler leaves nothing half done.
+ */
+export function releasePage(ag: AgentContext, rb: number): void {
+  const a = ag.arena;
+  const bad = a.secure >= 3 ? brokenCanary(a, rb) : 0;
+  const size = a.meta[rb + C.R_BLOCK_SIZE] - C.PADDING;
+  pageRelease(a, ag.agentBase, rb);
+  if (bad !== 0) ag.reportReleasedOverflow(bad, size);
 }
 
 /**
@@ -46,7 +61,7 @@ export function settleHeld(ag: AgentContext, rb: number, allowReclaim: boolean):
     pageCollect(a, rb);
     const used = meta[rb + C.R_USED];
     if (used === 0) {
-      pageRelease(a, ag.agentBase, rb);
+      releasePage(ag, rb);
       return;
     }
     const bin = pageBin(meta, rb);

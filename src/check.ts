@@ -8,7 +8,7 @@ import type { Arena } from './arena.js';
 import { C } from './types.js';
 import { BIN_BLOCK_SIZE } from './bins.js';
 import { getLink, pageStart } from './page.js';
-import { checkFreed, checkPadding } from './debug.js';
+import { canaryOf, checkFreed, checkPadding } from './debug.js';
 
 function fail(msg: string): never {
   throw new Error(`mimalloc-ts check failed: ${msg}`);
@@ -100,6 +100,14 @@ function checkPage(a: Arena, rb: number, live: Set<number>): number {
     if (g1 - g0 < C.SECURE_GUARD) fail(`S1: ${name}: only ${g1 - g0} bytes of guard space after its last block`);
     for (let i = g0; i < g1; i++) {
       if (a.u8[i] !== C.SECURE_GUARD_BYTE) fail(`S1: ${name}: guard space after its last block (block size ${bs}) overwritten ${i - g0} bytes past the end of block ${res - 1}`);
+    }
+  }
+  if (a.secure >= 3) { // I5: every block below capacity, live or free, ends in its canary
+    for (let i = 0; i < cap; i++) {
+      const pad = ps + (i + 1) * bs - C.PADDING;
+      if (a.mem[pad >>> 2] !== canaryOf(a, pad)) {
+        fail(`I5: ${name}: buffer overflow: the canary after block ${hex(ps + i * bs)} (size ${bs - C.PADDING}) was overwritten`);
+      }
     }
   }
   const owner = Atomics.load(meta, rb + C.R_OWNER);

@@ -26,7 +26,22 @@ export function paddingOf(a: Arena, rb: number, q: number): number {
 
 /** Canary of the padding at `pad`: derived from the buffer's key and the address; its low byte is 0 (mimalloc #951). */
 export function canaryOf(a: Arena, pad: number): number {
-  return Math.imul(pad ^ a.mem[C.H_DEBUG_KEY], 0x9e3779b1) & ~0xff;
+  return Math.imul(pad ^ a.mem[C.H_DEBUG_KEY], C.CANARY_MUL) & ~0xff;
+}
+
+/** Rewrite the canary of the block holding q (after an overflow was found, so it is reported once). */
+export function repairCanary(a: Arena, rb: number, q: number): void {
+  const pad = paddingOf(a, rb, q);
+  a.mem[pad >>> 2] = canaryOf(a, pad);
+}
+
+/**
+ * The part of a free block of size bs at b that debug mode fills with 0xDF:
+ * after the link word (levels < 3), or up to the padding, whose canary stays
+ * (secure ≥ 3, where the link is in the padding).
+ */
+function freedRange(a: Arena, bs: number): number {
+  return Math.min(a.secure >= 3 ? bs - C.PADDING : bs, C.DEBUG_FILL_MAX);
 }
 
 /** Write the padding of a block handed out at q for `size` bytes, and fill its slack. */
@@ -75,13 +90,13 @@ export function checkPadding(a: Arena, rb: number, q: number): string | null {
 
 /** Fill a freed (or never-used) block at b of size bs with 0xDF. */
 export function fillFreed(a: Arena, b: number, bs: number): void {
-  a.u8.fill(C.DEBUG_FREED_BYTE, b, b + Math.min(bs, C.DEBUG_FILL_MAX));
+  a.u8.fill(C.DEBUG_FREED_BYTE, b, b + freedRange(a, bs));
 }
 
-/** Offset of the first byte of a free block (after its link word) that is not 0xDF, or -1. */
+/** Offset of the first byte of a free block (its link word skipped) that is not 0xDF, or -1. */
 export function checkFreed(a: Arena, b: number, bs: number): number {
   const u8 = a.u8;
-  const end = b + Math.min(bs, C.DEBUG_FILL_MAX);
-  for (let i = b + 4; i < end; i++) if (u8[i] !== C.DEBUG_FREED_BYTE) return i - b;
+  const end = b + freedRange(a, bs);
+  for (let i = a.secure >= 3 ? b : b + 4; i < end; i++) if (u8[i] !== C.DEBUG_FREED_BYTE) return i - b;
   return -1;
 }

@@ -57,6 +57,13 @@
  * - I4 ownership: OWNER is 0 for a non-page record, ABANDONED, the tid of
  *   the agent whose theap queues the page, or tid|HELD while an agent holds
  *   it outside any queue. Only the holder of a page writes its plain fields.
+ * - I5 canaries (secure ≥ 3): every block below capacity, live or free, has
+ *   canary(pad) at pad = blockStart + blockSize − PADDING, where
+ *   canary(x) = imul(x ^ key, CANARY_MUL) & ~0xff (key: the buffer's
+ *   H_DEBUG_KEY). pageExtend writes it, malloc rewrites it, nothing else may.
+ *   An overrun out of a block breaks I5 for that block; the break is reported
+ *   when the block is next handed out, freed on the generic path, or by
+ *   `check()`, and repaired before the report so it is reported once.
  */
 
 // ---------------------------------------------------------------------------
@@ -169,6 +176,26 @@ export const enum C {
    * bytes between the requested end and the padding hold DEBUG_PAD_BYTE.
    */
   PADDING = 8,
+  /**
+   * Secure ≥ 3 keeps a free block's (encoded) free-list link in the delta
+   * word of its padding, LINK_FROM_END bytes before the block's end, not in
+   * its first word:
+   *
+   * ```
+   *  live:  b ├─ user bytes ──── slack ─┤├ canary u32 ┤├ delta u32 ┤ b + blockSize
+   *  free:  b ├─ (old contents) ────────┤├ (stale)    ┤├ enc(next) ┤
+   * ```
+   *
+   * malloc reads link and canary and writes canary and delta in one 8-byte
+   * unit; free writes the link there and leaves the canary (I5): one cache
+   * line per operation, and free loads nothing from the block, so a free of
+   * a cold block does not wait for memory (the canary is checked when the
+   * block is handed out again). An overrun out of block b passes its canary
+   * first.
+   */
+  LINK_FROM_END = 4,
+  /** Odd multiplier of the canary hash (2^32 / golden ratio): neighbouring blocks' canaries differ in every byte. */
+  CANARY_MUL = 0x9e3779b1,
   DEBUG_SLACK_CHECK = 16,
   DEBUG_UNINIT_BYTE = 0xd0, // fresh allocations (not zalloc/calloc)
   DEBUG_FREED_BYTE = 0xdf, // freed blocks and never-used blocks on a free list

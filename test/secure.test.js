@@ -75,9 +75,12 @@ describe('secure mode', () => {
     const q = a.malloc(64);
     a.free(q);
     a.free(p); // localFree: p → q
-    assert.notEqual(a.u32[p >>> 2], q, 'the link in a free block is not the plain next address');
+    // the link lives in the last word of the block (size 80: 64 + 8 bytes of padding, binned)
+    const link = (p + 80 - 4) >>> 2;
+    assert.ok(![q, 0].includes(a.u32[link]), 'the link in a free block is not the plain next address');
+    a.u32[p >>> 2] = 0x41414141; // a use-after-free write at the start of the block leaves the list alone
     a.check();
-    a.u32[p >>> 2] = 0x41414141; // a user's overrun (or use after free) into the freed block
+    a.u32[link] = 0x41414141; // a user's overrun (or use after free) into the freed block's link
     assert.throws(() => a.check(), /corrupted localFree entry/);
     const got = new Set();
     for (let i = 0; i < 300; i++) {
@@ -106,7 +109,7 @@ describe('secure mode', () => {
     a.check();
   });
 
-  test('level 3: a canary at the end of every block catches an overflow at free (fast and generic paths)', () => {
+  test('level 3: a canary at the end of every block catches an overflow: at free (generic path), at reuse (fast path), by check(), at page release', () => {
     for (const n of [1, 24, 100, 1000, 5000, 100000, 700000]) {
       const errors = [];
       const a = Allocator.create({ size: 16 * MiB, secure: 3, onError: (code, message, address) => errors.push({ code, message, address }) });
@@ -116,18 +119,46 @@ describe('secure mode', () => {
       a.u8.fill(7, p, p + n); // in bounds: no report
       a.free(p);
       assert.equal(errors.length, 0, `clean free of ${n} bytes`);
+      a.check();
       const q = a.malloc(n);
       // overrun to the end of the block, where the canary sits (secure mode does not check the slack
       // between the requested size and the canary; debug mode does): the block size is the bin of
-      // n + 8, which an allocator without padding reports as goodSize(n + 8)
-      const binEnd = q + Allocator.create({ size: 1 << 20 }).goodSize(n + 8);
+      // n + 8, which an allocator without padding reports as goodSize(n + 8) (huge blocks: with guard space)
+      const binEnd = q + Allocator.create({ size: 1 << 20, secure: 1 }).goodSize(n + 8);
       a.u8.fill(7, q, binEnd);
+      assert.throws(() => a.check(), /buffer overflow/, 'check() sees the live block\'s broken canary');
       a.free(q);
-      assert.equal(errors.length, 1, `overflow of a ${n}-byte block`);
+      if (errors.length === 0) {
+        // the free fast path loads nothing from the block: the canary is checked when the block is handed out again
+        assert.throws(() => a.check(), new RegExp(`I5: .*the canary after block 0x${q.toString(16)} `));
+        const got = [];
+        for (let i = 0; i < 5000 && errors.length === 0; i++) got.push(a.malloc(n));
+        assert.equal(got.at(-1), q, `the report comes with block ${q} handed out again`);
+        for (const x of got) a.free(x);
+      }
+      assert.equal(errors.length, 1, `overflow of a ${n}-byte block: ${JSON.stringify(errors)}`);
       assert.equal(errors[0].code, 'EFAULT');
       assert.equal(errors[0].address, q);
       assert.match(errors[0].message, /buffer overflow in block/);
+      a.check(); // reported once, repaired
       void keep;
     }
+  });
+
+  test('level 3: an overflow out of a block that is never handed out again is reported when its page goes back to the buffer', () => {
+    const errors = [];
+    const a = Allocator.create({ size: 16 * MiB, secure: 4, onError: (code, message, address) => errors.push({ code, message, address }) });
+    const ps = Array.from({ length: 50 }, () => a.malloc(200));
+    const q = ps[17];
+    const bs = Allocator.create({ size: 1 << 20 }).goodSize(208); // the block: 200 bytes + 8 of padding, binned
+    a.u8.fill(0x41, q, q + bs); // 200 bytes, the slack, the canary and size
+    for (const p of ps) a.free(p);
+    assert.equal(errors.length, 0, 'the fast path free does not look');
+    a.collect(true); // the emptied page goes back to the buffer
+    assert.equal(errors.length, 1, JSON.stringify(errors));
+    assert.equal(errors[0].code, 'EFAULT');
+    assert.equal(errors[0].address, q);
+    assert.match(errors[0].message, new RegExp(`buffer overflow in block 0x${q.toString(16)} \\(size ${bs - 8}\\).*returned to the buffer`));
+    a.check();
   });
 });
