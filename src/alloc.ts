@@ -1004,12 +1004,11 @@ class SecureAllocator extends Allocator {
         const r = k0 & 31;
         const v = (mem[(pad >>> 2) + 1] - k0) | 0;
         const next = (((v >>> r) | (v << (32 - r))) ^ mem[rb + C.R_KEY1]) >>> 0;
-        const start = mem[rb + C.R_START] >>> 0;
-        const nullLink = next === start + 1;
-        const canary = Math.imul(pad ^ mem[C.H_DEBUG_KEY], C.CANARY_MUL) & ~0xff;
-        // a link into the page and an intact canary (I5), else the generic path reports
-        if ((nullLink || (((next - start) >>> 0) < (mem[rb + C.R_EXTENT] >>> 0) && (next & 7) === 0)) && mem[pad >>> 2] === canary) {
-          mem[rb + C.R_FREE] = nullLink ? 0 : next;
+        const canary = (pad ^ mem[C.H_DEBUG_KEY]) & ~0xff; // debug.ts canaryOf
+        // a link into the page (or NULL) and an intact canary (I5), else the generic path reports
+        if ((next === 0 || (((next - (mem[rb + C.R_START] >>> 0)) >>> 0) < (mem[rb + C.R_EXTENT] >>> 0) && (next & 7) === 0)) &&
+            mem[pad >>> 2] === canary) {
+          mem[rb + C.R_FREE] = next;
           mem[rb + C.R_USED] = (mem[rb + C.R_USED] + 1) | 0;
           mem[this.aBase + (b >>> C.BITMAP_WORD_SHIFT)] |= 1 << ((b >>> C.GRANULE_SHIFT) & 31);
           mem[(pad >>> 2) + 1] = pad - (b >>> 0) - n; // the requested size over the link (debug.ts layout)
@@ -1037,7 +1036,7 @@ class SecureAllocator extends Allocator {
           const local = mem[rb + C.R_LOCAL_FREE];
           const k0 = mem[rb + C.R_KEY0];
           const r = k0 & 31;
-          const v = ((local === 0 ? (mem[rb + C.R_START] >>> 0) + 1 : local) ^ mem[rb + C.R_KEY1]) | 0;
+          const v = local ^ mem[rb + C.R_KEY1];
           mem[(pad >>> 2) + 1] = (((v << r) | (v >>> (32 - r))) + k0) | 0; // over delta: one cache line per free
           mem[rb + C.R_LOCAL_FREE] = p;
           const used = (mem[rb + C.R_USED] - 1) | 0;

@@ -26,7 +26,7 @@ export function paddingOf(a: Arena, rb: number, q: number): number {
 
 /** Canary of the padding at `pad`: derived from the buffer's key and the address; its low byte is 0 (mimalloc #951). */
 export function canaryOf(a: Arena, pad: number): number {
-  return Math.imul(pad ^ a.mem[C.H_DEBUG_KEY], C.CANARY_MUL) & ~0xff;
+  return (pad ^ a.mem[C.H_DEBUG_KEY]) & ~0xff;
 }
 
 /** Rewrite the canary of the block holding q (after an overflow was found, so it is reported once). */

@@ -30,24 +30,15 @@ function shuffled(k: number): Int32Array {
 }
 
 /**
- * Where the free-list link of free block b lives. Levels < 3: the block's
- * first word (mimalloc's layout). Secure ≥ 3: the last word of the block,
- * inside the padding (see types.ts, "Secure mode"), so free and malloc touch
- * one place per block, the cache line that also holds the canary, instead of
- * two: a random free in a large heap costs one cache miss, not two. It also
- * keeps a use-after-free write at the start of a block off the link.
- */
-export function linkAt(a: Arena, rb: number, b: number): number {
-  return a.secure < 3 ? b : b + a.meta[rb + C.R_BLOCK_SIZE] - C.LINK_FROM_END;
-}
-
-/**
  * The free-list link of free block b of page rb: the next block's address,
- * or 0. Secure level ≥ 3 stores links encoded with the page's two random keys
- * (mimalloc: rotl(p ^ k1, k0) + k0, NULL encoded as a sentinel that is no
- * block address), so a write into a free block's link is detected when it is
- * read: a link that decodes outside the page returns -1 (corrupt) and the
- * caller truncates the list there.
+ * or 0. Levels < 3 keep it in the block's first word (mimalloc's layout).
+ * Secure ≥ 3 keeps it in the block's last word, inside the padding (types.ts
+ * LINK_FROM_END), so malloc and free touch one cache line per block, and
+ * encodes it with the page's two random keys: mimalloc's rotl(p ^ k1, k0) + k0,
+ * NULL as enc(0) (mimalloc encodes the page address: a load and a select more
+ * per link). A write into a free block's link is detected when it is read: a
+ * link that decodes outside the page returns -1 (corrupt) and the caller
+ * truncates the list there.
  */
 export function getLink(a: Arena, rb: number, b: number): number {
   if (a.secure < 3) return a.mem[b >>> 2] >>> 0;
@@ -58,7 +49,7 @@ export function getLink(a: Arena, rb: number, b: number): number {
   const v = (raw - k0) | 0;
   const p = (((v >>> r) | (v << (32 - r))) ^ meta[rb + C.R_KEY1]) >>> 0;
   const start = meta[rb + C.R_START] >>> 0;
-  if (p === start + 1) return 0; // the encoded NULL
+  if (p === 0) return 0; // the encoded NULL
   if (((p - start) >>> 0) >= (meta[rb + C.R_EXTENT] >>> 0) || (p & 7) !== 0) return -1;
   return p;
 }
@@ -69,7 +60,7 @@ export function setLink(a: Arena, rb: number, b: number, next: number): void {
   const meta = a.meta;
   const k0 = meta[rb + C.R_KEY0];
   const r = k0 & 31;
-  const v = ((next === 0 ? (meta[rb + C.R_START] >>> 0) + 1 : next) ^ meta[rb + C.R_KEY1]) | 0;
+  const v = (next ^ meta[rb + C.R_KEY1]) | 0;
   a.mem[(b + meta[rb + C.R_BLOCK_SIZE] - C.LINK_FROM_END) >>> 2] = (((v << r) | (v >>> (32 - r))) + k0) | 0;
 }
 
@@ -162,7 +153,7 @@ export function pageExtend(a: Arena, rb: number): void {
     const key = mem[C.H_DEBUG_KEY];
     for (let i = 0; i < k; i++) {
       const pad = first + (i + 1) * bs - C.PADDING;
-      mem[pad >>> 2] = Math.imul(pad ^ key, C.CANARY_MUL) & ~0xff;
+      mem[pad >>> 2] = (pad ^ key) & ~0xff;
     }
   }
   meta[rb + C.R_FREE] = head;
@@ -294,7 +285,7 @@ export function brokenCanary(a: Arena, rb: number): number {
   const bs = meta[rb + C.R_BLOCK_SIZE];
   const cap = meta[rb + C.R_CAPACITY];
   for (let i = 0, pad = ps + bs - C.PADDING; i < cap; i++, pad += bs) {
-    if (mem[pad >>> 2] !== (Math.imul(pad ^ key, C.CANARY_MUL) & ~0xff)) return pad + C.PADDING - bs;
+    if (mem[pad >>> 2] !== ((pad ^ key) & ~0xff)) return pad + C.PADDING - bs;
   }
   return 0;
 }

@@ -59,8 +59,10 @@
  *   it outside any queue. Only the holder of a page writes its plain fields.
  * - I5 canaries (secure ≥ 3): every block below capacity, live or free, has
  *   canary(pad) at pad = blockStart + blockSize − PADDING, where
- *   canary(x) = imul(x ^ key, CANARY_MUL) & ~0xff (key: the buffer's
- *   H_DEBUG_KEY). pageExtend writes it, malloc rewrites it, nothing else may.
+ *   canary(x) = (x ^ key) & ~0xff (key: the buffer's random H_DEBUG_KEY; the
+ *   low byte is 0 so a missing string terminator stops there, mimalloc #951;
+ *   a hash of x would hide nothing more, as any public bijection of x ^ key
+ *   gives the key away from one canary just the same). pageExtend writes it, malloc rewrites it, nothing else may.
  *   An overrun out of a block breaks I5 for that block; the break is reported
  *   when the block is next handed out, freed on the generic path, or by
  *   `check()`, and repaired before the report so it is reported once.
@@ -194,8 +196,6 @@ export const enum C {
    * first.
    */
   LINK_FROM_END = 4,
-  /** Odd multiplier of the canary hash (2^32 / golden ratio): neighbouring blocks' canaries differ in every byte. */
-  CANARY_MUL = 0x9e3779b1,
   DEBUG_SLACK_CHECK = 16,
   DEBUG_UNINIT_BYTE = 0xd0, // fresh allocations (not zalloc/calloc)
   DEBUG_FREED_BYTE = 0xdf, // freed blocks and never-used blocks on a free list
