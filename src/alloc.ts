@@ -45,10 +45,22 @@ export interface AllocatorOptions {
    * 16 bytes of guard space after the last block of every page, verified by check();
    * ≥ 2 threads new blocks onto free lists in a random order; ≥ 3 encodes free-list
    * links with per-page random keys (a corrupted link: EFAULT, list truncated) and ends
-   * every block in a canary + requested size checked at free (usableSize = request),
-   * with fast paths of its own. Level 4 = level 3. A property of the buffer.
+   * every block in a canary + requested size (usableSize = request), checked when the
+   * block is handed out again, at a generic-path free, by check() and when its page is
+   * returned; it has fast paths of its own. Level 4 = level 3. A property of the buffer.
    */
   secure?: number;
+  /**
+   * Record the JavaScript stack of every Nth allocation this agent makes: an
+   * integer ≥ 0, default 0 (off); 1 records every allocation. `leakReport()`
+   * (and debug mode's report at `detach()`) shows the stack with each live
+   * block that has one. A debugging aid, per agent (stacks are JavaScript
+   * objects, not in the buffer): each recorded allocation costs a stack
+   * capture (a few µs), and while it is on this agent's calls take the
+   * generic paths. The stack shown is that of the last recorded allocation
+   * of the address by this agent.
+   */
+  allocStacks?: number;
   /**
    * Debug mode (default false, or true when the environment has MIMALLOC_DEBUG=1):
    * fresh blocks filled with 0xD0, freed ones with 0xDF (checked when reused:
@@ -71,6 +83,8 @@ export interface AllocatorOptions {
 /** Options of `Allocator.attach`. */
 export interface AttachOptions {
   onError?: ErrorHandler;
+  /** As AllocatorOptions.allocStacks, for the attaching agent. */
+  allocStacks?: number;
 }
 
 /** What a worker needs to attach: structured-cloneable, postMessage it. */
@@ -106,6 +120,22 @@ function takeLocalFree(mem: Int32Array, rb: number): number {
   return b;
 }
 
+function checkAllocStacks(v: unknown): number {
+  if (v === undefined) return 0;
+  if (typeof v !== 'number') throw new TypeError(`options.allocStacks must be a number, got ${typeof v}`);
+  if (!Number.isInteger(v) || v < 0 || v > TWO_31) throw new RangeError(`options.allocStacks must be an integer ≥ 0, got ${v}`);
+  return v;
+}
+
+/** This package's directory, as it appears in stack frames. */
+const OWN_DIR = new URL('.', import.meta.url).href;
+
+/** The frames of a recorded allocation stack outside this package: where the user allocated. */
+function userFrames(e: Error): string {
+  const lines = (e.stack ?? '').split('\n').slice(1);
+  return lines.filter((l) => !l.includes(OWN_DIR)).slice(0, 10).map((l) => l.trim()).join('\n');
+}
+
 export class Allocator implements AgentContext {
   // --- hot fields (read by malloc/free on every call) ---
   protected direct: Int32Array;
@@ -128,6 +158,10 @@ export class Allocator implements AgentContext {
   readonly debug: boolean;
   /** Blocks end in padding (canary + requested size): debug mode or secure ≥ 3. */
   protected readonly padded: boolean;
+  /** allocStacks: address → Error captured at its allocation (null: off). */
+  private stacks: Map<number, Error> | null = null;
+  private stackEvery = 0;
+  private stackCountdown = 0;
 
   readonly arena: Arena;
   /** This agent's id (distinct per agent, never reused). */
@@ -224,9 +258,11 @@ export class Allocator implements AgentContext {
     if (arena.headerSlices + 2 > arena.sliceCount) throw new RangeError('buffer too small for the header');
     if (opts.debug !== undefined && typeof opts.debug !== 'boolean') throw new TypeError('options.debug must be a boolean');
     arena.format(knownZero, opts.debug ?? envDebug(), opts.secure ?? 0);
-    if (arena.secure >= 3) return new SecureAllocator(arena, opts.onError);
-    if (opts.checkFree === false) return new UncheckedAllocator(arena, opts.onError);
-    return new Allocator(arena, opts.onError);
+    const every = checkAllocStacks(opts.allocStacks);
+    const al = arena.secure >= 3 ? new SecureAllocator(arena, opts.onError)
+      : opts.checkFree === false ? new UncheckedAllocator(arena, opts.onError) : new Allocator(arena, opts.onError);
+    if (every > 0) al.recordStacks(every);
+    return al;
   }
 
   /** In a worker (or any agent): attach to an allocator created elsewhere; this agent gets its own theaps. */
@@ -234,10 +270,38 @@ export class Allocator implements AgentContext {
     if (handle === null || typeof handle !== 'object' || !(handle.buffer instanceof SharedArrayBuffer)) {
       throw new TypeError('attach: expected the handle of an allocator (allocator.handle)');
     }
+    if (opts === null || typeof opts !== 'object') throw new TypeError('options must be an object');
+    const every = checkAllocStacks(opts.allocStacks);
     const arena = new Arena(handle.buffer);
     arena.validateHeader();
     // the buffer decides the fast paths: secure ≥ 3 needs the encoded ones
-    return arena.secure >= 3 ? new SecureAllocator(arena, opts.onError) : new Allocator(arena, opts.onError);
+    const al = arena.secure >= 3 ? new SecureAllocator(arena, opts.onError) : new Allocator(arena, opts.onError);
+    if (every > 0) al.recordStacks(every);
+    return al;
+  }
+
+  /** allocStacks: record the stack of every `every`-th allocation (fast paths off). */
+  private recordStacks(every: number): void {
+    this.stacks = new Map();
+    this.stackEvery = every;
+    this.stackCountdown = 1;
+    this.fastTid = -1;
+    this.direct = new Int32Array(this.direct.length).fill(this.arena.rec(0));
+  }
+
+  /** A block was handed out at p: record its stack (sampled), or forget a stale one. */
+  private noteAlloc(p: number): void {
+    const st = this.stacks;
+    if (st === null || p === 0) return;
+    if (--this.stackCountdown <= 0) {
+      this.stackCountdown = this.stackEvery;
+      const limit = Error.stackTraceLimit;
+      Error.stackTraceLimit = limit + 8; // room for our own frames, dropped when printed
+      st.set(p, new Error('allocated')); // formatted only if a report prints it
+      Error.stackTraceLimit = limit;
+    } else if (st.size !== 0) {
+      st.delete(p);
+    }
   }
 
   /** Structured-cloneable description of the allocator, for `Allocator.attach` in another agent. */
@@ -299,7 +363,7 @@ export class Allocator implements AgentContext {
   }
 
   /** Generic allocation of a validated size in theap `th`. */
-  private allocSize(th: Theap, size: number): number {
+  private allocSize(th: Theap, size: number, note = true): number {
     if (size > TWO_31 - C.SLICE_SIZE - C.PADDING) return this.nomem(size);
     if ((++th.genericCount & 63) === 0 && th.retiredMin <= th.retiredMax) this.collectRetired(th, false);
     const need = this.padded ? size + C.PADDING : size; // debug / secure ≥ 3: room for the padding
@@ -312,6 +376,7 @@ export class Allocator implements AgentContext {
       b = this.popBlock(rb);
     }
     if (this.padded && b !== 0) setPadding(this.arena, this.pageMap[b >>> C.SLICE_SHIFT], b, size, this.debug);
+    if (note && this.stacks !== null) this.noteAlloc(b);
     return b;
   }
 
@@ -510,6 +575,7 @@ export class Allocator implements AgentContext {
     const q = this.allocAlignedRaw(th, size, alignment);
     // debug: the padding belongs after `size` bytes at the aligned address
     if (this.padded && q !== 0) setPadding(this.arena, this.pageMap[q >>> C.SLICE_SHIFT], q, size, this.debug);
+    if (this.stacks !== null) this.noteAlloc(q);
     return q;
   }
 
@@ -519,10 +585,10 @@ export class Allocator implements AgentContext {
     if (alignment > C.SLICE_SIZE) return this.allocHuge(th, need, alignment / C.SLICE_SIZE);
     if (need > C.LARGE_OBJ_SIZE_MAX) return this.allocHuge(th, need, 1);
     const want = Math.max(size, alignment);
-    if (!this.padded && BIN_BLOCK_SIZE[binOf(want)] % alignment === 0) return this.allocSize(th, want);
+    if (!this.padded && BIN_BLOCK_SIZE[binOf(want)] % alignment === 0) return this.allocSize(th, want, false);
     const over = size + alignment - 8; // allocSize adds the debug padding itself
     if (over + (need - size) > C.LARGE_OBJ_SIZE_MAX) return this.allocHuge(th, need, 1);
-    const b = this.allocSize(th, over);
+    const b = this.allocSize(th, over, false);
     if (b === 0) return 0;
     const q = Math.ceil(b / alignment) * alignment;
     if (q !== b) {
@@ -576,6 +642,7 @@ export class Allocator implements AgentContext {
     this.assertAttached();
     const rb = this.validate(q, 'free');
     if (rb === 0) return;
+    if (this.stacks !== null) this.stacks.delete(q);
     if (this.padded) { // reported before the free changes anything; a handler that returns lets the free go on
       const msg = checkPadding(this.arena, rb, q);
       if (msg !== null) {
@@ -908,6 +975,13 @@ export class Allocator implements AgentContext {
     const tid = this.tid;
     const all = opts.all === true;
     const blocks = liveBlocks(this.arena, (o) => all || (o & ~3) === tid, (rb, q) => this.usableOf(rb, q));
+    const st = this.stacks;
+    if (st !== null) {
+      for (const b of blocks) {
+        const e = st.get(b.address);
+        if (e !== undefined) b.stack = userFrames(e);
+      }
+    }
     return { blocks, bytes: blocks.reduce((t, b) => t + b.size, 0), text: formatLeaks(blocks) };
   }
 

@@ -127,6 +127,8 @@ export function formatStats(st: StatsSnapshot): string {
 export interface LiveBlock {
   address: number;
   size: number;
+  /** Where it was allocated (frames, one per line), when the allocator records stacks (allocStacks). */
+  stack?: string;
 }
 
 /**
@@ -160,7 +162,10 @@ export function liveBlocks(a: Arena, ownerFilter: (owner: number) => boolean, si
 export function formatLeaks(blocks: LiveBlock[], max = 20): string {
   const bytes = blocks.reduce((t, b) => t + b.size, 0);
   const lines = [`${blocks.length} live block${blocks.length === 1 ? '' : 's'}, ${bytes} bytes`];
-  for (const b of blocks.slice(0, max)) lines.push(`  0x${b.address.toString(16)}  ${b.size} bytes`);
+  for (const b of blocks.slice(0, max)) {
+    lines.push(`  0x${b.address.toString(16)}  ${b.size} bytes`);
+    if (b.stack !== undefined) for (const f of b.stack.split('\n')) lines.push(`      ${f}`);
+  }
   if (blocks.length > max) lines.push(`  … ${blocks.length - max} more`);
   return lines.join('\n');
 }
