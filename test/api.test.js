@@ -1041,3 +1041,22 @@ describe('handle, attach, detach, releaseAgent (same thread)', () => {
     assert.throws(() => a.free(p));
   });
 });
+
+describe('checkFree: false (the benchmarks\' measuring instrument)', () => {
+  test('realloc, usableSize, zalloc and frees into full pages work without allocation bits', () => {
+    const a = Allocator.create({ size: 32 * MiB, checkFree: false });
+    const ps = [];
+    for (let i = 0; i < 3000; i++) ps.push(a.malloc(24 + (i % 5) * 40));
+    assert.equal(a.usableSize(ps[1]), 64);
+    a.u32[ps[1] >>> 2] = 0xabcdef;
+    const q = a.realloc(ps[1], 400);
+    assert.ok(q !== 0 && q !== ps[1]);
+    assert.equal(a.u32[q >>> 2], 0xabcdef, 'realloc moved the contents');
+    ps[1] = q;
+    const z = a.zalloc(100);
+    assert.ok(a.u8.subarray(z, z + 100).every((x) => x === 0));
+    ps.push(z);
+    for (const p of ps) a.free(p); // pages filled up: some frees take the generic path
+    assert.equal(a.stats().used, 0);
+  });
+});

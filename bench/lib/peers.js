@@ -121,7 +121,7 @@ function makeImports(module) {
   return imports;
 }
 
-async function instantiate(file) {
+export async function instantiate(file) {
   const bytes = readFileSync(path.join(BUILD_DIR, file));
   const module = await WebAssembly.compile(bytes);
   const instance = await WebAssembly.instantiate(module, makeImports(module));

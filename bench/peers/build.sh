@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Build the peer allocators for bench/micro.js into bench/build/:
-#   dlmalloc.wasm            wasi-libc malloc/free (dlmalloc) + batched loop
+# Build the peer allocators for bench/micro.js and bench/replay.js into bench/build/:
+#   dlmalloc.wasm            wasi-libc malloc/free/calloc/realloc/aligned_alloc
+#                            (dlmalloc) + batched loop
 #   tlsf.wasm                AssemblyScript heap.alloc/free (TLSF) + batched loop
 #   native_micro_mimalloc    bench/peers/native_micro.c linked with -lmimalloc
 #   native_micro_glibc       the same program on glibc malloc
+#   native_replay_mimalloc   bench/peers/native_replay.c (trace replay) with -lmimalloc
+#   native_replay_glibc      the same program on glibc malloc
 # Missing Debian packages are installed with apt-get (root or sudo needed).
 # A peer that fails to build leaves bench/build/<peer>.unavailable holding
 # the reason; bench/micro.js reports it instead of crashing. Exit status is 0
@@ -70,7 +73,8 @@ build_dlmalloc() {
   sysroot="$(dirname "$(dirname "$(dirname "$libc")")")"
   local err
   if err="$(clang --target=wasm32-wasi --sysroot="$sysroot" -O2 -mexec-model=reactor \
-      -Wl,--export=malloc -Wl,--export=free -Wl,--strip-all \
+      -Wl,--export=malloc -Wl,--export=free -Wl,--export=calloc -Wl,--export=realloc \
+      -Wl,--export=aligned_alloc -Wl,--strip-all \
       "$here/dlmalloc_exports.c" -o "$out/dlmalloc.wasm" 2>&1)"; then
     ok dlmalloc
   else
@@ -114,6 +118,18 @@ build_native() {
     ok native-mimalloc
   else
     fail native-mimalloc "gcc failed: $(printf '%s' "$err" | head -n3 | tr '\n' ' ')"
+  fi
+  # trace replay (bench/replay.js)
+  if err="$(gcc -O2 "$here/native_replay.c" -o "$out/native_replay_glibc" 2>&1)"; then
+    ok native-replay-glibc
+  else
+    fail native-replay-glibc "gcc failed: $(printf '%s' "$err" | head -n3 | tr '\n' ' ')"
+  fi
+  if err="$(gcc -O2 -DUSE_MIMALLOC "$here/native_replay.c" -o "$out/native_replay_mimalloc" \
+      -lmimalloc 2>&1)"; then
+    ok native-replay-mimalloc
+  else
+    fail native-replay-mimalloc "gcc failed: $(printf '%s' "$err" | head -n3 | tr '\n' ' ')"
   fi
 }
 
