@@ -49,10 +49,18 @@ export function computeLayout(sliceCount: number): Layout {
 
 /** A random 32-bit key (crypto.getRandomValues where present). */
 export function randomKey(): number {
-  const c = (globalThis as { crypto?: { getRandomValues(a: Uint32Array): Uint32Array } }).crypto;
-  if (c) return c.getRandomValues(new Uint32Array(1))[0] | 0;
-  return (Math.random() * 4294967296) | 0;
+  if (keyPoolNext === keyPool.length) {
+    // one getRandomValues call per 256 keys: a call costs a few µs, and
+    // secure mode takes two keys for every page it initialises
+    const c = (globalThis as { crypto?: { getRandomValues(a: Uint32Array): Uint32Array } }).crypto;
+    if (c) c.getRandomValues(keyPool);
+    else for (let i = 0; i < keyPool.length; i++) keyPool[i] = Math.random() * 4294967296;
+    keyPoolNext = 0;
+  }
+  return keyPool[keyPoolNext++] | 0;
 }
+const keyPool = new Uint32Array(256);
+let keyPoolNext = keyPool.length;
 
 /** Bits [i, hi) of the bitmap word holding bit i (hi ≤ the end of that word). */
 function wordMask(i: number, hi: number): number {

@@ -112,7 +112,11 @@ export function pageInit(
   Atomics.store(meta, rb + C.R_OWNER, owner);
   const pm = a.pageMap;
   for (let x = s; x < s + slices; x++) pm[x] = rb;
-  if (a.secure > 0) a.u8.fill(C.SECURE_GUARD_BYTE, s * C.SLICE_SIZE + reserved * blockSize, (s + slices) * C.SLICE_SIZE);
+  if (a.secure > 0) {
+    const g0 = s * C.SLICE_SIZE + reserved * blockSize;
+    const u8 = a.u8;
+    for (let i = g0, e = Math.min(g0 + C.SECURE_GUARD_FILL, (s + slices) * C.SLICE_SIZE); i < e; i++) u8[i] = C.SECURE_GUARD_BYTE;
+  }
   Atomics.store(meta, rb + C.R_STATE, C.STATE_IN_USE);
   a.clearIntent(agentBase);
 }

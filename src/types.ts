@@ -160,11 +160,15 @@ export const enum C {
 
   /**
    * Level ≥ 1: every page ends in at least this many bytes of guard space
-   * (the tail after its last block, filled with SECURE_GUARD_BYTE), which
-   * check() verifies: an overrun past a page's last block is found before it
-   * reaches the next page's blocks.
+   * (the tail after its last block), of which the first SECURE_GUARD_FILL
+   * (or all, if fewer) hold SECURE_GUARD_BYTE, which check() verifies: an
+   * overrun past a page's last block is found before it reaches the next
+   * page's blocks. Only a prefix is filled because the tail of a large page
+   * can be 512 KiB, and filling it made every page initialisation cost
+   * ~100 µs (a contiguous overrun changes the first bytes anyway).
    */
   SECURE_GUARD = 16,
+  SECURE_GUARD_FILL = 64,
   SECURE_GUARD_BYTE = 0xa5,
 
   // -------------------------------------------------------------------------
