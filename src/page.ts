@@ -23,7 +23,7 @@ function shuffled(k: number): Int32Array {
     let x = shuffleState;
     x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
     shuffleState = x;
-    const j = (x >>> 0) % (i + 1);
+    const j = ((x >>> 0) * (i + 1) / 4294967296) | 0; // multiply-high, not a division: [0, i]
     const t = a[i]; a[i] = a[j]; a[j] = t;
   }
   return a;
@@ -141,29 +141,50 @@ export function pageExtend(a: Arena, rb: number): void {
     // mi_page_free_list_extend_secure), so addresses are not predictable
     const order = shuffled(k);
     head = first + order[0] * bs;
-    for (let i = 1; i < k; i++) setLink(a, rb, first + order[i - 1] * bs, first + order[i] * bs);
-    setLink(a, rb, first + order[k - 1] * bs, 0);
+    if (a.secure >= 3) {
+      threadEncoded(a, rb, first, bs, k, order);
+    } else {
+      for (let i = 1; i < k; i++) setLink(a, rb, first + order[i - 1] * bs, first + order[i] * bs);
+      setLink(a, rb, first + order[k - 1] * bs, 0);
+    }
+  } else if (a.secure >= 3) {
+    threadEncoded(a, rb, first, bs, k, null);
   } else {
+    const mem = a.mem;
     let b = first;
     for (let i = 1; i < k; i++) {
       const nx = b + bs;
-      setLink(a, rb, b, nx);
+      mem[b >>> 2] = nx;
       b = nx;
     }
-    setLink(a, rb, b, 0);
-  }
-  if (a.secure >= 3) { // I5: every block below CAPACITY has its canary, free or live
-    const mem = a.mem;
-    const key = mem[C.H_DEBUG_KEY];
-    for (let i = 0; i < k; i++) {
-      const pad = first + (i + 1) * bs - C.PADDING;
-      mem[pad >>> 2] = (pad ^ key) & ~0xff;
-    }
+    mem[b >>> 2] = 0;
   }
   meta[rb + C.R_FREE] = head;
   meta[rb + C.R_CAPACITY] = cap + k;
   const f = meta[rb + C.R_FLAGS];
   meta[rb + C.R_FLAGS] = (f & C.F_FRESH) !== 0 && !a.debug ? f | C.F_ZERO : f & ~C.F_ZERO;
+}
+
+/**
+ * Secure ≥ 3 extension of k new blocks at `first`: thread them in `order`
+ * (null: address order) with encoded links, and give each its canary (I5),
+ * in one pass over the blocks' padding (setLink inlined, keys loaded once).
+ */
+function threadEncoded(a: Arena, rb: number, first: number, bs: number, k: number, order: Int32Array | null): void {
+  const mem = a.mem;
+  const meta = a.meta;
+  const key = mem[C.H_DEBUG_KEY];
+  const k0 = meta[rb + C.R_KEY0];
+  const k1 = meta[rb + C.R_KEY1];
+  const r = k0 & 31;
+  for (let i = 0; i < k; i++) {
+    const b = first + (order === null ? i : order[i]) * bs;
+    const next = i + 1 === k ? 0 : first + (order === null ? i + 1 : order[i + 1]) * bs;
+    const pad = b + bs - C.PADDING;
+    mem[pad >>> 2] = (pad ^ key) & ~0xff; // debug.ts canaryOf
+    const v = next ^ k1;
+    mem[(pad >>> 2) + 1] = (((v << r) | (v >>> (32 - r))) + k0) | 0; // setLink, LINK_FROM_END = 4
+  }
 }
 
 /**
