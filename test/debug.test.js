@@ -105,14 +105,14 @@ describe('debug mode detection', () => {
     const p = a.malloc(48);
     a.free(p);
     a.u8[p + 30] = 1; // use after free
-    assert.throws(() => a.check(), /write after free: block 0x[0-9a-f]+ \(size 64\)/);
+    assert.throws(() => a.check(), /write after free: block 0x[0-9a-f]+ \(size 56\)/);
     const got = [];
     let q = 0;
     for (let i = 0; i < 10000 && q !== p; i++) { q = a.malloc(48); got.push(q); }
     assert.equal(q, p, 'the freed block is handed out again');
     const e = errors.filter((x) => x.code === 'EFAULT');
     assert.equal(e.length, 1);
-    assert.match(e[0].message, /write after free: block 0x[0-9a-f]+ \(size 64\) was modified at offset 30/);
+    assert.match(e[0].message, /write after free: block 0x[0-9a-f]+ \(size 56\) was modified at offset 30/);
     for (const x of got) a.free(x);
     a.check();
   });
