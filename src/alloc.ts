@@ -867,11 +867,18 @@ export class Allocator implements AgentContext {
     const usable = this.usableOf(rb, q);
     if (this.padded) {
       const room = paddingOf(this.arena, rb, q) - q;
-      if (size <= room && size >= usable / 2 && size > 0) { // in place: move the padding
+      if (size <= room && size >= usable / 2 && size > 0) {
         const msg = checkPadding(this.arena, rb, q);
         if (msg !== null) this.report('EFAULT', msg, q);
-        if (size > usable && this.debug) this._u8.fill(C.DEBUG_UNINIT_BYTE, q + usable, q + size);
-        setPadding(this.arena, rb, q, size, false);
+        if (size > usable) { // grow in place: the padding moves to the new end
+          if (this.debug) this._u8.fill(C.DEBUG_UNINIT_BYTE, q + usable, q + size);
+          setPadding(this.arena, rb, q, size, false);
+        } else if (msg !== null) {
+          setPadding(this.arena, rb, q, usable, false); // the handler returned: repaired, reported once
+        }
+        // A shrink keeps the block's size (as mimalloc's padded builds do): were the
+        // requested size lowered, repeated halvings would keep a block of any
+        // size for a few bytes.
         return q;
       }
     } else if (size <= usable && size >= usable / 2 && size > 0) {

@@ -38,15 +38,19 @@ const SIZE = 256 * MiB;
 const WORKERS = 3; // slots; a killed worker is replaced in its slot
 const ROW = 48; // blocks a worker holds at most
 const TRANSFER = 48; // transfer slots
-const KILLS = Number(process.env.TORTURE_KILLS ?? 100);
+const KILLS_DEFAULT = Number(process.env.TORTURE_KILLS ?? 100);
+// secure 4: the same with encoded links in the blocks' padding and canaries
+// checked when blocks are reused and pages released (fewer kills: CI time)
+const KILLS_SECURE = Number(process.env.TORTURE_KILLS_SECURE ?? 30);
 const MIN_ITERS = 500; // the last workers run at least this many iterations before the stop
 const SEED = 0x70c7e5;
 const RELEASE = process.env.TORTURE_NO_RELEASE !== '1';
 
-test('torture: 100 random kills of workers churning mixed-size blocks; releaseAgent; no corruption, bounded memory',
+for (const [secure, KILLS] of [[0, KILLS_DEFAULT], [4, KILLS_SECURE]]) {
+  test(`torture${secure ? ' (secure: 4)' : ''}: ${KILLS} random kills of workers churning mixed-size blocks; releaseAgent; no corruption, bounded memory`,
   { timeout: 180_000 }, async (t) => {
     const t0 = Date.now();
-    const a = Allocator.create({ size: SIZE });
+    const a = Allocator.create({ size: SIZE, secure });
     const u32 = a.u32;
     const usedEmpty = a.stats().used;
 
@@ -298,3 +302,4 @@ test('torture: 100 random kills of workers churning mixed-size blocks; releaseAg
       for (const st of slots) if (st && st.exitCode === null) st.worker.terminate();
     }
   });
+}

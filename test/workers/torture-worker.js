@@ -261,7 +261,8 @@ if (!isMainThread) {
     }
     const us = a.usableSize(q);
     if (us < n) report(`${where}: block ${q}: usableSize ${us} < requested ${n}`);
-    const bb = Math.min(bound, us + (align > 8 ? align - 8 : 0));
+    // rounded up to 8: transfer slots store blockBytes / 8 (secure and debug modes' usableSize is the exact request)
+    const bb = (Math.min(bound, us + (align > 8 ? align - 8 : 0)) + 7) & ~7;
     const s = (rnd() | 1) >>> 0;
     fillBlock(u32, q, n, s, bb);
     publish(i, q, s);
@@ -313,7 +314,7 @@ if (!isMainThread) {
     if (inPlace && q !== p) report(`${where}: realloc(${p}, ${m}) with usable ${us0} moved to ${q}`);
     const us = a.usableSize(q);
     if (us < m) report(`${where}: realloc ${q}: usableSize ${us} < ${m}`);
-    const bb = q === p ? Math.max(bbytes[i], us) : us;
+    const bb = ((q === p ? Math.max(bbytes[i], us) : us) + 7) & ~7;
     const s = (rnd() | 1) >>> 0;
     fillBlock(u32, q, m, s, bb);
     publish(i, q, s);
