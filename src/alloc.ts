@@ -371,19 +371,24 @@ export class Allocator implements AgentContext {
     const need = this.padded ? size + C.PADDING : size; // debug / secure ≥ 3: room for the padding
     let b: number;
     if (need > C.LARGE_OBJ_SIZE_MAX) {
-      b = this.allocHuge(th, need, 1);
+      b = this.allocHuge(th, need, 1, size);
     } else {
       const rb = this.findPage(th, binOf(need));
       if (rb === 0) return this.nomem(size);
-      b = this.popBlock(rb);
+      b = this.popBlock(rb, size);
     }
-    if (this.padded && b !== 0) setPadding(this.arena, this.pageMap[b >>> C.SLICE_SHIFT], b, size, this.debug);
     if (note && this.stacks !== null) this.noteAlloc(b);
     return b;
   }
 
-  /** Pop a block from a page known to have FREE ≠ 0. */
-  private popBlock(rb: number): number {
+  /**
+   * Pop a block from a page known to have FREE ≠ 0, for a request of `size`
+   * bytes. The padding (debug, secure ≥ 3) is written before the allocation
+   * bit: a kill between two statements then never leaves a block marked
+   * live whose padding is not (check() verifies the padding of every live
+   * block, leaked ones included).
+   */
+  private popBlock(rb: number, size: number): number {
     const meta = this.meta;
     const mem = this.mem;
     const b = meta[rb + C.R_FREE];
@@ -407,8 +412,9 @@ export class Allocator implements AgentContext {
     }
     meta[rb + C.R_FREE] = next;
     meta[rb + C.R_USED]++;
+    if (this.arena.secure < 3) mem[b >>> 2] = 0; // do not leak the link (secure ≥ 3: it is in the padding)
+    if (this.padded) setPadding(this.arena, rb, b >>> 0, size, this.debug);
     this.aBits[b >>> C.BITMAP_WORD_SHIFT] |= 1 << ((b >>> C.GRANULE_SHIFT) & 31);
-    if (this.arena.secure < 3) mem[b >>> 2] = 0; // do not leak the link (secure ≥ 3: it is in the padding, rewritten next)
     return b >>> 0;
   }
 
@@ -504,7 +510,7 @@ export class Allocator implements AgentContext {
    * > 64 KiB). v3 abandons singleton pages as soon as their block is handed
    * out: whichever agent frees the block takes the page and releases it.
    */
-  private allocHuge(th: Theap, size: number, alignSlices: number): number {
+  private allocHuge(th: Theap, size: number, alignSlices: number, request: number): number {
     const a = this.arena;
     const guard = a.secure > 0 ? C.SECURE_GUARD : 0;
     const slices = Math.max(1, Math.ceil((size + guard) / C.SLICE_SIZE));
@@ -518,7 +524,7 @@ export class Allocator implements AgentContext {
     const rb = a.rec(s);
     pageInit(a, this.agentBase, s, slices, C.BIN_HUGE, slices * C.SLICE_SIZE - guard, 1, th.heapId, this.tid | C.OWNER_HELD, this.tid, fresh);
     pageExtend(a, rb);
-    const b = this.popBlock(rb);
+    const b = this.popBlock(rb, request);
     Atomics.store(this.meta, rb + C.R_OWNER, C.OWNER_ABANDONED);
     return b;
   }
@@ -593,8 +599,6 @@ export class Allocator implements AgentContext {
   private allocAligned(th: Theap, size: number, alignment: number): number {
     if (alignment <= 8) return this.allocSize(th, size);
     const q = this.allocAlignedRaw(th, size, alignment);
-    // debug: the padding belongs after `size` bytes at the aligned address
-    if (this.padded && q !== 0) setPadding(this.arena, this.pageMap[q >>> C.SLICE_SHIFT], q, size, this.debug);
     if (this.stacks !== null) this.noteAlloc(q);
     return q;
   }
@@ -602,18 +606,20 @@ export class Allocator implements AgentContext {
   private allocAlignedRaw(th: Theap, size: number, alignment: number): number {
     if (size > TWO_31 - C.SLICE_SIZE - C.PADDING) return this.nomem(size);
     const need = this.padded ? size + C.PADDING : size;
-    if (alignment > C.SLICE_SIZE) return this.allocHuge(th, need, alignment / C.SLICE_SIZE);
-    if (need > C.LARGE_OBJ_SIZE_MAX) return this.allocHuge(th, need, 1);
+    if (alignment > C.SLICE_SIZE) return this.allocHuge(th, need, alignment / C.SLICE_SIZE, size);
+    if (need > C.LARGE_OBJ_SIZE_MAX) return this.allocHuge(th, need, 1, size);
     const want = Math.max(size, alignment);
     if (!this.padded && BIN_BLOCK_SIZE[binOf(want)] % alignment === 0) return this.allocSize(th, want, false);
     const over = size + alignment - 8; // allocSize adds the debug padding itself
-    if (over + (need - size) > C.LARGE_OBJ_SIZE_MAX) return this.allocHuge(th, need, 1);
+    if (over + (need - size) > C.LARGE_OBJ_SIZE_MAX) return this.allocHuge(th, need, 1, size);
     const b = this.allocSize(th, over, false);
     if (b === 0) return 0;
     const q = Math.ceil(b / alignment) * alignment;
+    const rb = this.pageMap[b >>> C.SLICE_SHIFT];
+    if (q !== b) this.meta[rb + C.R_FLAGS] |= C.F_ALIGNED; // first: paddingOf(q) finds the block start by it
+    // padded: the padding belongs after `size` bytes at the aligned address (written before the A bit moves there)
+    if (this.padded) setPadding(this.arena, rb, q, size, this.debug);
     if (q !== b) {
-      const rb = this.pageMap[b >>> C.SLICE_SHIFT];
-      this.meta[rb + C.R_FLAGS] |= C.F_ALIGNED;
       const aBits = this.aBits;
       aBits[b >>> C.BITMAP_WORD_SHIFT] &= ~(1 << ((b >>> C.GRANULE_SHIFT) & 31));
       aBits[q >>> C.BITMAP_WORD_SHIFT] |= 1 << ((q >>> C.GRANULE_SHIFT) & 31);

@@ -110,6 +110,11 @@ if (!isMainThread) {
   const { handle, ctrlSab, transferSab, countersSab, slot, gen, seed, row: ROW, minIters } = workerData;
 
   const a = Allocator.attach(handle);
+  // Bytes a request of n takes in the heap's accounting (stats().used counts blocks): goodSize(n),
+  // except in padded modes (secure 3+), where goodSize(n) is n and the block holds n + 8 bytes, binned.
+  const padded = a.goodSize(17) === 17;
+  const plain = padded ? Allocator.create({ size: 1 << 20, secure: 1, shared: false }) : null;
+  const blockOf = (n) => (padded ? plain.goodSize(n + 8) : a.goodSize(n));
   parentPort.postMessage({ type: 'ready', agentId: a.agentId, gen });
 
   const ctrl = new Int32Array(ctrlSab);
@@ -230,7 +235,7 @@ if (!isMainThread) {
       const count = 1 + (rnd() % 16);
       const size = Math.ceil(n / count);
       n = count * size;
-      bound = a.goodSize(n);
+      bound = blockOf(n);
       setHand(1, bound);
       liveAdd(bound);
       q = a.calloc(count, size);
@@ -245,7 +250,7 @@ if (!isMainThread) {
     } else if (kind < 30) { // aligned
       align = 1 << (4 + (rnd() % 9)); // 16 .. 4096
       if (rnd() % 50 === 0) align = 65536;
-      bound = a.goodSize(n + align) + align;
+      bound = blockOf(n + align) + align;
       setHand(1, bound);
       liveAdd(bound);
       q = a.mallocAligned(n, align);
@@ -253,7 +258,7 @@ if (!isMainThread) {
       if (q % align !== 0) report(`${where}: mallocAligned(${n}, ${align}) = ${q} is not aligned`);
       cnt[CNT.aligned]++;
     } else {
-      bound = a.goodSize(n);
+      bound = blockOf(n);
       setHand(1, bound);
       liveAdd(bound);
       q = a.malloc(n);
@@ -295,7 +300,7 @@ if (!isMainThread) {
     const us0 = a.usableSize(p);
     const inPlace = (rnd() & 1) !== 0;
     const m = inPlace ? Math.max(16, Math.ceil(us0 / 2) + (rnd() % (us0 - Math.ceil(us0 / 2) + 1))) : drawSize();
-    const gm = a.goodSize(m);
+    const gm = blockOf(m);
     setHand(2, bbytes[i] + gm);
     liveAdd(gm);
     unpublish(i);
