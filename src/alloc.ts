@@ -1123,8 +1123,8 @@ class SecureAllocator extends Allocator {
             mem[pad >>> 2] === canary) {
           mem[rb + C.R_FREE] = next;
           mem[rb + C.R_USED] = (mem[rb + C.R_USED] + 1) | 0;
+          mem[(pad >>> 2) + 1] = pad - (b >>> 0) - n; // the requested size over the link (debug.ts layout), before the A bit
           mem[this.aBase + (b >>> C.BITMAP_WORD_SHIFT)] |= 1 << ((b >>> C.GRANULE_SHIFT) & 31);
-          mem[(pad >>> 2) + 1] = pad - (b >>> 0) - n; // the requested size over the link (debug.ts layout)
           return b >>> 0;
         }
       }
