@@ -1099,10 +1099,13 @@ class UncheckedAllocator extends Allocator {
 
 /**
  * Secure level ≥ 3: the same fast paths with encoded free-list links
- * (page.ts getLink/setLink, inlined): malloc decodes the next link and falls
- * to the generic path (which reports EFAULT and truncates) when it decodes
- * outside the page; free encodes the link it writes. Cost: a rotate, an xor
- * and an add per link, keys from the page record's line.
+ * (page.ts getLink/setLink, inlined) in the blocks' padding: malloc decodes
+ * the next link and checks the popped block's canary, and falls to the
+ * generic path (which reports EFAULT and truncates, or repairs) when the link
+ * decodes outside the page or the canary is broken; free encodes the link it
+ * writes and reads nothing from the block. Cost over the default paths: a
+ * multiply and an xor per link, the range and canary compares, the size
+ * store; measured ~3 ns per malloc+free pair (BENCHMARKS.md).
  */
 class SecureAllocator extends Allocator {
   override malloc(n: number): number {
@@ -1113,10 +1116,7 @@ class SecureAllocator extends Allocator {
       if (b === 0) b = takeLocalFree(mem, rb);
       if (b !== 0) {
         const pad = ((b >>> 0) + mem[rb + C.R_BLOCK_SIZE] - C.PADDING) >>> 0; // link at pad + 4 (types.ts LINK_FROM_END)
-        const k0 = mem[rb + C.R_KEY0];
-        const r = k0 & 31;
-        const v = (mem[(pad >>> 2) + 1] - k0) | 0;
-        const next = (((v >>> r) | (v << (32 - r))) ^ mem[rb + C.R_KEY1]) >>> 0;
+        const next = (Math.imul(mem[(pad >>> 2) + 1], mem[rb + C.R_KEYINV]) ^ mem[rb + C.R_KEY1]) >>> 0; // page.ts getLink
         const canary = (pad ^ mem[C.H_DEBUG_KEY]) & ~0xff; // debug.ts canaryOf
         // a link into the page (or NULL) and an intact canary (I5), else the generic path reports
         if ((next === 0 || (((next - (mem[rb + C.R_START] >>> 0)) >>> 0) < (mem[rb + C.R_EXTENT] >>> 0) && (next & 7) === 0)) &&
@@ -1147,10 +1147,7 @@ class SecureAllocator extends Allocator {
           const pad = (p + mem[rb + C.R_BLOCK_SIZE] - C.PADDING) >>> 0;
           mem[this.aBase + w] = aw ^ bit;
           const local = mem[rb + C.R_LOCAL_FREE];
-          const k0 = mem[rb + C.R_KEY0];
-          const r = k0 & 31;
-          const v = local ^ mem[rb + C.R_KEY1];
-          mem[(pad >>> 2) + 1] = (((v << r) | (v >>> (32 - r))) + k0) | 0; // over delta: one cache line per free
+          mem[(pad >>> 2) + 1] = Math.imul(local ^ mem[rb + C.R_KEY1], mem[rb + C.R_KEY0]); // setLink, over delta: one cache line per free
           mem[rb + C.R_LOCAL_FREE] = p;
           const used = (mem[rb + C.R_USED] - 1) | 0;
           mem[rb + C.R_USED] = used;

@@ -253,7 +253,8 @@ export const enum C {
    *       13 FLAGS      bin (bits 0–7) | F_* | retire countdown << 16
    *       14 COLLECT    rest of an XTHREAD_FREE list being collected
    *       15 ORIGIN     tid of the theap that created or last reclaimed the page
-   *       16 KEY0, 17 KEY1  secure-mode keys (reserved)
+   *       16 KEY0, 17 KEY1, 20 KEYINV  secure-mode link keys: enc(p) = imul(p ^ KEY1, KEY0),
+   *                     KEY0 odd, KEYINV = KEY0⁻¹ mod 2^32 (so dec(x) = imul(x, KEYINV) ^ KEY1)
    *       18 START      address of the page's first byte (slice << 16)
  *       19 EXTENT     bytes of the block area (BLOCK_SIZE × RESERVED)
    * ```
@@ -280,6 +281,7 @@ export const enum C {
   R_KEY1 = 17,
   R_START = 18,
   R_EXTENT = 19, // bytes of the block area: BLOCK_SIZE × RESERVED (one load for the secure link check)
+  R_KEYINV = 20,
 
   STATE_FREE = 0,
   STATE_IN_USE = 1,
