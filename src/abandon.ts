@@ -30,14 +30,15 @@ export interface AgentContext {
   readonly agentBase: number;
   /** This agent's theap for a heap, if it has one. */
   theapOf(heapId: number): Theap | null;
-  /** Report (EFAULT) the overflow out of block b found when its page went back to the buffer. */
+  /** Queue an EFAULT report of the overflow out of block b found when its page went back to the buffer. */
   reportReleasedOverflow(b: number, size: number): void;
 }
 
 /**
  * Return an empty held page to the buffer; at secure ≥ 3 its canaries are
- * checked first (brokenCanary) and a broken one reported once the release is
- * complete, so a throwing handler leaves nothing half done.
+ * checked first (brokenCanary) and a broken one queued for the agent to
+ * report when its current call is complete (reportReleasedOverflow): a
+ * throwing handler must not cut short the loops that release pages.
  */
 export function releasePage(ag: AgentContext, rb: number): void {
   const a = ag.arena;

@@ -4,8 +4,9 @@
  *
  * Hot paths (cost on the development machine, V8 on x64, in comments):
  * - `malloc(n ≤ 1 KiB)`: a type/range test, the `pagesFreeDirect` load, a
- *   free-list pop, the A-bit set and USED increment — about 10 typed-array
- *   accesses, no Atomics, no allocation.
+ *   free-list pop (refilled from LOCAL_FREE when FREE is empty), the A-bit
+ *   set and USED increment — about 10 typed-array accesses, no Atomics, no
+ *   allocation.
  * - `free(p)` of a block on a page this agent owns: the A-bit test (which is
  *   also the complete validity check: out of range, unaligned, interior,
  *   double and never-allocated addresses all have a clear A bit), the page
@@ -75,7 +76,9 @@ export interface AllocatorOptions {
    * Default true. false is a *measuring instrument* for the benchmarks only:
    * the fast paths then skip the allocation bitmap, so an invalid or double
    * free goes undetected and corrupts the heap, and `check()` reports stale
-   * bits. It exists to measure what detection costs (BENCHMARKS.md).
+   * bits. It exists to measure what detection costs (BENCHMARKS.md). A
+   * property of the buffer (agents that attach inherit it); ignored at
+   * secure ≥ 3.
    */
   checkFree?: boolean;
 }
@@ -150,6 +153,13 @@ export class Allocator implements AgentContext {
   protected readonly aBase: number;
   protected readonly rBase: number;
   protected readonly pmBase: number;
+  /**
+   * Refills of a FREE list by the malloc fast paths (takeLocalFree). Every
+   * 64th goes to the generic path instead, whose heartbeat counts retired
+   * pages down: otherwise a program that stays on the fast paths would keep
+   * the emptied pages of other size classes for ever.
+   */
+  protected refills = 0;
   /** tid while this agent is attached; -1 after detach, so the fast free path never matches. */
   protected fastTid: number;
   /**
@@ -161,6 +171,8 @@ export class Allocator implements AgentContext {
   protected readonly padded: boolean;
   /** false only in UncheckedAllocator, whose fast paths keep no allocation bits: the generic paths then trust addresses. */
   protected readonly checksFree: boolean = true;
+  /** Overflows found when pages were released, to report when the current call is complete: (address, size) pairs. */
+  private readonly pendingOverflows: number[] = [];
   /** allocStacks: address → Error captured at its allocation (null: off). */
   private stacks: Map<number, Error> | null = null;
   private stackEvery = 0;
@@ -260,12 +272,19 @@ export class Allocator implements AgentContext {
     const arena = new Arena(buffer);
     if (arena.headerSlices + 2 > arena.sliceCount) throw new RangeError('buffer too small for the header');
     if (opts.debug !== undefined && typeof opts.debug !== 'boolean') throw new TypeError('options.debug must be a boolean');
-    arena.format(knownZero, opts.debug ?? envDebug(), opts.secure ?? 0);
+    const secure = opts.secure ?? 0;
+    arena.format(knownZero, opts.debug ?? envDebug(), secure, opts.checkFree === false && secure < 3);
     const every = checkAllocStacks(opts.allocStacks);
-    const al = arena.secure >= 3 ? new SecureAllocator(arena, opts.onError)
-      : opts.checkFree === false ? new UncheckedAllocator(arena, opts.onError) : new Allocator(arena, opts.onError);
+    const al = Allocator.forArena(arena, opts.onError);
     if (every > 0) al.recordStacks(every);
     return al;
+  }
+
+  /** The buffer decides the fast paths: secure ≥ 3 needs the encoded ones, OPT_NO_CHECK the unchecked ones. */
+  private static forArena(arena: Arena, onError: ErrorHandler | undefined): Allocator {
+    if (arena.secure >= 3) return new SecureAllocator(arena, onError);
+    if (arena.noCheck) return new UncheckedAllocator(arena, onError);
+    return new Allocator(arena, onError);
   }
 
   /** In a worker (or any agent): attach to an allocator created elsewhere; this agent gets its own theaps. */
@@ -277,8 +296,7 @@ export class Allocator implements AgentContext {
     const every = checkAllocStacks(opts.allocStacks);
     const arena = new Arena(handle.buffer);
     arena.validateHeader();
-    // the buffer decides the fast paths: secure ≥ 3 needs the encoded ones
-    const al = arena.secure >= 3 ? new SecureAllocator(arena, opts.onError) : new Allocator(arena, opts.onError);
+    const al = Allocator.forArena(arena, opts.onError);
     if (every > 0) al.recordStacks(every);
     return al;
   }
@@ -347,7 +365,7 @@ export class Allocator implements AgentContext {
       const mem = this.mem;
       const rb = this.direct[(n + 7) >>> 3];
       let b = mem[rb + C.R_FREE];
-      if (b === 0) b = takeLocalFree(mem, rb);
+      if (b === 0 && (++this.refills & 63) !== 0) b = takeLocalFree(mem, rb); // every 64th: generic (retire heartbeat)
       if (b !== 0) {
         mem[rb + C.R_FREE] = mem[b >>> 2];
         mem[rb + C.R_USED] = (mem[rb + C.R_USED] + 1) | 0; // `| 0`: no overflow check
@@ -362,6 +380,7 @@ export class Allocator implements AgentContext {
   protected mallocGeneric(n: unknown): number {
     const size = checkSize('size', n);
     this.assertAttached();
+    if (this.pendingOverflows.length !== 0) this.flushOverflows(); // before anything changes: a throw loses nothing
     return this.allocSize(this.theap, size);
   }
 
@@ -374,9 +393,13 @@ export class Allocator implements AgentContext {
     if (need > C.LARGE_OBJ_SIZE_MAX) {
       b = this.allocHuge(th, need, 1, size);
     } else {
-      const rb = this.findPage(th, binOf(need));
-      if (rb === 0) return this.nomem(size);
-      b = this.popBlock(rb, size);
+      const bin = binOf(need);
+      b = 0;
+      for (let tries = 0; b === 0; tries++) { // popBlock gives 0 only for a corrupted list (secure ≥ 3), now truncated
+        const rb = tries < 8 ? this.findPage(th, bin) : 0;
+        if (rb === 0) return this.nomem(size);
+        b = this.popBlock(rb, size);
+      }
     }
     if (note && this.stacks !== null) this.noteAlloc(b);
     return b;
@@ -384,7 +407,8 @@ export class Allocator implements AgentContext {
 
   /**
    * Pop a block from a page known to have FREE ≠ 0, for a request of `size`
-   * bytes. The padding (debug, secure ≥ 3) is written before the allocation
+   * bytes; 0 when FREE held no block of the page (secure ≥ 3: reported, and
+   * the list dropped). The padding (debug, secure ≥ 3) is written before the allocation
    * bit: a kill between two statements then never leaves a block marked
    * live whose padding is not (check() verifies the padding of every live
    * block, leaked ones included).
@@ -393,6 +417,18 @@ export class Allocator implements AgentContext {
     const meta = this.meta;
     const mem = this.mem;
     const b = meta[rb + C.R_FREE];
+    if (this.arena.secure >= 3) {
+      // The fast path admits a decoded link after a range check only (a division per malloc would
+      // cost more than the rest): a corrupted link that still lands inside the page, off a block
+      // start, is caught here, before the canary repair below could write into a neighbour.
+      const off = (b - meta[rb + C.R_START]) >>> 0;
+      const bs = meta[rb + C.R_BLOCK_SIZE];
+      if (off % bs !== 0 || off / bs >= meta[rb + C.R_CAPACITY]) {
+        meta[rb + C.R_FREE] = 0; // truncated first: reported once, whatever the handler does
+        this.report('EFAULT', `corrupted free list entry: ${hex(b)} in a page of ${bs}-byte blocks is not a free block of it (a write into a freed block's link?)`, b >>> 0);
+        return 0;
+      }
+    }
     if (this.debug) { // write after free: the block's 0xDF fill changed while it was free
       const off = checkFreed(this.arena, b >>> 0, meta[rb + C.R_BLOCK_SIZE]);
       if (off >= 0) {
@@ -408,6 +444,7 @@ export class Allocator implements AgentContext {
     }
     let next = getLink(this.arena, rb, b >>> 0);
     if (next < 0) { // secure ≥ 3: a corrupted link is reported and the list truncated, never followed
+      setLink(this.arena, rb, b >>> 0, 0); // truncated first: reported once, whatever the handler does
       this.report('EFAULT', `corrupted free list entry: free block ${hex(b)} (size ${meta[rb + C.R_BLOCK_SIZE]}) holds a link outside its page (a buffer overflow into a freed block?)`, b >>> 0);
       next = 0;
     }
@@ -594,6 +631,7 @@ export class Allocator implements AgentContext {
       if (!(alignment === TWO_31)) throw new RangeError(`alignment must be a power of two in [1, 2^31], got ${alignment}`);
     }
     this.assertAttached();
+    if (this.pendingOverflows.length !== 0) this.flushOverflows();
     return this.allocAligned(this.theap, size, alignment);
   }
 
@@ -664,6 +702,11 @@ export class Allocator implements AgentContext {
   }
 
   protected freeGeneric(p: unknown): void {
+    this.freeSlow(p);
+    if (this.pendingOverflows.length !== 0) this.flushOverflows(); // the free is complete: a throw loses nothing
+  }
+
+  private freeSlow(p: unknown): void {
     const q = checkAddress(p);
     if (q === 0) return;
     this.assertAttached();
@@ -853,7 +896,10 @@ export class Allocator implements AgentContext {
   }
 
   private usableOf(rb: number, q: number): number {
-    if (this.padded) return requestedSize(this.arena, rb, q); // padded: exactly the size asked for
+    if (this.padded) { // padded: exactly the size asked for (a broken size word: the whole block)
+      const r = requestedSize(this.arena, rb, q);
+      return r >= 0 ? r : paddingOf(this.arena, rb, q) - q;
+    }
     const meta = this.meta;
     const bs = meta[rb + C.R_BLOCK_SIZE];
     if ((meta[rb + C.R_FLAGS] & C.F_ALIGNED) === 0) return bs;
@@ -873,15 +919,17 @@ export class Allocator implements AgentContext {
     if (rb === 0) return 0;
     const usable = this.usableOf(rb, q);
     if (this.padded) {
+      // the padding is checked whether the block stays or moves (the fast free does not look at it)
+      const msg = checkPadding(this.arena, rb, q);
+      if (msg !== null) {
+        this.report('EFAULT', msg, q); // a throwing handler: nothing changed
+        setPadding(this.arena, rb, q, usable, false); // it returned: repaired, reported once
+      }
       const room = paddingOf(this.arena, rb, q) - q;
       if (size <= room && size >= usable / 2 && size > 0) {
-        const msg = checkPadding(this.arena, rb, q);
-        if (msg !== null) this.report('EFAULT', msg, q);
-        if (size > usable) { // grow in place: the padding moves to the new end
-          if (this.debug) this._u8.fill(C.DEBUG_UNINIT_BYTE, q + usable, q + size);
+        if (size > usable) { // grow in place: the padding moves to the new end first, then the new bytes are filled
           setPadding(this.arena, rb, q, size, false);
-        } else if (msg !== null) {
-          setPadding(this.arena, rb, q, usable, false); // the handler returned: repaired, reported once
+          if (this.debug) this._u8.fill(C.DEBUG_UNINIT_BYTE, q + usable, q + size);
         }
         // A shrink keeps the block's size (as mimalloc's padded builds do): were the
         // requested size lowered, repeated halvings would keep a block of any
@@ -945,6 +993,7 @@ export class Allocator implements AgentContext {
       }
       if (force) this.collectRetired(th, true);
     }
+    if (this.pendingOverflows.length !== 0) this.flushOverflows();
   }
 
   // =========================================================================
@@ -983,6 +1032,7 @@ export class Allocator implements AgentContext {
     this.direct = new Int32Array(this.direct.length).fill(this.arena.rec(0));
     // one store frees the agent record (a kill before it: releaseAgent finds the agent and finishes)
     Atomics.store(this.mem, this.agentBase + C.A_ID, 0);
+    if (this.pendingOverflows.length !== 0) this.flushOverflows();
   }
 
   /**
@@ -996,7 +1046,9 @@ export class Allocator implements AgentContext {
   releaseAgent(id: number): boolean {
     if (typeof id !== 'number') throw new TypeError('releaseAgent: id must be a number');
     this.assertAttached();
-    return reapAgent(this, id);
+    const r = reapAgent(this, id);
+    if (this.pendingOverflows.length !== 0) this.flushOverflows();
+    return r;
   }
 
   /** Is an agent with this id attached (alive or not yet released)? */
@@ -1031,9 +1083,24 @@ export class Allocator implements AgentContext {
   // errors, stats, check
   // =========================================================================
 
-  /** AgentContext: an overflow found by the canary scan of a page that went back to the buffer. */
+  /**
+   * AgentContext: an overflow found by the canary scan of a page that went
+   * back to the buffer. Queued, not reported: releases happen inside loops
+   * over pages (reap, detach, collect, retire) that a throwing handler must
+   * not cut short; flushOverflows reports them once the call is complete.
+   */
   reportReleasedOverflow(b: number, size: number): void {
-    this.report('EFAULT', `buffer overflow in block ${hex(b)} (size ${size}): the canary after it was overwritten (found when its page was returned to the buffer)`, b);
+    this.pendingOverflows.push(b, size);
+  }
+
+  /** Report the queued overflows (one report per block; a throwing handler leaves the rest queued). */
+  private flushOverflows(): void {
+    const q = this.pendingOverflows;
+    while (q.length !== 0) {
+      const b = q.shift() as number;
+      const size = q.shift() as number;
+      this.report('EFAULT', `buffer overflow in block ${hex(b)} (size ${size}): the canary after it was overwritten (found when its page was returned to the buffer)`, b);
+    }
   }
 
   private report(code: ErrorCode, message: string, address: number): void {
@@ -1070,7 +1137,7 @@ class UncheckedAllocator extends Allocator {
       const mem = this.mem;
       const rb = this.direct[(n + 7) >>> 3];
       let b = mem[rb + C.R_FREE];
-      if (b === 0) b = takeLocalFree(mem, rb);
+      if (b === 0 && (++this.refills & 63) !== 0) b = takeLocalFree(mem, rb); // every 64th: generic (retire heartbeat)
       if (b !== 0) {
         mem[rb + C.R_FREE] = mem[b >>> 2];
         mem[rb + C.R_USED] = (mem[rb + C.R_USED] + 1) | 0; // `| 0`: no overflow check
@@ -1114,7 +1181,7 @@ class SecureAllocator extends Allocator {
       const mem = this.mem;
       const rb = this.direct[(n + 7 + C.PADDING) >>> 3]; // room for the canary
       let b = mem[rb + C.R_FREE];
-      if (b === 0) b = takeLocalFree(mem, rb);
+      if (b === 0 && (++this.refills & 63) !== 0) b = takeLocalFree(mem, rb); // every 64th: generic (retire heartbeat)
       if (b !== 0) {
         const pad = ((b >>> 0) + mem[rb + C.R_BLOCK_SIZE] - C.PADDING) >>> 0; // link at pad + 4 (types.ts LINK_FROM_END)
         const next = (Math.imul(mem[(pad >>> 2) + 1], mem[rb + C.R_KEYINV]) ^ mem[rb + C.R_KEY1]) >>> 0; // page.ts getLink

@@ -98,6 +98,8 @@ export class Arena {
   readonly size: number;
   /** Debug mode (a property of the buffer: every agent sees the header's OPT_DEBUG). */
   readonly debug: boolean;
+  /** checkFree: false (OPT_NO_CHECK), for every agent of the buffer. */
+  readonly noCheck: boolean;
   /** Secure level 0..4 (a property of the buffer, from the header). */
   readonly secure: number;
   /** Blocks carry padding (canary + requested size): debug mode or secure ≥ 3. */
@@ -122,6 +124,7 @@ export class Arena {
     this.debug = formatted && (this.mem[C.H_OPTIONS] & C.OPT_DEBUG) !== 0;
     this.secure = formatted ? (this.mem[C.H_OPTIONS] >>> C.OPT_SECURE_SHIFT) & C.OPT_SECURE_MASK : 0;
     this.padded = this.debug || this.secure >= 3;
+    this.noCheck = formatted && (this.mem[C.H_OPTIONS] & C.OPT_NO_CHECK) !== 0;
   }
 
   /** Record base of the page starting at slice s. */
@@ -135,13 +138,15 @@ export class Arena {
   }
 
   /** Write a fresh header into the buffer (the creator does this once). */
-  format(knownZero: boolean, debug = false, secure = 0): void {
+  format(knownZero: boolean, debug = false, secure = 0, noCheck = false): void {
     const m = this.mem;
     const L = this.layout;
     if (!knownZero) m.fill(0, 0, L.headerWords); // a reused buffer: clear every header word
     m[C.H_SLICE_COUNT] = L.sliceCount;
     m[C.H_HEADER_SLICES] = L.headerSlices;
-    m[C.H_OPTIONS] = (knownZero ? C.OPT_KNOWN_ZERO : 0) | (debug ? C.OPT_DEBUG : 0) | (secure << C.OPT_SECURE_SHIFT);
+    m[C.H_OPTIONS] = (knownZero ? C.OPT_KNOWN_ZERO : 0) | (debug ? C.OPT_DEBUG : 0) | (secure << C.OPT_SECURE_SHIFT) |
+      (noCheck ? C.OPT_NO_CHECK : 0);
+    (this as { noCheck: boolean }).noCheck = noCheck;
     (this as { secure: number }).secure = secure;
     (this as { padded: boolean }).padded = debug || secure >= 3;
     m[C.H_DEBUG_KEY] = randomKey();

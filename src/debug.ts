@@ -8,10 +8,12 @@
  * ```
  *
  * A freed block is filled with 0xDF (up to DEBUG_FILL_MAX bytes; its first
- * word then holds the free-list link), and so are never-used blocks when a
- * page is extended, so that the fill can be checked when the block is handed
- * out again: a difference is a write after free. Everything here runs only
- * when the buffer's header says debug; the fast paths are off then.
+ * word then holds the free-list link, or with secure ≥ 3 the fill stops at
+ * the padding, which holds canary and link), and so are never-used blocks
+ * when a page is extended, so that the fill can be checked when the block is
+ * handed out again: a difference is a write after free. The fills run only
+ * when the buffer's header says debug (the fast paths are off then); the
+ * padding is shared with secure ≥ 3, which writes canary and size only.
  */
 import type { Arena } from './arena.js';
 import { blockStartOf } from './page.js';
@@ -93,7 +95,7 @@ export function fillFreed(a: Arena, b: number, bs: number): void {
   a.u8.fill(C.DEBUG_FREED_BYTE, b, b + freedRange(a, bs));
 }
 
-/** Offset of the first byte of a free block (its link word skipped) that is not 0xDF, or -1. */
+/** Offset of the first byte of a free block's filled range (freedRange; levels < 3 skip the link word) that is not 0xDF, or -1. */
 export function checkFreed(a: Arena, b: number, bs: number): number {
   const u8 = a.u8;
   const end = b + freedRange(a, bs);

@@ -43,8 +43,14 @@ function shuffled(k: number): Int32Array {
  * caller truncates the list there.
  */
 export function getLink(a: Arena, rb: number, b: number): number {
-  if (a.secure < 3) return a.mem[b >>> 2] >>> 0;
   const meta = a.meta;
+  if (a.secure < 3) {
+    const p = a.mem[b >>> 2] >>> 0;
+    // debug mode (all paths generic) checks plain links too: a use-after-free write over a
+    // link must not hand out its value
+    if (a.debug && p !== 0 && (((p - (meta[rb + C.R_START] >>> 0)) >>> 0) >= (meta[rb + C.R_EXTENT] >>> 0) || (p & 7) !== 0)) return -1;
+    return p;
+  }
   const raw = a.mem[(b + meta[rb + C.R_BLOCK_SIZE] - C.LINK_FROM_END) >>> 2];
   const p = (Math.imul(raw, meta[rb + C.R_KEYINV]) ^ meta[rb + C.R_KEY1]) >>> 0;
   if (p === 0) return 0; // the encoded NULL
@@ -129,8 +135,9 @@ export function pageInit(
 
 /**
  * Lazy extension (mimalloc's `mi_page_extend_free`): thread about 4 KiB worth
- * of new blocks onto the empty FREE list, in address order. Cost: one store
- * per new block. Precondition: FREE is empty and CAPACITY < RESERVED.
+ * of new blocks onto the empty FREE list, in address order (secure ≥ 2: in a
+ * random order). Cost: one store per new block (secure ≥ 3: two, link and
+ * canary). Precondition: FREE is empty and CAPACITY < RESERVED.
  */
 export function pageExtend(a: Arena, rb: number): void {
   const meta = a.meta;

@@ -62,10 +62,13 @@
  *   canary(x) = (x ^ key) & ~0xff (key: the buffer's random H_DEBUG_KEY; the
  *   low byte is 0 so a missing string terminator stops there, mimalloc #951;
  *   a hash of x would hide nothing more, as any public bijection of x ^ key
- *   gives the key away from one canary just the same). pageExtend writes it, malloc rewrites it, nothing else may.
- *   An overrun out of a block breaks I5 for that block; the break is reported
- *   when the block is next handed out, freed on the generic path, or by
- *   `check()`, and repaired before the report so it is reported once.
+ *   gives the key away from one canary just the same). pageExtend writes it;
+ *   setPadding (generic malloc, realloc) and the repairs after a report
+ *   write the same value again; nothing else writes it. An overrun out of a
+ *   block breaks I5 for that block; the break is reported when the block is
+ *   next handed out, freed on the generic path, reallocated, found by
+ *   `check()`, or when its page is returned, and repaired so it is reported
+ *   once.
  */
 
 // ---------------------------------------------------------------------------
@@ -91,7 +94,12 @@ export const enum C {
 
   /** Format identity, written at word 0 of the header. "mits" */
   MAGIC = 0x7374696d,
-  VERSION = 1,
+  /**
+   * 2: secure ≥ 3 keeps free-list links in the padding with multiplicative
+   * keys (R_KEYINV), word-size bins up to 64 B, OPT_NO_CHECK. An agent of
+   * another version must not attach: it would misread the buffer.
+   */
+  VERSION = 2,
 
   /** Maximum simultaneously attached agents (main thread + workers). */
   MAX_AGENTS = 256,
@@ -145,12 +153,13 @@ export const enum C {
    * reaped agent.
    */
   H_REAPED = 9,
-  H_DEBUG_KEY = 10, // random key of the debug-mode canaries
+  H_DEBUG_KEY = 10, // random key of the padding canaries (debug mode and secure ≥ 3)
   H_ABANDONED_COUNT = 16, // BIN_COUNT atomic counters of mapped abandoned pages (a hint)
   H_FIXED_WORDS = 128,
 
   OPT_KNOWN_ZERO = 1, // the buffer started zeroed: never-used slices read as 0
   OPT_DEBUG = 2, // debug mode: fills, padding canaries, write-after-free checks (all agents see it)
+  OPT_NO_CHECK = 8, // checkFree: false (a measuring instrument): every agent's fast paths skip the allocation bits
   OPT_SECURE_SHIFT = 4, // secure level 0..4 in bits 4..6
   OPT_SECURE_MASK = 7,
 
@@ -189,11 +198,11 @@ export const enum C {
    *
    * ```
    *  live:  b ├─ user bytes ──── slack ─┤├ canary u32 ┤├ delta u32 ┤ b + blockSize
-   *  free:  b ├─ (old contents) ────────┤├ (stale)    ┤├ enc(next) ┤
+   *  free:  b ├─ (old contents) ────────┤├ canary (I5)┤├ enc(next) ┤
    * ```
    *
-   * malloc reads link and canary and writes canary and delta in one 8-byte
-   * unit; free writes the link there and leaves the canary (I5): one cache
+   * malloc reads link and canary and writes the delta in one 8-byte unit;
+   * free writes the link there and leaves the canary (I5): one cache
    * line per operation, and free loads nothing from the block, so a free of
    * a cold block does not wait for memory (the canary is checked when the
    * block is handed out again). An overrun out of block b passes its canary
@@ -292,7 +301,7 @@ export const enum C {
   OWNER_HELD = 1,
 
   FLAG_BIN_MASK = 0xff,
-  /** Blocks on FREE are zero except their first word (link); calloc can skip the memset. */
+  /** Blocks on FREE are zero except their link (first word; secure ≥ 3: in the padding); calloc can skip the memset. */
   F_ZERO = 1 << 8,
   /** Memory past CAPACITY has never been written since the buffer was created (reads as 0). */
   F_FRESH = 1 << 9,

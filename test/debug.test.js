@@ -219,3 +219,21 @@ describe('allocation-site stacks in the leak report (allocStacks)', () => {
     assert.throws(() => Allocator.attach(a.handle, { allocStacks: true }), TypeError);
   });
 });
+
+describe('debug mode: links are checked too', () => {
+  test('a use-after-free write over a free block\'s link is reported, and its value never handed out', () => {
+    const errors = [];
+    const a = Allocator.create({ size: 16 * MiB, debug: true, onError: (code, message, address) => errors.push({ code, message, address }) });
+    const p = a.malloc(40);
+    a.free(p);
+    a.u32[p >>> 2] = 0x41414140; // the link word (first word of the free block), 8-aligned, outside the page
+    const got = [];
+    for (let i = 0; i < 300; i++) got.push(a.malloc(40));
+    assert.ok(!got.includes(0x41414140), 'the overwritten link is not followed');
+    const e = errors.filter((x) => x.code === 'EFAULT');
+    assert.equal(e.length, 1, JSON.stringify(errors));
+    assert.match(e[0].message, /corrupted free list entry/);
+    for (const q of got) a.free(q);
+    a.check();
+  });
+});

@@ -2,7 +2,8 @@
 // check()); level 2 randomised free-list extension; level 3+ free-list links
 // encoded with per-page random keys, a corrupted link reported (EFAULT) and the
 // list truncated instead of followed, and a canary after every block (with the
-// requested size, as debug mode's padding) checked at free.
+// requested size, as debug mode's padding) checked when the block is reused, at
+// a generic-path free, by check() and when its page is returned.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Allocator } from '../dist/index.js';
@@ -160,5 +161,72 @@ describe('secure mode', () => {
     assert.equal(errors[0].address, q);
     assert.match(errors[0].message, new RegExp(`buffer overflow in block 0x${q.toString(16)} \\(size ${bs - 8}\\).*returned to the buffer`));
     a.check();
+  });
+});
+
+describe('secure mode: reports that must not cut an operation short or repeat', () => {
+  test('a broken canary in a dead agent\'s emptied page: releaseAgent finishes the reap, then reports (default handler throws)', () => {
+    const a = Allocator.create({ size: 8 * MiB, secure: 3 });
+    const b = Allocator.attach(a.handle);
+    const x = b.malloc(24);
+    const keep = b.malloc(200); // another page, stays live
+    b.u8.fill(0x41, x, x + 28); // an overrun through x's canary
+    b.free(x); // fast path: the canary is not read; the page is now empty
+    // b dies here (no detach)
+    assert.throws(() => a.releaseAgent(b.agentId), (e) => e.code === 'EFAULT' && e.address === x && /returned to the buffer/.test(e.message));
+    assert.equal(a.isAgentAttached(b.agentId), false, 'the reap finished before the report');
+    a.check();
+    a.free(keep); // the dead agent's live block, adopted
+    a.check();
+  });
+
+  test('a corrupted link with a throwing handler is reported once, and the list is truncated', () => {
+    const a = Allocator.create({ size: 8 * MiB, secure: 3 });
+    const y = a.malloc(24);
+    const held = [];
+    a.free(y);
+    let p;
+    while ((p = a.malloc(24)) !== y) held.push(p); // FREE drained until y (refilled from localFree) comes back
+    a.free(y); // y is the head of a list again, its link in its last word
+    a.u32[(y + 24) >>> 2] = 0x41414141; // over y's canary
+    a.u32[(y + 28) >>> 2] = 0x41414141; // and its link
+    const reports = [];
+    for (let i = 0; i < 6; i++) {
+      try { held.push(a.malloc(24)); } catch (e) { reports.push(e.message.slice(0, 40)); }
+    }
+    assert.equal(reports.length, 2, JSON.stringify(reports)); // the canary, then the link: each once
+    assert.match(reports[0], /buffer overflow in block/);
+    assert.match(reports[1], /corrupted free list entry/);
+    for (const q of held) a.free(q);
+    a.check();
+  });
+
+  test('realloc checks the padding whether the block stays or moves, and copies the whole block when the size word is gone', () => {
+    const errors = [];
+    const a = Allocator.create({ size: 8 * MiB, secure: 3, onError: (code, message, address) => errors.push({ code, address }) });
+    const p = a.malloc(24);
+    a.u8.fill(0x5a, p, p + 24);
+    a.u8.fill(0xff, p + 24, p + 32); // canary and size word
+    const q = a.realloc(p, 200);
+    assert.notEqual(q, p);
+    assert.deepEqual(errors, [{ code: 'EFAULT', address: p }]);
+    assert.ok(a.u8.subarray(q, q + 24).every((x) => x === 0x5a), 'the contents moved');
+    a.free(q);
+    assert.equal(errors.length, 1);
+    a.check();
+  });
+});
+
+describe('checkFree: false is a property of the buffer', () => {
+  test('an attached agent frees blocks the creator\'s unchecked fast path handed out', () => {
+    const a = Allocator.create({ size: 8 * MiB, checkFree: false });
+    const b = Allocator.attach(a.handle);
+    const ps = Array.from({ length: 100 }, () => a.malloc(64));
+    for (const p of ps) b.free(p); // remote frees: no allocation bit to find, and none needed
+    a.collect();
+    assert.equal(a.stats().used, 0);
+    const q = b.malloc(64);
+    a.free(q);
+    b.detach();
   });
 });
