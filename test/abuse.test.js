@@ -30,6 +30,7 @@ export const MODES = [
   { name: 'default', opts: {} },
   { name: 'debug', opts: { debug: true } },
   { name: 'secure 4', opts: { secure: 4 }, deterministic: false },
+  { name: 'debug + secure 4', opts: { debug: true, secure: 4 }, deterministic: false },
 ];
 
 const OPS = Number(process.env.ABUSE_OPS ?? 20000);
