@@ -42,10 +42,14 @@ export interface AgentContext {
  */
 export function releasePage(ag: AgentContext, rb: number): void {
   const a = ag.arena;
-  const bad = a.secure >= 3 ? brokenCanary(a, rb) : 0;
-  const size = a.meta[rb + C.R_BLOCK_SIZE] - C.PADDING;
+  if (a.secure >= 3) {
+    const ps = a.meta[rb + C.R_START] >>> 0;
+    const bs = a.meta[rb + C.R_BLOCK_SIZE];
+    for (let b = brokenCanary(a, rb, 0); b !== 0; b = brokenCanary(a, rb, (b - ps) / bs + 1)) {
+      ag.reportReleasedOverflow(b, bs - C.PADDING); // queued: reported when the agent's call is complete
+    }
+  }
   pageRelease(a, ag.agentBase, rb);
-  if (bad !== 0) ag.reportReleasedOverflow(bad, size);
 }
 
 /**

@@ -177,6 +177,7 @@ export class Allocator implements AgentContext {
   private stacks: Map<number, Error> | null = null;
   private stackEvery = 0;
   private stackCountdown = 0;
+  private stackPruneAt = 1024;
 
   readonly arena: Arena;
   /** This agent's id (distinct per agent, never reused). */
@@ -310,6 +311,20 @@ export class Allocator implements AgentContext {
     this.direct = new Int32Array(this.direct.length).fill(this.arena.rec(0));
   }
 
+  /**
+   * Drop the stacks of blocks no longer live (freed by other agents, which
+   * cannot reach this map): keeps the map near the number of live sampled
+   * blocks. Amortised: the threshold doubles with what survives.
+   */
+  private pruneStacks(): void {
+    const st = this.stacks as Map<number, Error>;
+    const aBits = this.aBits;
+    for (const addr of st.keys()) {
+      if ((aBits[addr >>> C.BITMAP_WORD_SHIFT] & (1 << ((addr >>> C.GRANULE_SHIFT) & 31))) === 0) st.delete(addr);
+    }
+    this.stackPruneAt = Math.max(1024, 2 * st.size);
+  }
+
   /** A block was handed out at p: record its stack (sampled), or forget a stale one. */
   private noteAlloc(p: number): void {
     const st = this.stacks;
@@ -320,6 +335,7 @@ export class Allocator implements AgentContext {
       Error.stackTraceLimit = limit + 8; // room for our own frames, dropped when printed
       st.set(p, new Error('allocated')); // formatted only if a report prints it
       Error.stackTraceLimit = limit;
+      if (st.size > this.stackPruneAt) this.pruneStacks();
     } else if (st.size !== 0) {
       st.delete(p);
     }

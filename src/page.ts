@@ -308,19 +308,20 @@ export function pageRelease(a: Arena, agentBase: number, rb: number): void {
 }
 
 /**
- * Secure ≥ 3: the first block of the page whose canary is broken (I5), or 0.
- * Run when a page goes back to the buffer: the free fast path does not look
- * at canaries, so an overflow out of a block that is never handed out again
- * is found here at the latest. Cost: one load per block, once per page life.
+ * Secure ≥ 3: the first block of the page at or after block index `from`
+ * whose canary is broken (I5), as its address, or 0. Run when a page goes
+ * back to the buffer: the free fast path does not look at canaries, so an
+ * overflow out of a block that is never handed out again is found here at
+ * the latest. Cost: one load per block, once per page life.
  */
-export function brokenCanary(a: Arena, rb: number): number {
+export function brokenCanary(a: Arena, rb: number, from: number): number {
   const meta = a.meta;
   const mem = a.mem;
   const key = mem[C.H_DEBUG_KEY];
   const ps = meta[rb + C.R_START] >>> 0;
   const bs = meta[rb + C.R_BLOCK_SIZE];
   const cap = meta[rb + C.R_CAPACITY];
-  for (let i = 0, pad = ps + bs - C.PADDING; i < cap; i++, pad += bs) {
+  for (let i = from, pad = ps + (from + 1) * bs - C.PADDING; i < cap; i++, pad += bs) {
     if (mem[pad >>> 2] !== ((pad ^ key) & ~0xff)) return pad + C.PADDING - bs;
   }
   return 0;

@@ -151,12 +151,16 @@ describe('secure mode', () => {
     const a = Allocator.create({ size: 16 * MiB, secure: 4, onError: (code, message, address) => errors.push({ code, message, address }) });
     const ps = Array.from({ length: 50 }, () => a.malloc(200));
     const q = ps[17];
+    const r = ps[30];
     const bs = Allocator.create({ size: 1 << 20 }).goodSize(208); // the block: 200 bytes + 8 of padding, binned
     a.u8.fill(0x41, q, q + bs); // 200 bytes, the slack, the canary and size
+    a.u8.fill(0x41, r, r + bs);
     for (const p of ps) a.free(p);
     assert.equal(errors.length, 0, 'the fast path free does not look');
     a.collect(true); // the emptied page goes back to the buffer
-    assert.equal(errors.length, 1, JSON.stringify(errors));
+    assert.equal(errors.length, 2, JSON.stringify(errors));
+    assert.deepEqual(errors.map((e) => e.address).sort((x, y) => x - y), [q, r].sort((x, y) => x - y), 'every broken block is reported');
+    errors.sort((x, y) => (x.address === q ? -1 : 1));
     assert.equal(errors[0].code, 'EFAULT');
     assert.equal(errors[0].address, q);
     assert.match(errors[0].message, new RegExp(`buffer overflow in block 0x${q.toString(16)} \\(size ${bs - 8}\\).*returned to the buffer`));
