@@ -32,6 +32,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { BENCH_DIR, BUILD_DIR, DIST_INDEX, JS_PEERS, MIMALLOC_TS_SIZE, loadMimallocTs, probeNoCheck } from './lib/peers.js';
 import { PARAMS, median, scheduleC } from './lib/workload.js';
+import { cpuTicks, waitIdle } from './lib/noise.js';
 
 // ---- options ----------------------------------------------------------------
 
@@ -188,30 +189,6 @@ async function cpuBusy(ms = 300) {
   const b = sum();
   return 1 - (b.idle - a.idle) / Math.max(1, b.all - a.all);
 }
-/**
- * Linux: CPU ticks used by the whole machine and by this process with its
- * waited-for children (the native runs), to tell how much CPU other
- * processes took during the run. null elsewhere.
- */
-function cpuTicks() {
-  try {
-    const all = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-    const busy = all.reduce((a, b) => a + b, 0) - all[3] - (all[4] ?? 0); // minus idle, iowait
-    const self = readFileSync('/proc/self/stat', 'utf8');
-    const f = self.slice(self.lastIndexOf(')') + 2).split(' ').map(Number); // f[0] is field 3
-    return { busy, self: f[11] + f[12] + f[13] + f[14] }; // utime stime cutime cstime
-  } catch {
-    return null;
-  }
-}
-/** Wait until other processes use < 10% of the CPUs for 3 s (at most `seconds`). */
-async function waitIdle(seconds) {
-  const limit = Date.now() + 1000 * seconds;
-  let quiet = 0;
-  while (quiet < 3 && Date.now() < limit) quiet = (await cpuBusy(1000)) < 0.1 ? quiet + 1 : 0;
-  return quiet >= 3;
-}
-
 /**
  * Run one measurement; if other processes took more than 10% of the CPU
  * time meanwhile, wait for the machine to go quiet and repeat it (at most

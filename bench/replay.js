@@ -49,6 +49,7 @@ import { fileURLToPath } from 'node:url';
 import { BENCH_DIR, BUILD_DIR, loadMimallocTs, probeNoCheck } from './lib/peers.js';
 import { median } from './lib/workload.js';
 import { ensureBin, readBin, summarize, tracesDir } from './lib/trace.js';
+import { cpuTicks, waitIdle } from './lib/noise.js';
 
 // ---- options ----------------------------------------------------------------
 
@@ -148,48 +149,8 @@ if (selected.some((p) => p.startsWith('mimalloc-ts'))) {
   }
 }
 
-// ---- noise accounting (as bench/micro.js) ------------------------------------
+// ---- noise accounting (bench/lib/noise.js) -----------------------------------
 
-/** utime + stime of a running process, in ticks (0 when it is gone). */
-function procTicks(pid) {
-  try {
-    const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = st.slice(st.lastIndexOf(')') + 2).split(' ').map(Number);
-    return f[11] + f[12];
-  } catch {
-    return 0;
-  }
-}
-/**
- * Linux: CPU ticks used by the whole machine, and by this process with its
- * waited-for children (native runs) and the given running children (the JS
- * peers), to tell how much CPU other processes took. null elsewhere.
- */
-function cpuTicks(pids = []) {
-  try {
-    const all = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-    const busy = all.reduce((a, b) => a + b, 0) - all[3] - (all[4] ?? 0);
-    const self = readFileSync('/proc/self/stat', 'utf8');
-    const f = self.slice(self.lastIndexOf(')') + 2).split(' ').map(Number);
-    return { busy, self: f[11] + f[12] + f[13] + f[14] + pids.reduce((x, p) => x + procTicks(p), 0) };
-  } catch {
-    return null;
-  }
-}
-/** Fraction of all CPUs busy over `ms` (while this process sleeps). */
-async function cpuBusy(ms) {
-  const a = cpuTicks();
-  await new Promise((r) => setTimeout(r, ms));
-  const b = cpuTicks();
-  return a && b ? Math.max(0, b.busy - a.busy - (b.self - a.self)) / ((ms / 10) * os.cpus().length) : 0;
-}
-/** Wait until other processes use < 10% of the CPUs for 3 s in a row (at most `seconds`). */
-async function waitIdle(seconds) {
-  const limit = Date.now() + 1000 * seconds;
-  let quiet = 0;
-  while (quiet < 3 && Date.now() < limit) quiet = (await cpuBusy(1000)) < 0.1 ? quiet + 1 : 0;
-  return quiet >= 3;
-}
 /**
  * Run one timed rep; if other processes took more than 10% of the CPU time
  * meanwhile (measurable: reps of 0.2 s or more), wait for the machine to go
