@@ -7,8 +7,8 @@
 import type { Arena } from './arena.js';
 import { C } from './types.js';
 import { BIN_BLOCK_SIZE } from './bins.js';
-import { getLink, pageStart } from './page.js';
-import { canaryOf, checkFreed, checkPadding } from './debug.js';
+import { brokenCanary, getLink, pageStart } from './page.js';
+import { checkFreed, checkPadding } from './debug.js';
 
 function fail(msg: string): never {
   throw new Error(`mimalloc-ts check failed: ${msg}`);
@@ -103,12 +103,8 @@ function checkPage(a: Arena, rb: number, live: Set<number>): number {
     }
   }
   if (a.secure >= 3) { // I5: every block below capacity, live or free, ends in its canary
-    for (let i = 0; i < cap; i++) {
-      const pad = ps + (i + 1) * bs - C.PADDING;
-      if (a.mem[pad >>> 2] !== canaryOf(a, pad)) {
-        fail(`I5: ${name}: buffer overflow: the canary after block ${hex(ps + i * bs)} (size ${bs - C.PADDING}) was overwritten`);
-      }
-    }
+    const bad = brokenCanary(a, rb, 0);
+    if (bad !== 0) fail(`I5: ${name}: buffer overflow: the canary after block ${hex(bad)} (size ${bs - C.PADDING}) was overwritten`);
   }
   const owner = Atomics.load(meta, rb + C.R_OWNER);
   if (owner !== C.OWNER_ABANDONED) {
