@@ -379,7 +379,7 @@ export class Allocator implements AgentContext {
   malloc(n: number): number {
     if ((n >>> 0) === n && n <= C.SMALL_SIZE_MAX) {
       const mem = this.mem;
-      const rb = this.direct[(n + 7) >>> 3];
+      const rb = this.direct[(n + 7) >>> 3] & C.REC_BASE_MASK; // (REC_BASE_MASK: see types.ts)
       let b = mem[rb + C.R_FREE];
       if (b === 0 && (++this.refills & 63) !== 0) b = takeLocalFree(mem, rb); // every 64th: generic (retire heartbeat)
       if (b !== 0) {
@@ -433,13 +433,16 @@ export class Allocator implements AgentContext {
     const meta = this.meta;
     const mem = this.mem;
     const b = meta[rb + C.R_FREE];
-    if (this.arena.secure >= 3) {
+    if (this.arena.secure >= 3 || this.debug) {
       // The fast path admits a decoded link after a range check only (a division per malloc would
       // cost more than the rest): a corrupted link that still lands inside the page, off a block
-      // start, is caught here, before the canary repair below could write into a neighbour.
+      // start, is caught here, before the canary repair below could write into a neighbour; and
+      // one that lands on a live block (a copied link, or a stale one) is not handed out twice.
+      // Debug mode (every malloc comes here) checks its plain links the same way.
       const off = (b - meta[rb + C.R_START]) >>> 0;
       const bs = meta[rb + C.R_BLOCK_SIZE];
-      if (off % bs !== 0 || off / bs >= meta[rb + C.R_CAPACITY]) {
+      if (off % bs !== 0 || off / bs >= meta[rb + C.R_CAPACITY] ||
+          (this.aBits[b >>> C.BITMAP_WORD_SHIFT] & (1 << ((b >>> C.GRANULE_SHIFT) & 31))) !== 0) { // I3: not live
         meta[rb + C.R_FREE] = 0; // truncated first: reported once, whatever the handler does
         this.report('EFAULT', `corrupted free list entry: ${hex(b)} in a page of ${bs}-byte blocks is not a free block of it (a write into a freed block's link?)`, b >>> 0);
         return 0;
@@ -453,8 +456,8 @@ export class Allocator implements AgentContext {
     }
     if (this.arena.secure >= 3) { // I5: the free fast path does not check the canary; this is where it is checked
       const pad = ((b >>> 0) + meta[rb + C.R_BLOCK_SIZE] - C.PADDING) >>> 0;
-      if (mem[pad >>> 2] !== canaryOf(this.arena, pad)) {
-        mem[pad >>> 2] = canaryOf(this.arena, pad); // repaired first: reported once, whatever the handler does
+      if (mem[pad >>> 2] !== canaryOf(this.arena, rb, pad)) {
+        mem[pad >>> 2] = canaryOf(this.arena, rb, pad); // repaired first: reported once, whatever the handler does
         this.report('EFAULT', `buffer overflow in block ${hex(b)} (size ${meta[rb + C.R_BLOCK_SIZE] - C.PADDING}): the canary after it was overwritten (found when the block was to be handed out again; the write was made while it was live, or after it was freed)`, b >>> 0);
       }
     }
@@ -697,7 +700,7 @@ export class Allocator implements AgentContext {
       const bit = 1 << ((p >>> C.GRANULE_SHIFT) & 31);
       const aw = mem[this.aBase + w];
       if ((aw & bit) !== 0) {
-        const rb = mem[this.pmBase + (p >>> C.SLICE_SHIFT)];
+        const rb = mem[this.pmBase + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
         // No block of a page with an empty XTHREAD_FREE waits on a remote free
         // (its R bit is clear), so the R test is needed only when the list is
         // non-empty: the generic path does it. This keeps the fast path inside
@@ -1151,7 +1154,7 @@ class UncheckedAllocator extends Allocator {
   override malloc(n: number): number {
     if ((n >>> 0) === n && n <= C.SMALL_SIZE_MAX) {
       const mem = this.mem;
-      const rb = this.direct[(n + 7) >>> 3];
+      const rb = this.direct[(n + 7) >>> 3] & C.REC_BASE_MASK; // (REC_BASE_MASK: see types.ts)
       let b = mem[rb + C.R_FREE];
       if (b === 0 && (++this.refills & 63) !== 0) b = takeLocalFree(mem, rb); // every 64th: generic (retire heartbeat)
       if (b !== 0) {
@@ -1167,7 +1170,7 @@ class UncheckedAllocator extends Allocator {
   override free(p: number): void {
     if ((p >>> 0) === p && p < this.size && (p & 7) === 0 && p !== 0) {
       const mem = this.mem;
-      const rb = mem[this.pmBase + (p >>> C.SLICE_SHIFT)];
+      const rb = mem[this.pmBase + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
       if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & (C.F_ALIGNED | C.F_FULL)) === 0) {
         mem[p >>> 2] = mem[rb + C.R_LOCAL_FREE];
         mem[rb + C.R_LOCAL_FREE] = p;
@@ -1188,27 +1191,42 @@ class UncheckedAllocator extends Allocator {
  * generic path (which reports EFAULT and truncates, or repairs) when the link
  * decodes outside the page or the canary is broken; free encodes the link it
  * writes and reads nothing from the block. Cost over the default paths: a
- * multiply and an xor per link, the range and canary compares, the size
- * store; measured ~3 ns per malloc+free pair (BENCHMARKS.md).
+ * multiply and an xor per link, the block-size, key and canary loads, the
+ * range, canary and A-bit compares, the size store: ~40 instructions per
+ * malloc+free pair (of ~260), measured ~2.5 ns (BENCHMARKS.md).
  */
 class SecureAllocator extends Allocator {
+  /*
+   * Fast-path bins are small pages of one slice (asserted in types.ts), so
+   * "a link into this page" is "the same 64 KiB slice as the block, and
+   * 8-byte aligned": one xor and one mask, no load. A link that passes but
+   * is not a block start below capacity (the page's guard tail, a block not
+   * yet extended) fails the canary check of the next pop, which goes to
+   * popBlock; that check is against a per-page-life key (R_CANARY), so a
+   * stale canary from an earlier page in the same slice does not pass.
+   */
   override malloc(n: number): number {
     if ((n >>> 0) === n && n <= C.SMALL_SIZE_MAX - C.PADDING) {
       const mem = this.mem;
-      const rb = this.direct[(n + 7 + C.PADDING) >>> 3]; // room for the canary
+      const rb = this.direct[(n + 7 + C.PADDING) >>> 3] & C.REC_BASE_MASK; // room for the padding
       let b = mem[rb + C.R_FREE];
       if (b === 0 && (++this.refills & 63) !== 0) b = takeLocalFree(mem, rb); // every 64th: generic (retire heartbeat)
       if (b !== 0) {
-        const pad = ((b >>> 0) + mem[rb + C.R_BLOCK_SIZE] - C.PADDING) >>> 0; // link at pad + 4 (types.ts LINK_FROM_END)
-        const next = (Math.imul(mem[(pad >>> 2) + 1], mem[rb + C.R_KEYINV]) ^ mem[rb + C.R_KEY1]) >>> 0; // page.ts getLink
-        const canary = (pad ^ mem[C.H_DEBUG_KEY]) & ~0xff; // debug.ts canaryOf
-        // a link into the page (or NULL) and an intact canary (I5), else the generic path reports
-        if ((next === 0 || (((next - (mem[rb + C.R_START] >>> 0)) >>> 0) < (mem[rb + C.R_EXTENT] >>> 0) && (next & 7) === 0)) &&
-            mem[pad >>> 2] === canary) {
+        const bs = mem[rb + C.R_BLOCK_SIZE];
+        // (the forms of padw and next measured fastest: ~0.6 ns each over (b >>> 2) + (bs >>> 2) − 2 and an int32 next)
+        const padw = ((b >>> 0) + bs - C.PADDING) >>> 2; // the canary's word; the link (LINK_FROM_END = 4) follows
+        const next = (Math.imul(mem[padw + 1], mem[rb + C.R_KEYINV]) ^ mem[rb + C.R_KEY1]) >>> 0; // page.ts getLink
+        const aw = this.aBase + (b >>> C.BITMAP_WORD_SHIFT);
+        const bit = 1 << ((b >>> C.GRANULE_SHIFT) & 31);
+        const a = mem[aw];
+        // a link into the page (or NULL), an intact canary (I5) and a block that is not live (a
+        // corrupted link that lands on a live block must not make two owners), else the generic path reports
+        if ((next === 0 || ((next ^ b) & C.SECURE_LINK_MASK) === 0) &&
+            mem[padw] === (((padw << 2) ^ mem[rb + C.R_CANARY]) & ~0xff) && (a & bit) === 0) { // debug.ts canaryOf
           mem[rb + C.R_FREE] = next;
           mem[rb + C.R_USED] = (mem[rb + C.R_USED] + 1) | 0;
-          mem[(pad >>> 2) + 1] = pad - (b >>> 0) - n; // the requested size over the link (debug.ts layout), before the A bit
-          mem[this.aBase + (b >>> C.BITMAP_WORD_SHIFT)] |= 1 << ((b >>> C.GRANULE_SHIFT) & 31);
+          mem[padw + 1] = (bs - C.PADDING - n) | 0; // the requested size over the link (debug.ts layout), before the A bit
+          mem[aw] = a | bit;
           return b >>> 0;
         }
       }
@@ -1223,15 +1241,15 @@ class SecureAllocator extends Allocator {
       const bit = 1 << ((p >>> C.GRANULE_SHIFT) & 31);
       const aw = mem[this.aBase + w];
       if ((aw & bit) !== 0) {
-        const rb = mem[this.pmBase + (p >>> C.SLICE_SHIFT)];
+        const rb = mem[this.pmBase + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
         if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & (C.F_ALIGNED | C.F_FULL)) === 0 &&
             mem[rb + C.R_XTHREAD_FREE] === 0) {
           // No load from the block: its canary is checked when it is handed out again (I5), so freeing
           // a cold block does not wait for memory (measured: +40 ns/op on (b) when checked here).
-          const pad = (p + mem[rb + C.R_BLOCK_SIZE] - C.PADDING) >>> 0;
+          const linkw = (p >>> 2) + (mem[rb + C.R_BLOCK_SIZE] >>> 2) - (C.LINK_FROM_END >>> 2);
           mem[this.aBase + w] = aw ^ bit;
           const local = mem[rb + C.R_LOCAL_FREE];
-          mem[(pad >>> 2) + 1] = Math.imul(local ^ mem[rb + C.R_KEY1], mem[rb + C.R_KEY0]); // setLink, over delta: one cache line per free
+          mem[linkw] = Math.imul(local ^ mem[rb + C.R_KEY1], mem[rb + C.R_KEY0]); // setLink, over delta: one cache line per free
           mem[rb + C.R_LOCAL_FREE] = p;
           const used = (mem[rb + C.R_USED] - 1) | 0;
           mem[rb + C.R_USED] = used;

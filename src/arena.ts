@@ -149,7 +149,6 @@ export class Arena {
     (this as { noCheck: boolean }).noCheck = noCheck;
     (this as { secure: number }).secure = secure;
     (this as { padded: boolean }).padded = debug || secure >= 3;
-    m[C.H_DEBUG_KEY] = randomKey();
     (this as { debug: boolean }).debug = debug;
     m[C.H_VERSION] = C.VERSION;
     Atomics.store(m, C.H_COMMITTED, L.headerSlices);

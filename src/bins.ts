@@ -49,6 +49,8 @@ export const WSIZE_BIN = new Uint8Array(C.SMALL_WSIZE_MAX + 1);
       : bs <= C.MEDIUM_OBJ_SIZE_MAX ? C.MEDIUM_PAGE_SLICES : C.LARGE_PAGE_SLICES;
   }
   for (let w = 0; w <= C.SMALL_WSIZE_MAX; w++) WSIZE_BIN[w] = binOfWsize(w);
+  // the secure fast path's link check (types.ts SECURE_LINK_MASK) relies on it
+  if (BIN_PAGE_SLICES[WSIZE_BIN[C.SMALL_WSIZE_MAX]] !== 1) throw new Error('invariant: fast-path bins live in one-slice pages');
 })();
 
 /** Bytes per block in a singleton page for a request of `size` bytes: whole slices. */

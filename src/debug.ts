@@ -26,15 +26,15 @@ export function paddingOf(a: Arena, rb: number, q: number): number {
   return b + meta[rb + C.R_BLOCK_SIZE] - C.PADDING;
 }
 
-/** Canary of the padding at `pad`: derived from the buffer's key and the address; its low byte is 0 (mimalloc #951). */
-export function canaryOf(a: Arena, pad: number): number {
-  return (pad ^ a.mem[C.H_DEBUG_KEY]) & ~0xff;
+/** Canary of the padding at `pad` in page rb: derived from the page's key and the address; its low byte is 0 (mimalloc #951). */
+export function canaryOf(a: Arena, rb: number, pad: number): number {
+  return (pad ^ a.meta[rb + C.R_CANARY]) & ~0xff;
 }
 
 /** Rewrite the canary of the block holding q (after an overflow was found, so it is reported once). */
 export function repairCanary(a: Arena, rb: number, q: number): void {
   const pad = paddingOf(a, rb, q);
-  a.mem[pad >>> 2] = canaryOf(a, pad);
+  a.mem[pad >>> 2] = canaryOf(a, rb, pad);
 }
 
 /**
@@ -52,7 +52,7 @@ export function setPadding(a: Arena, rb: number, q: number, size: number, fillUn
   const u8 = a.u8;
   if (fillUninit) u8.fill(C.DEBUG_UNINIT_BYTE, q, q + size);
   if (a.debug) u8.fill(C.DEBUG_PAD_BYTE, q + size, Math.min(q + size + C.DEBUG_SLACK_CHECK, pad)); // (secure: canary only)
-  a.mem[pad >>> 2] = canaryOf(a, pad);
+  a.mem[pad >>> 2] = canaryOf(a, rb, pad);
   a.mem[(pad >>> 2) + 1] = pad - (q + size);
 }
 
@@ -73,7 +73,7 @@ export function checkPadding(a: Arena, rb: number, q: number): string | null {
   const mem = a.mem;
   const hex = (x: number): string => '0x' + (x >>> 0).toString(16);
   const delta = mem[(pad >>> 2) + 1];
-  const canaryOk = mem[pad >>> 2] === canaryOf(a, pad);
+  const canaryOk = mem[pad >>> 2] === canaryOf(a, rb, pad);
   if (!canaryOk || delta < 0 || delta > pad - q) {
     const size = canaryOk ? -1 : requestedSize(a, rb, q);
     return `buffer overflow in block ${hex(q)}${size >= 0 ? ` of size ${size}` : ''}: the padding canary after the block was overwritten (write at or after ${pad - q} bytes)`;

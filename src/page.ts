@@ -120,6 +120,7 @@ export function pageInit(
   meta[rb + C.R_KEY0] = k0;
   meta[rb + C.R_KEYINV] = oddInverse(k0);
   meta[rb + C.R_KEY1] = a.secure >= 3 ? randomKey() : 0;
+  meta[rb + C.R_CANARY] = a.padded ? randomKey() : 0; // written before any block of the page exists (I5)
   Atomics.store(meta, rb + C.R_XTHREAD_FREE, 0);
   Atomics.store(meta, rb + C.R_OWNER, owner);
   const pm = a.pageMap;
@@ -186,7 +187,7 @@ export function pageExtend(a: Arena, rb: number): void {
 function threadEncoded(a: Arena, rb: number, first: number, bs: number, k: number, order: Int32Array | null): void {
   const mem = a.mem;
   const meta = a.meta;
-  const key = mem[C.H_DEBUG_KEY];
+  const key = meta[rb + C.R_CANARY];
   const k0 = meta[rb + C.R_KEY0];
   const k1 = meta[rb + C.R_KEY1];
   for (let i = 0; i < k; i++) {
@@ -317,7 +318,7 @@ export function pageRelease(a: Arena, agentBase: number, rb: number): void {
 export function brokenCanary(a: Arena, rb: number, from: number): number {
   const meta = a.meta;
   const mem = a.mem;
-  const key = mem[C.H_DEBUG_KEY];
+  const key = meta[rb + C.R_CANARY];
   const ps = meta[rb + C.R_START] >>> 0;
   const bs = meta[rb + C.R_BLOCK_SIZE];
   const cap = meta[rb + C.R_CAPACITY];

@@ -184,6 +184,36 @@ describe('secure mode: reports that must not cut an operation short or repeat', 
     a.check();
   });
 
+  for (const [mode, opts, linkAt] of [['secure 4', { secure: 4 }, 28], ['debug', { debug: true }, 0]]) test(`${mode}: a link copied from another free block that leads to a live block is reported, and the live block is not handed out twice`, () => {
+    const errors = [];
+    const a = Allocator.create({ size: 8 * MiB, ...opts, onError: (code, message, address) => errors.push({ code, message, address }) });
+    const keep = a.malloc(24);
+    const p = a.malloc(24);
+    const q = a.malloc(24);
+    const r = a.malloc(24);
+    assert.equal(pageOf(p), pageOf(r), 'one page (one set of keys)');
+    const linkOf = (x) => (x + linkAt) >>> 2; // 24 + 8 bytes of padding: 32-byte blocks; secure: link in the last word
+    a.free(q);
+    a.free(p); // localFree p → q: p's link is enc(q)
+    const encQ = a.u32[linkOf(p)];
+    const live = new Set([keep, r]);
+    while (!live.has(p) || !live.has(q)) live.add(a.malloc(24)); // p and q are live again
+    a.free(r);
+    live.delete(r);
+    a.u32[linkOf(r)] = encQ; // an attacker who copies a valid encoded link: r → q, which is live
+    for (let i = 0; i < 200; i++) {
+      const x = a.malloc(24);
+      assert.ok(!live.has(x), `block ${x} handed out while live`);
+      live.add(x);
+    }
+    const e = errors.filter((x) => x.code === 'EFAULT');
+    assert.equal(e.length, 1, JSON.stringify(errors));
+    assert.match(e[0].message, /corrupted free list entry/);
+    assert.equal(e[0].address, q);
+    for (const x of live) a.free(x);
+    a.check();
+  });
+
   test('a corrupted link with a throwing handler is reported once, and the list is truncated', () => {
     const a = Allocator.create({ size: 8 * MiB, secure: 3 });
     const y = a.malloc(24);
