@@ -70,7 +70,9 @@ const mimallocSize = Number(opt('mimalloc-size') ?? 256) * 2 ** 20;
 const REPO = path.resolve(BENCH_DIR, '..');
 const TRACES = tracesDir(REPO, argv);
 const NATIVE = ['native-mimalloc', 'native-glibc'];
-const JS = ['mimalloc-ts', 'mimalloc-ts-secure4', 'mimalloc-ts-nocheck', 'dlmalloc-wasm'];
+// mimalloc-ts-secure2 (randomised extension, plain links, no canaries) splits secure 4's overhead
+// into what level 2's random block order costs and what levels 3-4's fast paths add
+const JS = ['mimalloc-ts', 'mimalloc-ts-secure4', 'mimalloc-ts-secure2', 'mimalloc-ts-nocheck', 'dlmalloc-wasm'];
 const ALL = [...NATIVE, ...JS];
 const REF = 'native-mimalloc';
 const selected = opt('peers')?.split(',') ?? (threadsMode ? ['mimalloc-ts', 'mimalloc-ts-secure4'] : ALL);
@@ -412,14 +414,14 @@ if (peersShown.includes('mimalloc-ts') && (peersShown.includes('mimalloc-ts-secu
         { h: 'trace', left: true, f: (r) => r.n },
         { h: 'mimalloc-ts ns/ev (min..max)', f: (r) => (r.n === 'geomean' ? '' : `${fmt(cell(r.n, 'mimalloc-ts')?.nsPerEvent)} (${spread(r.n, 'mimalloc-ts')})`) },
         { h: 'secure4 ns/ev (min..max)', f: (r) => (r.n === 'geomean' ? '' : `${fmt(cell(r.n, 'mimalloc-ts-secure4')?.nsPerEvent)} (${spread(r.n, 'mimalloc-ts-secure4')})`) },
-        {
-          h: 'secure 4 overhead',
+        ...['mimalloc-ts-secure4', 'mimalloc-ts-secure2'].filter((p) => peersShown.includes(p)).map((p) => ({
+          h: `secure ${p.slice(-1)} overhead`,
           f: (r) => {
-            if (r.n !== 'geomean') return `${fmt(pct(r.n, 'mimalloc-ts-secure4'))}%`;
-            const xs = names.map((n) => 1 + pct(n, 'mimalloc-ts-secure4') / 100).filter((x) => x > 0);
+            if (r.n !== 'geomean') return `${fmt(pct(r.n, p))}%`;
+            const xs = names.map((n) => 1 + pct(n, p) / 100).filter((x) => x > 0);
             return xs.length === names.length ? `${fmt((geomean(xs) - 1) * 100)}%` : '-';
           },
-        },
+        })),
         {
           h: 'checkFree cost (vs nocheck)',
           f: (r) => {

@@ -48,17 +48,19 @@ async function openPeer(name, mimallocSize) {
   switch (name) {
     case 'mimalloc-ts':
     case 'mimalloc-ts-secure4':
+    case 'mimalloc-ts-secure2':
     case 'mimalloc-ts-nocheck': {
       const Allocator = await loadMimallocTs();
       const opts = { size: mimallocSize };
       if (name === 'mimalloc-ts-secure4') opts.secure = 4;
+      if (name === 'mimalloc-ts-secure2') opts.secure = 2;
       if (name === 'mimalloc-ts-nocheck') {
         const why = probeNoCheck(Allocator);
         if (why) throw new Error(why);
         opts.checkFree = false;
       }
       return {
-        info: `Allocator.create({ size: ${mimallocSize / 2 ** 20} MiB${opts.secure ? ', secure: 4' : ''}${opts.checkFree === false ? ', checkFree: false' : ''} })`,
+        info: `Allocator.create({ size: ${mimallocSize / 2 ** 20} MiB${opts.secure ? `, secure: ${opts.secure}` : ''}${opts.checkFree === false ? ', checkFree: false' : ''} })`,
         fresh() {
           const a = Allocator.create(opts);
           return {
