@@ -100,7 +100,8 @@ export const enum C {
   /**
    * 2: secure ≥ 3 keeps free-list links in the padding with multiplicative
    * keys (R_KEYINV), word-size bins up to 64 B, OPT_NO_CHECK. 3: canary
-   * keys per page (R_CANARY) instead of one per buffer. An agent of
+   * keys per page (R_CANARY) instead of one per buffer; the page record's
+   * fast-path fields, keys included, in its first cache line. An agent of
    * another version must not attach: it would misread the buffer.
    */
   VERSION = 3,
@@ -252,50 +253,52 @@ export const enum C {
    * ```
    *  word  0 STATE      1 = page in use (written last on create, first on free)
    *        1 BLOCK_SIZE bytes per block
-   *        2 RESERVED   blocks that fit
-   *        3 CAPACITY   blocks initialised so far (free list extended lazily)
+   *        2 KEY0, 3 KEY1, 9 KEYINV  secure-mode link keys: enc(p) = imul(p ^ KEY1, KEY0),
+   *                     KEY0 odd, KEYINV = KEY0⁻¹ mod 2^32 (so dec(x) = imul(x, KEYINV) ^ KEY1)
    *        4 USED       blocks handed out, including those waiting on XTHREAD_FREE
    *        5 FREE       head of the list malloc pops (block address, 0 = empty)
    *        6 LOCAL_FREE head of the list of blocks freed by the holder
    *        7 XTHREAD_FREE head of the list of blocks freed by other agents (atomic)
    *        8 OWNER      0 none | ABANDONED | tid | tid|HELD (atomic)
-   *        9 HEAP       heap id (0 = main heap)
-   *       10 SLICES     slices spanned
+   *       10 CANARY     padded modes: the key of this page's canaries (I5), random per page life
    *       11 NEXT, 12 PREV  links in the owner's page queue (record bases)
    *       13 FLAGS      bin (bits 0–7) | F_* | retire countdown << 16
    *       14 COLLECT    rest of an XTHREAD_FREE list being collected
    *       15 ORIGIN     tid of the theap that created or last reclaimed the page
-   *       16 KEY0, 17 KEY1, 20 KEYINV  secure-mode link keys: enc(p) = imul(p ^ KEY1, KEY0),
-   *                     KEY0 odd, KEYINV = KEY0⁻¹ mod 2^32 (so dec(x) = imul(x, KEYINV) ^ KEY1)
-   *       18 START      address of the page's first byte (slice << 16)
-   *       19 EXTENT     bytes of the block area (BLOCK_SIZE × RESERVED)
-   *       21 CANARY     padded modes: the key of this page's canaries (I5), random per page life
+   *       ── (records are 128-byte aligned: everything the fast paths read, in every
+   *          mode, is in the first 64-byte cache line, words 0–15) ──
+   *       16 RESERVED   blocks that fit
+   *       17 CAPACITY   blocks initialised so far (free list extended lazily)
+   *       18 HEAP       heap id (0 = main heap)
+   *       19 SLICES     slices spanned
+   *       20 START      address of the page's first byte (slice << 16)
+   *       21 EXTENT     bytes of the block area (BLOCK_SIZE × RESERVED)
    * ```
    */
   REC_SHIFT = 5,
   REC_WORDS = 1 << REC_SHIFT, // 32 words = 128 bytes per slice (0.2 %)
   R_STATE = 0,
   R_BLOCK_SIZE = 1,
-  R_RESERVED = 2,
-  R_CAPACITY = 3,
+  R_KEY0 = 2,
+  R_KEY1 = 3,
   R_USED = 4,
   R_FREE = 5,
   R_LOCAL_FREE = 6,
   R_XTHREAD_FREE = 7,
   R_OWNER = 8,
-  R_HEAP = 9,
-  R_SLICES = 10,
+  R_KEYINV = 9,
+  R_CANARY = 10,
   R_NEXT = 11,
   R_PREV = 12,
   R_FLAGS = 13,
   R_COLLECT = 14,
   R_ORIGIN = 15,
-  R_KEY0 = 16,
-  R_KEY1 = 17,
-  R_START = 18,
-  R_EXTENT = 19, // bytes of the block area: BLOCK_SIZE × RESERVED (one load for the secure link check)
-  R_KEYINV = 20,
-  R_CANARY = 21,
+  R_RESERVED = 16,
+  R_CAPACITY = 17,
+  R_HEAP = 18,
+  R_SLICES = 19,
+  R_START = 20,
+  R_EXTENT = 21, // bytes of the block area: BLOCK_SIZE × RESERVED
   /**
    * Record bases are word indices below 2^30 (buffers ≤ 4 GiB), so masking a
    * base loaded from the direct table or the page map changes nothing but

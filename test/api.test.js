@@ -980,6 +980,19 @@ describe('handle, attach, detach, releaseAgent (same thread)', () => {
     assert.ok(h !== null && typeof h === 'object');
   });
 
+  test('attach refuses a buffer of another format version, and leaves it untouched', () => {
+    const a = Allocator.create({ size: 4 * MiB });
+    const p = a.malloc(40);
+    const version = a.u32[1]; // header word 1: the format version
+    a.u32[1] = version + 1;
+    const before = a.u8.slice(0, 65536);
+    assert.throws(() => Allocator.attach(structuredClone(a.handle)), new RegExp(`format version ${version + 1}, expected ${version}`));
+    assert.deepEqual(a.u8.slice(0, 65536), before);
+    a.u32[1] = version;
+    a.free(p);
+    a.check();
+  });
+
   test('attach gives a second heap over the same memory; cross-heap free works', () => {
     const a = Allocator.create({ size: 16 * MiB });
     const b = Allocator.attach(structuredClone(a.handle));

@@ -5,16 +5,16 @@
 //  - "a second free of a huge (singleton) block whose page was returned reports EINVAL"
 //                                          → isSingleton() at allocation time
 // It never decides what the allocator should report otherwise. Layout from src/types.ts
-// (page records: REC_WORDS words per slice; R_STATE 0, R_BLOCK_SIZE 1, R_CAPACITY 3,
-// R_FLAGS 13 with the bin in bits 0-7 and F_ALIGNED 1<<10, R_START 18; BIN_HUGE 73; 64 KiB slices).
+// (page records: REC_WORDS words per slice; R_STATE 0, R_BLOCK_SIZE 1, R_CAPACITY 17,
+// R_FLAGS 13 with the bin in bits 0-7 and F_ALIGNED 1<<10, R_START 20; BIN_HUGE 73; 64 KiB slices).
 // No module side effects: node --test also runs this file as a test file.
 
 const SLICE_SHIFT = 16;
 const R_STATE = 0;
 const R_BLOCK_SIZE = 1;
-const R_CAPACITY = 3;
+const R_CAPACITY = 17;
 const R_FLAGS = 13;
-const R_START = 18;
+const R_START = 20;
 const STATE_IN_USE = 1;
 const FLAG_BIN_MASK = 0xff;
 const BIN_HUGE = 73;

@@ -1,0 +1,167 @@
+#!/usr/bin/env node
+// What each secure level costs, measured so that the machine's drift cancels:
+// every level runs in ONE process, with its reps interleaved (level 0, 1, 2,
+// ..., then again), and the overhead is the ratio of minima (and of medians)
+// to level 0 over the same rounds. bench/micro.js and bench/replay.js run
+// each allocator in a process of its own, where the spread between processes
+// on a shared 2-core VM (±30%) is larger than the effect being measured.
+//
+//   (a), (b)  the loops of bench/lib/workload.js (as bench/micro.js)
+//   replay    every trace of ../shared/traces (as bench/replay.js, one agent;
+//             each rep a fresh allocator, only the replay loop timed)
+//
+// Each level gets its own copy of the loop modules (imported under a query
+// string), so every call site stays monomorphic, as when one allocator runs
+// alone. Run with `npm run bench:secure`.
+//
+// Options: --levels=0,1,2,3,4  --workloads=ab,replay  --reps=N (default 15
+//          for a/b, 5 for replay)  --only=trace,trace  --events=N (prefix)
+//          --quick (3 reps, 300,000-event prefixes)  --wait-idle[=seconds]
+// Results: tables on stdout, progress on stderr, bench/results/secure.json.
+
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { BENCH_DIR, BUILD_DIR, DIST_INDEX } from './lib/peers.js';
+import { PARAMS, median } from './lib/workload.js';
+import { ensureBin, readBin, tracesDir } from './lib/trace.js';
+import { cpuTicks, waitIdle } from './lib/noise.js';
+
+const argv = process.argv.slice(2);
+const opt = (name) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+const quick = argv.includes('--quick');
+const levels = (opt('levels') ?? '0,1,2,3,4').split(',').map(Number);
+const workloads = (opt('workloads') ?? 'ab,replay').split(',');
+const log = (...m) => console.error('[bench:secure]', ...m);
+if (levels[0] !== 0 || levels.some((l) => !Number.isInteger(l) || l < 0 || l > 4)) {
+  console.error('--levels: integers 0..4, starting with 0 (the reference)');
+  process.exit(2);
+}
+if (!existsSync(DIST_INDEX)) {
+  console.error(`${path.relative(process.cwd(), DIST_INDEX)} is missing: run \`npm run build\` first`);
+  process.exit(2);
+}
+const { Allocator } = await import(DIST_INDEX);
+const REPO = path.resolve(BENCH_DIR, '..');
+const t0 = performance.now();
+const c0 = cpuTicks();
+if (argv.some((a) => a.startsWith('--wait-idle'))) {
+  const s = Number(opt('wait-idle') ?? 300);
+  log(`waiting up to ${s} s for the machine to be idle`);
+  if (!(await waitIdle(s))) log('the machine did not become idle; measuring anyway');
+}
+
+const fmt = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '-');
+const pct = (x) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)}%` : '-');
+const geomean = (xs) => Math.exp(xs.reduce((s, x) => s + Math.log(x), 0) / xs.length);
+const out = [];
+const json = { date: new Date().toISOString(), levels, rows: {} };
+
+/** One table: per level, min and median ns/unit and both overheads vs level 0. */
+function report(title, unit, samples) {
+  const base = samples[0];
+  const mn = (v) => Math.min(...v);
+  const lines = [`${title}`, `level   min ${unit}   median   overhead (min)   overhead (median)`];
+  for (let i = 0; i < levels.length; i++) {
+    const v = samples[i];
+    lines.push(`${String(levels[i]).padEnd(5)} ${fmt(mn(v)).padStart(8)} ${fmt(median(v)).padStart(8)} ${(i ? pct(mn(v) / mn(base) - 1) : '').padStart(16)} ${(i ? pct(median(v) / median(base) - 1) : '').padStart(19)}`);
+  }
+  out.push(lines.join('\n'), '');
+}
+
+// ---- (a) and (b) --------------------------------------------------------------
+
+if (workloads.includes('ab')) {
+  const reps = Number(opt('reps') ?? (quick ? 3 : 15));
+  const vs = [];
+  for (const level of levels) {
+    const W = await import(`./lib/workload.js?level=${level}`);
+    // one allocator per workload, as in bench/micro.js: (b)'s random frees would scatter (a)'s free lists
+    const a = Allocator.create({ size: 256 * 2 ** 20, secure: level });
+    const b = Allocator.create({ size: 256 * 2 ** 20, secure: level });
+    const sizes = W.makeSizesA();
+    const ptrs = new Uint32Array(PARAMS.a_blocks);
+    const tables = W.makeTablesB();
+    const live = new Uint32Array(tables.fill.length);
+    W.fillB(b, tables, live);
+    const st = { tables, live, cursor: 0 };
+    for (let i = 0; i < 20; i++) W.runA(a, sizes, ptrs.length, PARAMS.a_tables, 100, ptrs); // warm-up: optimised code
+    W.runB(b, st, 300_000);
+    vs.push({ level, a, b, W, sizes, ptrs, st, ra: [], rb: [] });
+  }
+  log(`(a), (b): ${reps} interleaved reps of levels ${levels.join(', ')}`);
+  const roundsA = quick ? 100 : 1000;
+  const stepsB = quick ? 100_000 : 500_000;
+  for (let r = 0; r < reps; r++) {
+    for (const v of vs) v.ra.push((v.W.runA(v.a, v.sizes, v.ptrs.length, PARAMS.a_tables, roundsA, v.ptrs) * 1e6) / (roundsA * 2 * v.ptrs.length));
+    for (const v of vs) v.rb.push((v.W.runB(v.b, v.st, stepsB) * 1e6) / (2 * stepsB));
+  }
+  report(`(a) malloc ${vs[0].ptrs.length} blocks of 8..207 B, free them in order; ns per malloc or free`, 'ns/op', vs.map((v) => v.ra));
+  report('(b) 100,000 live blocks, free a random one and malloc a new one in its slot; ns per malloc or free', 'ns/op', vs.map((v) => v.rb));
+  json.rows.a = vs.map((v) => ({ level: v.level, samples: v.ra }));
+  json.rows.b = vs.map((v) => ({ level: v.level, samples: v.rb }));
+}
+
+// ---- replay -------------------------------------------------------------------
+
+if (workloads.includes('replay')) {
+  const TRACES = tracesDir(REPO, argv);
+  if (!existsSync(TRACES)) {
+    out.push(`replay: skipped, no traces at ${TRACES} (put them there, or pass --traces=DIR or set MIMALLOC_TRACES)`, '');
+  } else {
+    const only = opt('only')?.split(',');
+    const files = readdirSync(TRACES).filter((f) => f.endsWith('.trace.gz')).filter((f) => !only || only.includes(f.replace(/\.trace\.gz$/, ''))).sort();
+    const reps = Number(opt('reps') ?? (quick ? 3 : 5));
+    const maxEvents = Number(opt('events') ?? (quick ? 300_000 : Infinity));
+    const cores = [];
+    for (const level of levels) cores.push(await import(`./lib/replay-core.js?level=${level}`));
+    const ratiosMin = levels.map(() => []);
+    const ratiosMed = levels.map(() => []);
+    const lines = ['replay: ns per event, min / median of the reps; overhead vs level 0 (min / median)',
+      `trace            ${levels.map((l) => `level ${l}`.padStart(l ? 27 : 14)).join('')}`];
+    json.rows.replay = {};
+    for (const file of files) {
+      const { binFile } = await ensureBin(path.join(TRACES, file), BUILD_DIR);
+      const name = file.replace(/\.trace\.gz$/, '');
+      const tr = readBin(binFile, { maxEvents, name });
+      const res = levels.map(() => []);
+      log(`replay ${name}: ${tr.events.toLocaleString('en-US')} events, ${reps} interleaved reps of levels ${levels.join(', ')}`);
+      const live = new Uint32Array(tr.objects + 1);
+      for (let r = 0; r < reps; r++) {
+        for (let i = 0; i < levels.length; i++) {
+          const a = Allocator.create({ size: 512 * 2 ** 20, secure: levels[i] });
+          const mem = { u8: a.u8, u32: a.u32, refresh() {} };
+          const t = performance.now();
+          const e = cores[i].replayRange(a, mem, tr, live, 0, tr.events);
+          res[i].push(((performance.now() - t) * 1e6) / tr.events);
+          if (e !== tr.events) throw new Error(`${name}: level ${levels[i]}: out of memory at event ${-e - 1}`);
+          cores[i].freeAll(a, live, tr.objects);
+        }
+      }
+      const mn = res.map((v) => Math.min(...v));
+      const md = res.map(median);
+      let row = name.padEnd(15);
+      for (let i = 0; i < levels.length; i++) {
+        row += i === 0 ? `${fmt(mn[0], 1)} / ${fmt(md[0], 1)}`.padStart(14)
+          : `${fmt(mn[i], 1)} / ${fmt(md[i], 1)} (${pct(mn[i] / mn[0] - 1)}/${pct(md[i] / md[0] - 1)})`.padStart(27);
+        ratiosMin[i].push(mn[i] / mn[0]);
+        ratiosMed[i].push(md[i] / md[0]);
+      }
+      lines.push(row);
+      json.rows.replay[name] = levels.map((l, i) => ({ level: l, samples: res[i] }));
+    }
+    if (files.length > 0) {
+      let row = 'geomean'.padEnd(15) + ''.padStart(14);
+      for (let i = 1; i < levels.length; i++) row += `(${pct(geomean(ratiosMin[i]) - 1)}/${pct(geomean(ratiosMed[i]) - 1)})`.padStart(27);
+      lines.push(row);
+    }
+    out.push(lines.join('\n'), '');
+  }
+}
+
+const c1 = cpuTicks();
+const busy = c0 && c1 ? Math.max(0, c1.busy - c0.busy - (c1.self - c0.self)) : 0;
+out.push(`total time ${((performance.now() - t0) / 1e3).toFixed(1)} s; CPU ticks used by other processes during the run: ${busy}`);
+console.log(out.join('\n'));
+mkdirSync(path.join(BENCH_DIR, 'results'), { recursive: true });
+writeFileSync(path.join(BENCH_DIR, 'results', 'secure.json'), JSON.stringify(json, null, 1));
+console.log('raw samples in bench/results/secure.json');
