@@ -17,8 +17,14 @@
 // Options: --levels=0,1,2,3,4  --workloads=ab,replay  --reps=N (default 15
 //          for a/b, 5 for replay)  --only=trace,trace  --events=N (prefix)
 //          --quick (3 reps, 300,000-event prefixes)  --wait-idle[=seconds]
+//          --native: also native mimalloc built at each MI_SECURE level
+//          (bench/peers/build-mimalloc-secure.sh, from Debian's source
+//          package), running the same workloads (bench/peers/native_micro.c
+//          and native_replay.c), levels interleaved the same way: what
+//          mimalloc's own secure mode costs here, for reference
 // Results: tables on stdout, progress on stderr, bench/results/secure.json.
 
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { BENCH_DIR, BUILD_DIR, DIST_INDEX } from './lib/peers.js';
@@ -103,6 +109,7 @@ if (workloads.includes('ab')) {
 
 // ---- replay -------------------------------------------------------------------
 
+let replayFiles = [];
 if (workloads.includes('replay')) {
   const TRACES = tracesDir(REPO, argv);
   if (!existsSync(TRACES)) {
@@ -117,8 +124,9 @@ if (workloads.includes('replay')) {
     const ratiosMin = levels.map(() => []);
     const ratiosMed = levels.map(() => []);
     const lines = ['replay: ns per event, min / median of the reps; overhead vs level 0 (min / median)',
-      `trace            ${levels.map((l) => `level ${l}`.padStart(l ? 27 : 14)).join('')}`];
+      `trace            ${levels.map((l) => `level ${l}`.padStart(l ? 31 : 16)).join('')}`];
     json.rows.replay = {};
+    replayFiles = files.map((f) => path.join(TRACES, f));
     for (const file of files) {
       const { binFile } = await ensureBin(path.join(TRACES, file), BUILD_DIR);
       const name = file.replace(/\.trace\.gz$/, '');
@@ -141,8 +149,8 @@ if (workloads.includes('replay')) {
       const md = res.map(median);
       let row = name.padEnd(15);
       for (let i = 0; i < levels.length; i++) {
-        row += i === 0 ? `${fmt(mn[0], 1)} / ${fmt(md[0], 1)}`.padStart(14)
-          : `${fmt(mn[i], 1)} / ${fmt(md[i], 1)} (${pct(mn[i] / mn[0] - 1)}/${pct(md[i] / md[0] - 1)})`.padStart(27);
+        row += i === 0 ? `${fmt(mn[0], 1)} / ${fmt(md[0], 1)}`.padStart(16)
+          : `${fmt(mn[i], 1)} / ${fmt(md[i], 1)} (${pct(mn[i] / mn[0] - 1)} / ${pct(md[i] / md[0] - 1)})`.padStart(31);
         ratiosMin[i].push(mn[i] / mn[0]);
         ratiosMed[i].push(md[i] / md[0]);
       }
@@ -150,11 +158,79 @@ if (workloads.includes('replay')) {
       json.rows.replay[name] = levels.map((l, i) => ({ level: l, samples: res[i] }));
     }
     if (files.length > 0) {
-      let row = 'geomean'.padEnd(15) + ''.padStart(14);
-      for (let i = 1; i < levels.length; i++) row += `(${pct(geomean(ratiosMin[i]) - 1)}/${pct(geomean(ratiosMed[i]) - 1)})`.padStart(27);
+      let row = 'geomean'.padEnd(15) + ''.padStart(16);
+      for (let i = 1; i < levels.length; i++) row += `(${pct(geomean(ratiosMin[i]) - 1)} / ${pct(geomean(ratiosMed[i]) - 1)})`.padStart(31);
       lines.push(row);
     }
     out.push(lines.join('\n'), '');
+  }
+}
+
+// ---- native mimalloc at each MI_SECURE level (reference) ----------------------
+
+if (argv.includes('--native')) {
+  const lib = spawnSync('bash', [path.join(BENCH_DIR, 'peers', 'build-mimalloc-secure.sh')], { encoding: 'utf8' });
+  const micro = path.join(BUILD_DIR, 'native_micro_mimalloc');
+  const replay = path.join(BUILD_DIR, 'native_replay_mimalloc');
+  if (lib.status !== 0) {
+    out.push(`native: skipped (${(lib.stderr || '').trim().split('\n').pop()})`, '');
+  } else if (!existsSync(micro) || !existsSync(replay)) {
+    out.push('native: skipped (bench/build/native_*_mimalloc missing: run `npm run bench:peers`)', '');
+  } else {
+    const dir = lib.stdout.trim().split('\n').pop();
+    const env = (level) => ({ ...process.env, LD_LIBRARY_PATH: path.join(dir, `l${level}`) });
+    const run = (bin, args, level) => {
+      const r = spawnSync(bin, args, { encoding: 'utf8', env: env(level), timeout: 120_000 });
+      if (r.status !== 0) throw new Error(`${path.basename(bin)} (MI_SECURE=${level}): exit ${r.status ?? r.signal}: ${(r.stderr || '').trim()}`);
+      return JSON.parse(r.stdout);
+    };
+    const nreps = quick ? 1 : 3;
+    json.rows.native = { a: levels.map(() => []), b: levels.map(() => []), replay: {} };
+    if (workloads.includes('ab')) {
+      log(`native mimalloc (a), (b): ${nreps} interleaved runs of MI_SECURE ${levels.join(', ')}`);
+      const args = Object.entries(PARAMS).filter(([k]) => !['passes', 'c_passes'].includes(k)).map(([k, v]) => `${k}=${v}`);
+      if (quick) args.push('reps=3');
+      for (let r = 0; r < nreps; r++) {
+        for (let i = 0; i < levels.length; i++) {
+          const o = run(micro, [...args, 'workloads=ab'], levels[i]);
+          json.rows.native.a[i].push(...o.a.samples);
+          json.rows.native.b[i].push(...o.b.samples);
+        }
+      }
+      report('native mimalloc, (a) (per level: the samples of all runs; the same loop in C)', 'ns/op', json.rows.native.a);
+      report('native mimalloc, (b)', 'ns/op', json.rows.native.b);
+    }
+    if (replayFiles.length > 0) {
+      const lines = ['native mimalloc, replay: ns per event, min / median; overhead vs MI_SECURE=0 (min / median)',
+        `trace            ${levels.map((l) => `level ${l}`.padStart(l ? 31 : 16)).join('')}`];
+      const rmin = levels.map(() => []);
+      const rmed = levels.map(() => []);
+      const reps = Number(opt('reps') ?? (quick ? 3 : 5));
+      for (const f of replayFiles) {
+        const name = path.basename(f).replace(/\.trace\.gz$/, '');
+        const binFile = path.join(BUILD_DIR, 'traces', `${name}.bin`);
+        const ev = opt('events') ?? (quick ? '300000' : null); // the same prefix as the JavaScript replays
+        const evArgs = ev !== null ? [`events=${ev}`] : [];
+        const res = levels.map(() => []);
+        log(`native replay ${name}: ${reps} interleaved runs of MI_SECURE ${levels.join(', ')}`);
+        for (let r = 0; r < reps; r++) for (let i = 0; i < levels.length; i++) res[i].push(run(replay, [binFile, ...evArgs], levels[i]).ns_per_event);
+        const mn = res.map((v) => Math.min(...v));
+        const md = res.map(median);
+        let row = name.padEnd(15);
+        for (let i = 0; i < levels.length; i++) {
+          row += i === 0 ? `${fmt(mn[0], 1)} / ${fmt(md[0], 1)}`.padStart(16)
+            : `${fmt(mn[i], 1)} / ${fmt(md[i], 1)} (${pct(mn[i] / mn[0] - 1)} / ${pct(md[i] / md[0] - 1)})`.padStart(31);
+          rmin[i].push(mn[i] / mn[0]);
+          rmed[i].push(md[i] / md[0]);
+        }
+        lines.push(row);
+        json.rows.native.replay[name] = levels.map((l, i) => ({ level: l, samples: res[i] }));
+      }
+      let row = 'geomean'.padEnd(15) + ''.padStart(16);
+      for (let i = 1; i < levels.length; i++) row += `(${pct(geomean(rmin[i]) - 1)} / ${pct(geomean(rmed[i]) - 1)})`.padStart(31);
+      lines.push(row);
+      out.push(lines.join('\n'), '');
+    }
   }
 }
 
