@@ -403,7 +403,11 @@ export class Allocator implements AgentContext {
   /** Generic allocation of a validated size in theap `th`. */
   private allocSize(th: Theap, size: number, note = true): number {
     if (size > TWO_31 - C.SLICE_SIZE - C.PADDING) return this.nomem(size);
-    if ((++th.genericCount & 63) === 0 && th.retiredMin <= th.retiredMax) this.collectRetired(th, false);
+    // mimalloc's heartbeat: every generic call counts retired pages down (a fast path that
+    // refills from localFree sends every 64th refill here, so this runs at least that often).
+    // Every 64th call, as before, let pages idle for 16 × 64 generic calls: python-json's
+    // replay committed 91 MiB for 41 MiB live (59 MiB now), at no measurable cost in time.
+    if (th.retiredMin <= th.retiredMax) this.collectRetired(th, false);
     const need = this.padded ? size + C.PADDING : size; // debug / secure ≥ 3: room for the padding
     let b: number;
     if (need > C.LARGE_OBJ_SIZE_MAX) {

@@ -865,6 +865,24 @@ describe('stats and check', () => {
     assert.equal(a.check(), undefined);
   });
 
+  test('an emptied page goes back to the buffer after a few generic-path calls (retire heartbeat), not hundreds', () => {
+    const a = Allocator.create({ size: 64 * MiB });
+    const keep = a.malloc(2000); // the page the generic calls below allocate from
+    const big = a.malloc(100 * KiB); // a block in a large page (4 MiB) of its own size class
+    const withBig = a.stats().pagesBytes;
+    a.free(big); // the page is empty: retired, kept a few heartbeats in case its size class comes back
+    assert.equal(a.stats().pagesBytes, withBig, 'kept a while');
+    let calls = 0;
+    while (a.stats().pagesBytes > withBig - 4 * MiB && calls < 200) {
+      a.free(a.malloc(2000)); // > 1 KiB: every malloc takes the generic path
+      calls++;
+    }
+    assert.ok(a.stats().pagesBytes <= withBig - 4 * MiB, `the large page went back after ${calls} generic calls`);
+    assert.ok(calls <= 8, `released after ${calls} generic calls (mimalloc counts retired pages down at every generic call)`);
+    a.free(keep);
+    a.check();
+  });
+
   test('used follows live block sizes; committed is a high-water mark', () => {
     const { a, errors } = recording();
     const s0 = a.stats();
