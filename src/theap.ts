@@ -42,6 +42,8 @@ export class Theap {
    * always 0, so the fast path needs no "initialised?" test.
    */
   readonly direct = new Int32Array(C.SMALL_WSIZE_MAX + 1);
+  /** Generic-path calls: every RETIRE_SCAN_EVERY-th one ages the retired pages. */
+  genericCount = 0;
   /** Bins that may hold a retired page. */
   retiredMin = C.BIN_COUNT;
   retiredMax = 0;
