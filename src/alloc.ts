@@ -153,6 +153,14 @@ export class Allocator implements AgentContext {
   protected readonly aBase: number;
   protected readonly rBase: number;
   protected readonly pmBase: number;
+  /** Word index of the page records (record base = recBase + (slice << REC_SHIFT)). */
+  private readonly recBase: number;
+  /**
+   * Per slice: heapId + 1 of the theap whose `retired` list holds the page
+   * starting there, or 0. Agent-local (only this agent's theaps retire its
+   * pages), so no entry is pushed twice into one list.
+   */
+  private readonly retiredIn: Int32Array;
   /**
    * Refills of a FREE list by the malloc fast paths (takeLocalFree). Every
    * 64th goes to the generic path instead, whose heartbeat counts retired
@@ -207,6 +215,8 @@ export class Allocator implements AgentContext {
     this.aBase = arena.layout.aBits;
     this.rBase = arena.layout.rBits;
     this.pmBase = arena.layout.pageMap;
+    this.recBase = arena.layout.records;
+    this.retiredIn = new Int32Array(arena.layout.sliceCount);
     const buf = arena.buffer;
     this._u8 = new Uint8Array(buf, 0, arena.size);
     this._u32 = new Uint32Array(buf, 0, arena.size >>> 2);
@@ -404,12 +414,11 @@ export class Allocator implements AgentContext {
   private allocSize(th: Theap, size: number, note = true): number {
     if (size > TWO_31 - C.SLICE_SIZE - C.PADDING) return this.nomem(size);
     // The heartbeat: retired pages age by one per generic call, as in mimalloc (a fast path
-    // that refills from localFree sends every 64th refill here, so calls keep coming). The
-    // scan walks the queues of the bins holding retired pages, so it runs every
-    // RETIRE_SCAN_EVERY-th call and ages pages by that much. (Scanning every 64th call and
-    // aging by one let pages idle 16 × 64 calls: python-json's replay committed 91 MiB for
-    // 41 MiB live; 59 MiB now.)
-    if ((++th.genericCount & (C.RETIRE_SCAN_EVERY - 1)) === 0 && th.retiredMin <= th.retiredMax) this.collectRetired(th, false);
+    // that refills from localFree sends every 64th refill here, so calls keep coming). It
+    // visits the retired pages only: O(retired pages), nothing when there are none. (Aging
+    // only every 64th call let pages idle 16 × 64 calls: python-json's replay committed
+    // 91 MiB for 41 MiB live; 59 MiB now.)
+    if (th.retiredCount !== 0) this.collectRetired(th, false);
     const need = this.padded ? size + C.PADDING : size; // debug / secure ≥ 3: room for the padding
     let b: number;
     if (need > C.LARGE_OBJ_SIZE_MAX) {
@@ -834,37 +843,49 @@ export class Allocator implements AgentContext {
     // contention between workers. Expired pages go back on the heartbeat.
     const cycles = BIN_PAGE_SLICES[bin] === 1 ? C.RETIRE_CYCLES_SMALL : C.RETIRE_CYCLES_OTHER;
     meta[rb + C.R_FLAGS] = (meta[rb + C.R_FLAGS] & ~C.RETIRE_MASK) | (cycles << C.RETIRE_SHIFT);
-    th.noteRetired(bin);
+    const s = (rb - this.recBase) >>> C.REC_SHIFT;
+    if (this.retiredIn[s] !== th.heapId + 1) { // not in th's list yet (an entry elsewhere is dropped as stale)
+      this.retiredIn[s] = th.heapId + 1;
+      th.pushRetired(rb);
+    }
   }
 
-  /** Count down retired pages; release those that expired (all of them when `force`). */
+  /**
+   * Count th's retired pages down by one; release those that expired (all of
+   * them when `force`). An entry whose page is no longer a retired page
+   * queued in th (used again, full, abandoned, taken by another theap or
+   * released) is dropped. Cost: O(entries), no queue walks.
+   */
   private collectRetired(th: Theap, force: boolean): void {
     const meta = this.meta;
-    let lo = th.retiredMax + 1;
-    let hi = -1;
-    for (let bin = th.retiredMin; bin <= th.retiredMax; bin++) {
-      let rb = th.first[bin];
-      while (rb !== 0) {
-        const next = meta[rb + C.R_NEXT];
-        const f = meta[rb + C.R_FLAGS];
-        const cycles = (f & C.RETIRE_MASK) >>> C.RETIRE_SHIFT;
-        if (cycles !== 0) {
-          if (meta[rb + C.R_USED] !== 0) {
-            meta[rb + C.R_FLAGS] = f & ~C.RETIRE_MASK;
-          } else if (force || cycles <= C.RETIRE_SCAN_EVERY) {
-            th.remove(meta, bin, rb);
-            releasePage(this, rb);
-          } else {
-            meta[rb + C.R_FLAGS] = (f & ~C.RETIRE_MASK) | ((cycles - C.RETIRE_SCAN_EVERY) << C.RETIRE_SHIFT);
-            if (bin < lo) lo = bin;
-            if (bin > hi) hi = bin;
-          }
-        }
-        rb = next;
+    const list = th.retired;
+    const n = th.retiredCount;
+    const mine = th.heapId + 1;
+    let kept = 0;
+    for (let i = 0; i < n; i++) {
+      const rb = list[i];
+      const s = (rb - this.recBase) >>> C.REC_SHIFT;
+      const f = meta[rb + C.R_FLAGS];
+      const cycles = (f & C.RETIRE_MASK) >>> C.RETIRE_SHIFT;
+      if (this.retiredIn[s] !== mine) continue; // a later entry in another theap's list owns it
+      if (cycles === 0 || meta[rb + C.R_OWNER] !== this.tid || meta[rb + C.R_HEAP] !== th.heapId ||
+          Atomics.load(meta, rb + C.R_STATE) !== C.STATE_IN_USE || (f & C.F_FULL) !== 0) {
+        this.retiredIn[s] = 0; // stale: the page is not a retired page in th's queues any more
+        continue;
+      }
+      if (meta[rb + C.R_USED] !== 0) { // used again
+        meta[rb + C.R_FLAGS] = f & ~C.RETIRE_MASK;
+        this.retiredIn[s] = 0;
+      } else if (force || cycles === 1) {
+        this.retiredIn[s] = 0;
+        th.remove(meta, f & C.FLAG_BIN_MASK, rb);
+        releasePage(this, rb);
+      } else {
+        meta[rb + C.R_FLAGS] = (f & ~C.RETIRE_MASK) | ((cycles - 1) << C.RETIRE_SHIFT);
+        list[kept++] = rb;
       }
     }
-    th.retiredMin = lo <= hi ? lo : 1 << 30;
-    th.retiredMax = hi;
+    th.retiredCount = kept;
   }
 
   /**
@@ -1203,7 +1224,7 @@ class UncheckedAllocator extends Allocator {
  */
 class SecureAllocator extends Allocator {
   /*
-   * Fast-path bins are small pages of one slice (asserted in types.ts), so
+   * Fast-path bins are small pages of one slice (asserted in bins.ts), so
    * "a link into this page" is "the same 64 KiB slice as the block, and
    * 8-byte aligned": one xor and one mask, no load. A link that passes but
    * is not a block start below capacity (the page's guard tail, a block not

@@ -42,11 +42,26 @@ export class Theap {
    * always 0, so the fast path needs no "initialised?" test.
    */
   readonly direct = new Int32Array(C.SMALL_WSIZE_MAX + 1);
-  /** Generic-path calls: every RETIRE_SCAN_EVERY-th one ages the retired pages. */
-  genericCount = 0;
-  /** Bins that may hold a retired page. */
-  retiredMin = C.BIN_COUNT;
-  retiredMax = 0;
+  /**
+   * Record bases of this theap's retired pages (emptied, kept a few generic
+   * calls; see Allocator.pageEmptied), so the heartbeat visits those pages
+   * only, not the queues they sit in. Entries can be stale (the page was
+   * used again, abandoned or released meanwhile): the heartbeat checks each
+   * against the page's record and drops it.
+   */
+  retired = new Int32Array(16);
+  /** Entries in use in `retired`. */
+  retiredCount = 0;
+
+  /** Append a retired page's record base (no allocation unless the list must grow). */
+  pushRetired(rb: number): void {
+    if (this.retiredCount === this.retired.length) {
+      const grown = new Int32Array(this.retired.length * 2);
+      grown.set(this.retired);
+      this.retired = grown;
+    }
+    this.retired[this.retiredCount++] = rb;
+  }
 
   /** Record base of the always-empty record (slice 0's): the `direct` entry of a bin without pages. */
   readonly emptyRb: number;
@@ -102,11 +117,5 @@ export class Theap {
     if (this.first[bin] === rb) return;
     this.remove(meta, bin, rb);
     this.pushFront(meta, bin, rb);
-  }
-
-  /** Record that `bin` may hold a retired page. */
-  noteRetired(bin: number): void {
-    if (bin < this.retiredMin) this.retiredMin = bin;
-    if (bin > this.retiredMax) this.retiredMax = bin;
   }
 }

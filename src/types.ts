@@ -136,15 +136,9 @@ export const enum C {
 
   /** Lazy extension adds about one OS page worth of blocks at a time. */
   EXTEND_BYTES = 4096,
-  /**
-   * Retired (emptied) pages live this many generic calls (small / other),
-   * counted down RETIRE_SCAN_EVERY at a time by a scan every RETIRE_SCAN_EVERY
-   * generic calls (a power of two): a small page goes back 8..16 calls after
-   * it emptied, a medium or large one at the next scan.
-   */
+  /** Retired (emptied) pages live this many generic calls (small / other). */
   RETIRE_CYCLES_SMALL = 16,
   RETIRE_CYCLES_OTHER = 4,
-  RETIRE_SCAN_EVERY = 8,
 
   // ---------------------------------------------------------------------------
   // Fixed header words

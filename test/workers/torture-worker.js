@@ -175,12 +175,14 @@ if (!isMainThread) {
   // Diagnostics only (read-only look at the allocator's internals): the page
   // record under p, its A/R bits, and whether usableSize succeeds again a
   // little later (a transient state) or not (the block was lost).
+  // Page-record word offsets (src/types.ts R_*; keep in step with it).
+  const R = { STATE: 0, BLOCK_SIZE: 1, USED: 4, XTHREAD_FREE: 7, OWNER: 8, FLAGS: 13, ORIGIN: 15, RESERVED: 16, CAPACITY: 17, SLICES: 19, START: 20 };
   const describePage = (p) => {
     const meta = a.meta;
     const pm = a.pageMap;
-    const f = (rb) => (rb === 0 ? 'none' : `rec ${rb}: state ${Atomics.load(meta, rb)} bs ${meta[rb + 1]} reserved ${meta[rb + 2]} ` +
-      `cap ${meta[rb + 3]} used ${meta[rb + 4]} xfree ${meta[rb + 7]} owner ${Atomics.load(meta, rb + 8)} slices ${meta[rb + 10]} ` +
-      `flags 0x${(meta[rb + 13] >>> 0).toString(16)} origin ${meta[rb + 15]} start ${meta[rb + 18] >>> 0}`);
+    const f = (rb) => (rb === 0 ? 'none' : `rec ${rb}: state ${Atomics.load(meta, rb + R.STATE)} bs ${meta[rb + R.BLOCK_SIZE]} reserved ${meta[rb + R.RESERVED]} ` +
+      `cap ${meta[rb + R.CAPACITY]} used ${meta[rb + R.USED]} xfree ${meta[rb + R.XTHREAD_FREE]} owner ${Atomics.load(meta, rb + R.OWNER)} slices ${meta[rb + R.SLICES]} ` +
+      `flags 0x${(meta[rb + R.FLAGS] >>> 0).toString(16)} origin ${meta[rb + R.ORIGIN]} start ${meta[rb + R.START] >>> 0}`);
     const w = p >>> 8;
     const bit = 1 << ((p >>> 3) & 31);
     const out = [`slice ${p >>> 16}: page ${f(pm[p >>> 16])}; A bit ${(a.aBits[w] & bit) !== 0 ? 1 : 0}, R bit ${(Atomics.load(a.rBits, w) & bit) !== 0 ? 1 : 0}`];
