@@ -74,6 +74,38 @@ function report(title, unit, samples) {
   out.push(lines.join('\n'), '');
 }
 
+/**
+ * A replay table: header lines, then add(name, samples per level) per trace
+ * and end() for the geomean row; overheads vs level 0 by min and by median.
+ */
+function replayTable(title) {
+  const lines = [title, `trace            ${levels.map((l) => `level ${l}`.padStart(l ? 31 : 16)).join('')}`];
+  const rmin = levels.map(() => []);
+  const rmed = levels.map(() => []);
+  return {
+    add(name, res) {
+      const mn = res.map((v) => Math.min(...v));
+      const md = res.map(median);
+      let row = name.padEnd(15);
+      for (let i = 0; i < levels.length; i++) {
+        row += i === 0 ? `${fmt(mn[0], 1)} / ${fmt(md[0], 1)}`.padStart(16)
+          : `${fmt(mn[i], 1)} / ${fmt(md[i], 1)} (${pct(mn[i] / mn[0] - 1)} / ${pct(md[i] / md[0] - 1)})`.padStart(31);
+        rmin[i].push(mn[i] / mn[0]);
+        rmed[i].push(md[i] / md[0]);
+      }
+      lines.push(row);
+    },
+    end() {
+      if (rmin[0].length > 0) {
+        let row = 'geomean'.padEnd(15) + ''.padStart(16);
+        for (let i = 1; i < levels.length; i++) row += `(${pct(geomean(rmin[i]) - 1)} / ${pct(geomean(rmed[i]) - 1)})`.padStart(31);
+        lines.push(row);
+      }
+      out.push(lines.join('\n'), '');
+    },
+  };
+}
+
 // ---- (a) and (b) --------------------------------------------------------------
 
 if (workloads.includes('ab')) {
@@ -121,10 +153,7 @@ if (workloads.includes('replay')) {
     const maxEvents = Number(opt('events') ?? (quick ? 300_000 : Infinity));
     const cores = [];
     for (const level of levels) cores.push(await import(`./lib/replay-core.js?level=${level}`));
-    const ratiosMin = levels.map(() => []);
-    const ratiosMed = levels.map(() => []);
-    const lines = ['replay: ns per event, min / median of the reps; overhead vs level 0 (min / median)',
-      `trace            ${levels.map((l) => `level ${l}`.padStart(l ? 31 : 16)).join('')}`];
+    const table = replayTable('replay: ns per event, min / median of the reps; overhead vs level 0 (min / median)');
     json.rows.replay = {};
     replayFiles = files.map((f) => path.join(TRACES, f));
     for (const file of files) {
@@ -145,24 +174,10 @@ if (workloads.includes('replay')) {
           cores[i].freeAll(a, live, tr.objects);
         }
       }
-      const mn = res.map((v) => Math.min(...v));
-      const md = res.map(median);
-      let row = name.padEnd(15);
-      for (let i = 0; i < levels.length; i++) {
-        row += i === 0 ? `${fmt(mn[0], 1)} / ${fmt(md[0], 1)}`.padStart(16)
-          : `${fmt(mn[i], 1)} / ${fmt(md[i], 1)} (${pct(mn[i] / mn[0] - 1)} / ${pct(md[i] / md[0] - 1)})`.padStart(31);
-        ratiosMin[i].push(mn[i] / mn[0]);
-        ratiosMed[i].push(md[i] / md[0]);
-      }
-      lines.push(row);
+      table.add(name, res);
       json.rows.replay[name] = levels.map((l, i) => ({ level: l, samples: res[i] }));
     }
-    if (files.length > 0) {
-      let row = 'geomean'.padEnd(15) + ''.padStart(16);
-      for (let i = 1; i < levels.length; i++) row += `(${pct(geomean(ratiosMin[i]) - 1)} / ${pct(geomean(ratiosMed[i]) - 1)})`.padStart(31);
-      lines.push(row);
-    }
-    out.push(lines.join('\n'), '');
+    table.end();
   }
 }
 
@@ -201,10 +216,7 @@ if (argv.includes('--native')) {
       report('native mimalloc, (b)', 'ns/op', json.rows.native.b);
     }
     if (replayFiles.length > 0) {
-      const lines = ['native mimalloc, replay: ns per event, min / median; overhead vs MI_SECURE=0 (min / median)',
-        `trace            ${levels.map((l) => `level ${l}`.padStart(l ? 31 : 16)).join('')}`];
-      const rmin = levels.map(() => []);
-      const rmed = levels.map(() => []);
+      const table = replayTable('native mimalloc, replay: ns per event, min / median; overhead vs MI_SECURE=0 (min / median)');
       const reps = Number(opt('reps') ?? (quick ? 3 : 5));
       for (const f of replayFiles) {
         const name = path.basename(f).replace(/\.trace\.gz$/, '');
@@ -214,22 +226,10 @@ if (argv.includes('--native')) {
         const res = levels.map(() => []);
         log(`native replay ${name}: ${reps} interleaved runs of MI_SECURE ${levels.join(', ')}`);
         for (let r = 0; r < reps; r++) for (let i = 0; i < levels.length; i++) res[i].push(run(replay, [binFile, ...evArgs], levels[i]).ns_per_event);
-        const mn = res.map((v) => Math.min(...v));
-        const md = res.map(median);
-        let row = name.padEnd(15);
-        for (let i = 0; i < levels.length; i++) {
-          row += i === 0 ? `${fmt(mn[0], 1)} / ${fmt(md[0], 1)}`.padStart(16)
-            : `${fmt(mn[i], 1)} / ${fmt(md[i], 1)} (${pct(mn[i] / mn[0] - 1)} / ${pct(md[i] / md[0] - 1)})`.padStart(31);
-          rmin[i].push(mn[i] / mn[0]);
-          rmed[i].push(md[i] / md[0]);
-        }
-        lines.push(row);
+        table.add(name, res);
         json.rows.native.replay[name] = levels.map((l, i) => ({ level: l, samples: res[i] }));
       }
-      let row = 'geomean'.padEnd(15) + ''.padStart(16);
-      for (let i = 1; i < levels.length; i++) row += `(${pct(geomean(rmin[i]) - 1)} / ${pct(geomean(rmed[i]) - 1)})`.padStart(31);
-      lines.push(row);
-      out.push(lines.join('\n'), '');
+      table.end();
     }
   }
 }
