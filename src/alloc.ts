@@ -131,8 +131,15 @@ function checkAllocStacks(v: unknown): number {
   return v;
 }
 
-/** This package's directory, as it appears in stack frames. */
-const OWN_DIR = new URL('.', import.meta.url).href;
+/**
+ * This package's directory as it appears in stack frames, read off a stack
+ * taken at load (no `import.meta`: the same source is also built as CommonJS).
+ */
+const OWN_DIR = ((): string => {
+  const frame = (new Error().stack ?? '').split('\n').find((l) => /:\d+:\d+\)?\s*$/.test(l)) ?? '';
+  const m = /([^\s(]*[\\/])[^\\/]*:\d+:\d+\)?\s*$/.exec(frame);
+  return m !== null ? m[1] : '\u0000'; // unknown: keep every frame
+})();
 
 /** The frames of a recorded allocation stack outside this package: where the user allocated. */
 function userFrames(e: Error): string {
