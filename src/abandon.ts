@@ -18,10 +18,10 @@
  * the new block and takes the page back. No block is left on an abandoned
  * page that nobody will look at.
  */
-import type { Arena } from './arena.js';
+import { type Arena, pageBin, pageSlice } from './arena.js';
+import { brokenCanary, mapAbandoned, pageCollect, pageRebuild, pageRelease, unmapAbandoned } from './page.js';
+import type { Theap } from './page-queue.js';
 import { C } from './types.js';
-import { brokenCanary, mapAbandoned, pageBin, pageCollect, pageRebuild, pageRelease, pageSlice, unmapAbandoned } from './page.js';
-import type { Theap } from './theap.js';
 
 /** What abandon.ts needs of an agent. */
 export interface AgentContext {
@@ -127,16 +127,6 @@ export function reclaimAbandoned(ag: AgentContext, th: Theap, bin: number): numb
   return 0;
 }
 
-/** Record base of the agent record holding `id`, or -1. */
-export function findAgentRecord(a: Arena, id: number): number {
-  const mem = a.mem;
-  for (let i = 0; i < C.MAX_AGENTS; i++) {
-    const b = a.layout.agents + i * C.AGENT_WORDS;
-    if (Atomics.load(mem, b + C.A_ID) === id) return b;
-  }
-  return -1;
-}
-
 /**
  * Hand every page that names `tid` (queued or held) to the abandoned pool,
  * rebuilding each from the A bitmap first when its holder died (`rebuild`).
@@ -150,7 +140,7 @@ export function abandonAllOf(ag: AgentContext, tid: number, rebuild: boolean): v
     if (Atomics.load(meta, rb + C.R_STATE) !== C.STATE_IN_USE) continue;
     const slices = meta[rb + C.R_SLICES];
     const o = Atomics.load(meta, rb + C.R_OWNER);
-    if ((o & ~3) === tid && Atomics.compareExchange(meta, rb + C.R_OWNER, o, ag.tid | C.OWNER_HELD) === o) {
+    if ((o & C.OWNER_TID_MASK) === tid && Atomics.compareExchange(meta, rb + C.R_OWNER, o, ag.tid | C.OWNER_HELD) === o) {
       meta[rb + C.R_FLAGS] &= ~C.F_FULL;
       if (rebuild) pageRebuild(a, rb);
       settleHeld(ag, rb, false);
@@ -158,31 +148,3 @@ export function abandonAllOf(ag: AgentContext, tid: number, rebuild: boolean): v
     if (slices > 1) s += slices - 1;
   }
 }
-
-/**
- * Take over the pages of a terminated agent (`releaseAgent`). Finishes or
- * undoes the slice update it died in (its intent), then rebuilds and
- * abandons each of its pages. Returns false if no live agent has that id.
- */
-export function reapAgent(ag: AgentContext, id: number): boolean {
-  const a = ag.arena;
-  const mem = a.mem;
-  if (!Number.isInteger(id) || id <= 0 || id >= 2 ** 29) return false;
-  const b = findAgentRecord(a, id);
-  if (b < 0 || b === ag.agentBase) return false;
-  if (Atomics.compareExchange(mem, b + C.A_STATE, C.AGENT_ALIVE, C.AGENT_REAPING) !== C.AGENT_ALIVE) {
-    // already being reaped: take over only if that reaper is gone (it was killed too and
-    // has been released); every step below is idempotent
-    if (Atomics.load(mem, b + C.A_STATE) !== C.AGENT_REAPING) return false;
-    const reaper = Atomics.load(mem, b + C.A_REAPER);
-    if (reaper !== 0 && findAgentRecord(a, reaper) >= 0) return false;
-  }
-  Atomics.store(mem, b + C.A_REAPER, ag.tid >>> 2);
-  a.recoverIntent(b);
-  abandonAllOf(ag, id << 2, true);
-  Atomics.add(mem, C.H_REAPED, 1);
-  // one store frees the record: a kill before it leaves the record REAPING (never reused), never half-freed
-  Atomics.store(mem, b + C.A_ID, 0);
-  return true;
-}
-

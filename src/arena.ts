@@ -132,6 +132,11 @@ export class Arena {
     return this.recBase + (s << C.REC_SHIFT);
   }
 
+  /** Word index of agent record i (0 ≤ i < MAX_AGENTS): the one place the agent-record layout is spelled out. */
+  agentRecord(i: number): number {
+    return this.layout.agents + i * C.AGENT_WORDS;
+  }
+
   /** Slice of a record base. */
   sliceOfRec(rb: number): number {
     return (rb - this.recBase) >>> C.REC_SHIFT;
@@ -321,9 +326,8 @@ export class Arena {
   /** Is slice x inside the intent range of any live agent other than `exceptBase`? */
   private coveredByIntent(x: number, exceptBase: number): boolean {
     const m = this.mem;
-    const base0 = this.layout.agents;
-    for (let a = 0; a < C.MAX_AGENTS; a++) {
-      const b = base0 + a * C.AGENT_WORDS;
+    for (let i = 0; i < C.MAX_AGENTS; i++) {
+      const b = this.agentRecord(i);
       if (b === exceptBase || Atomics.load(m, b + C.A_ID) === 0) continue;
       if (Atomics.load(m, b + C.A_INTENT_OP) === C.INTENT_NONE) continue;
       const s = Atomics.load(m, b + C.A_INTENT_START);
@@ -357,7 +361,7 @@ export class Arena {
     const meta = this.meta;
     const pm = this.pageMap;
     const state = Atomics.load(meta, rb + C.R_STATE);
-    const mine = (Atomics.load(meta, rb + C.R_OWNER) & ~3) === deadTid;
+    const mine = (Atomics.load(meta, rb + C.R_OWNER) & C.OWNER_TID_MASK) === deadTid;
     if (op === C.INTENT_CLAIM && state === C.STATE_IN_USE && mine) {
       Atomics.store(m, deadBase + C.A_INTENT_OP, C.INTENT_NONE); // completed claim: the page scan takes it over
       return;
@@ -380,4 +384,40 @@ export class Arena {
     }
     Atomics.store(m, deadBase + C.A_INTENT_OP, C.INTENT_NONE);
   }
+}
+
+// ---------------------------------------------------------------------------
+// Reading a page record (any agent may: these fields are written once, by
+// pageInit, before STATE publishes the page; see types.ts "who may touch")
+// ---------------------------------------------------------------------------
+
+/** First byte of the page whose record base is `rb`. */
+export function pageStart(meta: Int32Array, rb: number): number {
+  return meta[rb + C.R_START] >>> 0;
+}
+
+/** First slice of the page whose record base is `rb`. */
+export function pageSlice(meta: Int32Array, rb: number): number {
+  return meta[rb + C.R_START] >>> C.SLICE_SHIFT;
+}
+
+/** Bin of a page. */
+export function pageBin(meta: Int32Array, rb: number): number {
+  return meta[rb + C.R_FLAGS] & C.FLAG_BIN_MASK;
+}
+
+/** Start of the block containing address q (q inside the page). One division: aligned pages only. */
+export function blockStartOf(meta: Int32Array, rb: number, q: number): number {
+  const ps = pageStart(meta, rb);
+  const bs = meta[rb + C.R_BLOCK_SIZE];
+  return ps + Math.floor((q - ps) / bs) * bs;
+}
+
+/** Does the block at b (of size bs) have any A bit set (the block is live)? */
+export function blockIsLive(aBits: Int32Array, b: number, bs: number, aligned: boolean): boolean {
+  if (!aligned) return (aBits[b >>> C.BITMAP_WORD_SHIFT] & (1 << ((b >>> C.GRANULE_SHIFT) & 31))) !== 0;
+  for (let g = b; g < b + bs; g += 8) {
+    if ((aBits[g >>> C.BITMAP_WORD_SHIFT] & (1 << ((g >>> C.GRANULE_SHIFT) & 31))) !== 0) return true;
+  }
+  return false;
 }

@@ -10,6 +10,7 @@
  * The block size of a bin is the largest request that maps to it, so the
  * waste of a block is below 1/4 of the request (≤ 12.5 % on average).
  */
+import { checkSize } from './errors.js';
 import { C } from './types.js';
 
 /** Bin of a request of `wsize` 8-byte words (wsize ≥ 0). */
@@ -58,9 +59,19 @@ export function hugeBlockSize(size: number): number {
   return Math.ceil(Math.max(size, 1) / C.SLICE_SIZE) * C.SLICE_SIZE;
 }
 
-/** mimalloc's `mi_good_size`: the usable size a request of `size` bytes gets. */
+/** @internal mimalloc's `mi_good_size` of a validated size, in default mode. */
 export function goodSizeOf(size: number): number {
   if (size > C.LARGE_OBJ_SIZE_MAX) return hugeBlockSize(size); // (binOf works on u32 sizes only)
   const bin = binOf(size);
   return bin === C.BIN_HUGE ? hugeBlockSize(size) : BIN_BLOCK_SIZE[bin];
+}
+
+/**
+ * mimalloc's `mi_good_size`: the usable size a request of `n` bytes gets from
+ * an allocator in default mode (no padding, no guard; `Allocator.goodSize`
+ * answers for a given allocator's modes). TypeError / RangeError for
+ * anything but a non-negative integer, as every method.
+ */
+export function goodSize(n: number): number {
+  return goodSizeOf(checkSize('size', n));
 }

@@ -4,18 +4,15 @@
  * first invariant it finds broken (see the list in types.ts). O(buffer/256 +
  * blocks); assumes no other agent mutates the heap meanwhile.
  */
-import type { Arena } from './arena.js';
-import { C } from './types.js';
+import { type Arena, pageStart } from './arena.js';
 import { BIN_BLOCK_SIZE } from './bins.js';
-import { brokenCanary, getLink, pageStart } from './page.js';
 import { checkFreed, checkPadding } from './debug.js';
+import { hex } from './errors.js';
+import { brokenCanary, getLink } from './page.js';
+import { C } from './types.js';
 
 function fail(msg: string): never {
   throw new Error(`mimalloc-ts check failed: ${msg}`);
-}
-
-function hex(x: number): string {
-  return '0x' + (x >>> 0).toString(16);
 }
 
 function bitOf(bits: Int32Array, p: number): boolean {
@@ -38,7 +35,7 @@ export function checkHeap(a: Arena): void {
   // agents
   const live = new Set<number>();
   for (let i = 0; i < C.MAX_AGENTS; i++) {
-    const b = a.layout.agents + i * C.AGENT_WORDS;
+    const b = a.agentRecord(i);
     const id = Atomics.load(mem, b + C.A_ID);
     if (id === 0) continue;
     if (live.has(id)) fail(`agent id ${id} appears in two agent records`);
@@ -109,7 +106,7 @@ function checkPage(a: Arena, rb: number, live: Set<number>): number {
   const owner = Atomics.load(meta, rb + C.R_OWNER);
   if (owner !== C.OWNER_ABANDONED) {
     const id = owner >>> 2;
-    if ((owner & 3) !== 0 && (owner & 3) !== C.OWNER_HELD) fail(`I4: ${name}: owner word ${owner} is malformed`);
+    if ((owner & C.OWNER_FLAG_MASK) !== 0 && (owner & C.OWNER_FLAG_MASK) !== C.OWNER_HELD) fail(`I4: ${name}: owner word ${owner} is malformed`);
     if (!live.has(id)) fail(`I4: ${name}: owned by agent ${id}, which is not attached`);
   }
   // live blocks from the A bitmap

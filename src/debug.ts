@@ -15,8 +15,8 @@
  * when the buffer's header says debug (the fast paths are off then); the
  * padding is shared with secure ≥ 3, which writes canary and size only.
  */
-import type { Arena } from './arena.js';
-import { blockStartOf } from './page.js';
+import { type Arena, blockStartOf } from './arena.js';
+import { hex } from './errors.js';
 import { C } from './types.js';
 
 /** The padding address of the block holding q. */
@@ -26,9 +26,19 @@ export function paddingOf(a: Arena, rb: number, q: number): number {
   return b + meta[rb + C.R_BLOCK_SIZE] - C.PADDING;
 }
 
-/** Canary of the padding at `pad` in page rb: derived from the page's key and the address; its low byte is 0 (mimalloc #951). */
+/**
+ * The canary at padding address `pad` of a page whose canary key is `key`
+ * (R_CANARY; types.ts I5): the one formula every path uses, the secure fast
+ * paths and page extension included (V8 inlines it: a call costs nothing).
+ * Its low byte is 0, so a missing string terminator stops there (mimalloc #951).
+ */
+export function canary(pad: number, key: number): number {
+  return (pad ^ key) & ~0xff;
+}
+
+/** Canary of the padding at `pad` in page rb. */
 export function canaryOf(a: Arena, rb: number, pad: number): number {
-  return (pad ^ a.meta[rb + C.R_CANARY]) & ~0xff;
+  return canary(pad, a.meta[rb + C.R_CANARY]);
 }
 
 /** Rewrite the canary of the block holding q (after an overflow was found, so it is reported once). */
@@ -71,7 +81,6 @@ export function requestedSize(a: Arena, rb: number, q: number): number {
 export function checkPadding(a: Arena, rb: number, q: number): string | null {
   const pad = paddingOf(a, rb, q);
   const mem = a.mem;
-  const hex = (x: number): string => '0x' + (x >>> 0).toString(16);
   const delta = mem[(pad >>> 2) + 1];
   const canaryOk = mem[pad >>> 2] === canaryOf(a, rb, pad);
   if (!canaryOk || delta < 0 || delta > pad - q) {
@@ -101,4 +110,78 @@ export function checkFreed(a: Arena, b: number, bs: number): number {
   const end = b + freedRange(a, bs);
   for (let i = a.secure >= 3 ? b : b + 4; i < end; i++) if (u8[i] !== C.DEBUG_FREED_BYTE) return i - b;
   return -1;
+}
+
+// ---------------------------------------------------------------------------
+// Allocation stacks (option allocStacks)
+// ---------------------------------------------------------------------------
+
+/**
+ * This package's directory as it appears in stack frames, read off a stack
+ * taken at load (no `import.meta`: the same source is also built as CommonJS).
+ */
+const OWN_DIR = ((): string => {
+  const frame = (new Error().stack ?? '').split('\n').find((l) => /:\d+:\d+\)?\s*$/.test(l)) ?? '';
+  const m = /([^\s(]*[\\/])[^\\/]*:\d+:\d+\)?\s*$/.exec(frame);
+  return m !== null ? m[1] : '\u0000'; // unknown: keep every frame
+})();
+
+/** The frames of a recorded allocation stack outside this package: where the user allocated. */
+export function userFrames(e: Error): string {
+  const lines = (e.stack ?? '').split('\n').slice(1);
+  return lines.filter((l) => !l.includes(OWN_DIR)).slice(0, 10).map((l) => l.trim()).join('\n');
+}
+
+/**
+ * The JavaScript stacks of every Nth allocation of one agent (a debugging
+ * aid: stacks are JavaScript objects, not in the buffer). Each recorded
+ * allocation costs a stack capture (a few µs); the agent takes its generic
+ * paths while this is on. The map keeps the stack of the last recorded
+ * allocation of each address.
+ */
+export class AllocStacks {
+  /** address → Error captured at its allocation (formatted only when a report prints it). */
+  readonly map = new Map<number, Error>();
+  private readonly every: number;
+  private countdown = 1;
+  private pruneAt = 1024;
+
+  constructor(every: number) {
+    this.every = every;
+  }
+
+  /** A block was handed out at p: record its stack (sampled), or forget a stale one. */
+  noteAlloc(p: number, aBits: Int32Array): void {
+    if (p === 0) return;
+    const st = this.map;
+    if (--this.countdown <= 0) {
+      this.countdown = this.every;
+      const limit = Error.stackTraceLimit;
+      Error.stackTraceLimit = limit + 8; // room for our own frames, dropped when printed
+      st.set(p, new Error('allocated'));
+      Error.stackTraceLimit = limit;
+      if (st.size > this.pruneAt) this.prune(aBits);
+    } else if (st.size !== 0) {
+      st.delete(p);
+    }
+  }
+
+  /**
+   * Drop the stacks of blocks no longer live (freed by other agents, which
+   * cannot reach this map): keeps the map near the number of live sampled
+   * blocks. Amortised: the threshold doubles with what survives.
+   */
+  private prune(aBits: Int32Array): void {
+    const st = this.map;
+    for (const addr of st.keys()) {
+      if ((aBits[addr >>> C.BITMAP_WORD_SHIFT] & (1 << ((addr >>> C.GRANULE_SHIFT) & 31))) === 0) st.delete(addr);
+    }
+    this.pruneAt = Math.max(1024, 2 * st.size);
+  }
+
+  /** The user frames of the recorded allocation of p, if any. */
+  stackOf(p: number): string | undefined {
+    const e = this.map.get(p);
+    return e === undefined ? undefined : userFrames(e);
+  }
 }

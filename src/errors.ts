@@ -29,18 +29,35 @@ export function defaultErrorHandler(code: ErrorCode, message: string, address: n
   throw new AllocatorError(code, message, address);
 }
 
+/** An address as messages print it: `0x` and lower-case hex digits. */
 export function hex(p: number): string {
   return '0x' + (p >>> 0).toString(16);
 }
 
+/**
+ * A bad argument as messages show it: its type and, where it prints
+ * usefully, its value (`string "8"`, `bigint 8n`, `boolean true`, `null`).
+ */
+export function show(v: unknown): string {
+  switch (typeof v) {
+    case 'number': return String(v);
+    case 'string': return `string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`;
+    case 'bigint': return `bigint ${v}n`;
+    case 'boolean': return `boolean ${v}`;
+    case 'undefined': return 'undefined';
+    case 'object': return v === null ? 'null' : Array.isArray(v) ? `array of length ${v.length}` : 'object';
+    default: return typeof v;
+  }
+}
+
 /** Argument checks shared by every entry point; they throw before any state changes. */
 export function badSize(name: string, n: unknown): never {
-  if (typeof n !== 'number') throw new TypeError(`${name} must be a number, got ${typeof n}`);
+  if (typeof n !== 'number') throw new TypeError(`${name} must be a number, got ${show(n)}`);
   throw new RangeError(`${name} must be a non-negative integer, got ${n}`);
 }
 
 export function badAddress(p: unknown): never {
-  if (typeof p !== 'number') throw new TypeError(`address must be a number, got ${p === null ? 'null' : typeof p}`);
+  if (typeof p !== 'number') throw new TypeError(`address must be a number, got ${show(p)}`);
   throw new RangeError(`address must be an integer in [0, 2^32), got ${p}`);
 }
 

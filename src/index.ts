@@ -1,9 +1,13 @@
 /**
- * mimalloc-ts — mimalloc's allocator design over a SharedArrayBuffer.
+ * mimalloc-ts — mimalloc's allocator design over a SharedArrayBuffer,
+ * an ArrayBuffer or a WebAssembly.Memory's buffer.
+ *
+ * Everything exported here is the public API; every other module is internal.
  */
-export { Allocator } from './alloc.js';
-export type { AllocatorOptions, AttachOptions, AllocatorHandle } from './alloc.js';
+export { Allocator } from './allocator.js';
+export type { LeakReport } from './allocator.js';
+export type { AllocatorOptions, AttachOptions, AllocatorHandle } from './options.js';
 export { AllocatorError } from './errors.js';
 export type { ErrorCode, ErrorHandler } from './errors.js';
-export type { StatsSnapshot } from './stats.js';
-export { goodSizeOf as goodSize } from './bins.js';
+export type { StatsSnapshot, LiveBlock } from './stats.js';
+export { goodSize } from './bins.js';

@@ -6,10 +6,9 @@
  * tid, or tid|HELD): only the holder writes a page's plain fields, so none
  * of this needs Atomics except XTHREAD_FREE, OWNER, STATE and the R bitmap.
  */
-import { Arena } from './arena.js';
+import { Arena, blockIsLive, blockStartOf, pageBin, pageSlice, pageStart, randomKey } from './arena.js';
+import { canary, fillFreed } from './debug.js';
 import { C } from './types.js';
-import { fillFreed } from './debug.js';
-import { randomKey } from './arena.js';
 
 /** xorshift32 state for secure mode's shuffles, seeded from crypto. */
 let shuffleState = randomKey() | 1;
@@ -78,23 +77,6 @@ export function oddInverse(k: number): number {
   let x = k; // k·k ≡ 1 (mod 8)
   for (let i = 0; i < 4; i++) x = Math.imul(x, 2 - Math.imul(k, x));
   return x;
-}
-
-/** First byte of the page whose record base is `rb`. */
-export function pageStart(meta: Int32Array, rb: number): number {
-  return meta[rb + C.R_START] >>> 0;
-}
-
-/** First slice of the page whose record base is `rb`. */
-export function pageSlice(meta: Int32Array, rb: number): number {
-  return meta[rb + C.R_START] >>> C.SLICE_SHIFT;
-}
-
-/** Start of the block containing address q (q inside the page). One division: aligned pages only. */
-export function blockStartOf(meta: Int32Array, rb: number, q: number): number {
-  const ps = pageStart(meta, rb);
-  const bs = meta[rb + C.R_BLOCK_SIZE];
-  return ps + Math.floor((q - ps) / bs) * bs;
 }
 
 /**
@@ -201,7 +183,7 @@ function threadEncoded(a: Arena, rb: number, first: number, bs: number, k: numbe
     const b = first + (order === null ? i : order[i]) * bs;
     const next = i + 1 === k ? 0 : first + (order === null ? i + 1 : order[i + 1]) * bs;
     const pad = b + bs - C.PADDING;
-    mem[pad >>> 2] = (pad ^ key) & ~0xff; // debug.ts canaryOf
+    mem[pad >>> 2] = canary(pad, key);
     mem[(pad >>> 2) + 1] = Math.imul(next ^ k1, k0); // setLink, LINK_FROM_END = 4
   }
 }
@@ -267,11 +249,6 @@ export function pageCollect(a: Arena, rb: number): void {
   }
 }
 
-/** Bin of a page. */
-export function pageBin(meta: Int32Array, rb: number): number {
-  return meta[rb + C.R_FLAGS] & C.FLAG_BIN_MASK;
-}
-
 /** Clear the page's bit in its bin's abandoned bitmap, keeping the count in step. */
 export function unmapAbandoned(a: Arena, rb: number): void {
   const bin = pageBin(a.meta, rb);
@@ -330,18 +307,9 @@ export function brokenCanary(a: Arena, rb: number, from: number): number {
   const bs = meta[rb + C.R_BLOCK_SIZE];
   const cap = meta[rb + C.R_CAPACITY];
   for (let i = from, pad = ps + (from + 1) * bs - C.PADDING; i < cap; i++, pad += bs) {
-    if (mem[pad >>> 2] !== ((pad ^ key) & ~0xff)) return pad + C.PADDING - bs;
+    if (mem[pad >>> 2] !== canary(pad, key)) return pad + C.PADDING - bs;
   }
   return 0;
-}
-
-/** Does the block at b (of size bs) have any A bit set (the block is live)? */
-export function blockIsLive(aBits: Int32Array, b: number, bs: number, aligned: boolean): boolean {
-  if (!aligned) return (aBits[b >>> C.BITMAP_WORD_SHIFT] & (1 << ((b >>> C.GRANULE_SHIFT) & 31))) !== 0;
-  for (let g = b; g < b + bs; g += 8) {
-    if ((aBits[g >>> C.BITMAP_WORD_SHIFT] & (1 << ((g >>> C.GRANULE_SHIFT) & 31))) !== 0) return true;
-  }
-  return false;
 }
 
 /**

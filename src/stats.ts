@@ -5,8 +5,10 @@
  * records when asked (one pass over the records, O(slices)), so statistics
  * cost nothing until read and are the same whichever agent reads them.
  */
-import type { Arena } from './arena.js';
-import { blockStartOf, getLink } from './page.js';
+import { countAgents } from './agents.js';
+import { type Arena, blockStartOf } from './arena.js';
+import { hex } from './errors.js';
+import { getLink } from './page.js';
 import { C } from './types.js';
 
 export interface StatsSnapshot {
@@ -55,15 +57,6 @@ function pendingRemote(a: Arena, rb: number): number {
     n++;
     const b = aligned ? blockStartOf(meta, rb, q) : q;
     q = Math.max(0, getLink(a, rb, b));
-  }
-  return n;
-}
-
-function countAgents(a: Arena): number {
-  let n = 0;
-  for (let i = 0; i < C.MAX_AGENTS; i++) {
-    const b = a.layout.agents + i * C.AGENT_WORDS;
-    if (Atomics.load(a.mem, b + C.A_ID) !== 0 && Atomics.load(a.mem, b + C.A_STATE) === C.AGENT_ALIVE) n++;
   }
   return n;
 }
@@ -163,7 +156,7 @@ export function formatLeaks(blocks: LiveBlock[], max = 20): string {
   const bytes = blocks.reduce((t, b) => t + b.size, 0);
   const lines = [`${blocks.length} live block${blocks.length === 1 ? '' : 's'}, ${bytes} bytes`];
   for (const b of blocks.slice(0, max)) {
-    lines.push(`  0x${b.address.toString(16)}  ${b.size} bytes`);
+    lines.push(`  ${hex(b.address)}  ${b.size} bytes`);
     if (b.stack !== undefined) for (const f of b.stack.split('\n')) lines.push(`      ${f}`);
   }
   if (blocks.length > max) lines.push(`  … ${blocks.length - max} more`);

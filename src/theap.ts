@@ -1,121 +1,199 @@
 /**
- * theap.ts — a theap: one agent's part of one heap (mimalloc v3's `mi_theap_t`).
+ * theap.ts — what a theap does with its pages (mimalloc's `page.c`): find a
+ * page with a free block for a bin, take fresh slices for a new page, keep
+ * emptied pages a short while (the retire list), and collect.
  *
- * It owns a page queue per bin (doubly linked through the pages' NEXT/PREV
- * record words, which only the owner touches) and the `pagesFreeDirect`
- * table that makes small `malloc` a table load and a list pop. The queue
- * heads are agent-local: they are a cache of what the buffer says (a page
- * belongs to this theap iff its OWNER is this agent's tid and its HEAP is
- * this heap), which is all a reaper needs to take the pages over.
+ * The theap's data (queues, `pagesFreeDirect`, the retired list) is
+ * page-queue.ts. Everything here runs in the agent that owns the theap, on
+ * generic paths only.
+ *
+ * Costs: `findPage` walks the bin's queue (pages that turn out full leave
+ * it for the full queue, so a walk passes each full page once), then polls
+ * the bin's full queue (a plain load per page, at most PAGE_FULL_KEEP),
+ * then tries up to 4 abandoned pages, then claims slices (arena.ts). The
+ * retire heartbeat is O(retired pages) per generic call.
  */
-import { BIN_BLOCK_SIZE, WSIZE_BIN } from './bins.js';
+import { reclaimAbandoned, releasePage, settleHeld } from './abandon.js';
+import type { Agent } from './agents.js';
+import { BIN_BLOCK_SIZE, BIN_PAGE_SLICES } from './bins.js';
+import { pageCollect, pageExtend, pageInit } from './page.js';
+import type { Theap } from './page-queue.js';
 import { C } from './types.js';
 
-/** For bins whose blocks are ≤ SMALL_SIZE_MAX: the wsize range [lo, hi] mapping to them. */
-const DIRECT_LO = new Int32Array(C.BIN_COUNT).fill(-1);
-const DIRECT_HI = new Int32Array(C.BIN_COUNT).fill(-2);
-for (let w = 0; w <= C.SMALL_WSIZE_MAX; w++) {
-  const b = WSIZE_BIN[w];
-  if (DIRECT_LO[b] < 0) DIRECT_LO[b] = w;
-  DIRECT_HI[b] = w;
-}
-
-/** F_FULL says which of its bin's two queues a page is in (the fast free path tests it). */
-function setFull(meta: Int32Array, rb: number, full: boolean): void {
-  meta[rb + C.R_FLAGS] = full ? meta[rb + C.R_FLAGS] | C.F_FULL : meta[rb + C.R_FLAGS] & ~C.F_FULL;
-}
-
-export class Theap {
-  /** Heap id this theap belongs to (0 = the main heap). */
-  readonly heapId: number;
-  /**
-   * Queue heads and tails (record bases; 0 = empty): index `bin` is the
-   * bin's queue of pages with (or able to get) free blocks, index
-   * `bin + BIN_COUNT` its queue of full pages.
-   */
-  readonly first = new Int32Array(2 * C.BIN_COUNT);
-  readonly last = new Int32Array(2 * C.BIN_COUNT);
-  readonly count = new Int32Array(2 * C.BIN_COUNT);
-  /**
-   * pagesFreeDirect: wsize (0..128) → record base of the first page of that
-   * size's bin, or `emptyRb`, the record of header slice 0, whose FREE is
-   * always 0, so the fast path needs no "initialised?" test.
-   */
-  readonly direct = new Int32Array(C.SMALL_WSIZE_MAX + 1);
-  /**
-   * Record bases of this theap's retired pages (emptied, kept a few generic
-   * calls; see Allocator.pageEmptied), so the heartbeat visits those pages
-   * only, not the queues they sit in. Entries can be stale (the page was
-   * used again, abandoned or released meanwhile): the heartbeat checks each
-   * against the page's record and drops it.
-   */
-  retired = new Int32Array(16);
-  /** Entries in use in `retired`. */
-  retiredCount = 0;
-
-  /** Append a retired page's record base (no allocation unless the list must grow). */
-  pushRetired(rb: number): void {
-    if (this.retiredCount === this.retired.length) {
-      const grown = new Int32Array(this.retired.length * 2);
-      grown.set(this.retired);
-      this.retired = grown;
-    }
-    this.retired[this.retiredCount++] = rb;
-  }
-
-  /** Record base of the always-empty record (slice 0's): the `direct` entry of a bin without pages. */
-  readonly emptyRb: number;
-
-  constructor(heapId: number, emptyRb: number) {
-    this.heapId = heapId;
-    this.emptyRb = emptyRb;
-    this.direct.fill(emptyRb);
-  }
-
-  private updateDirect(bin: number): void {
-    if (bin >= C.BIN_COUNT || BIN_BLOCK_SIZE[bin] > C.SMALL_SIZE_MAX) return;
-    const rb = this.first[bin] || this.emptyRb;
-    const d = this.direct;
-    for (let w = DIRECT_LO[bin]; w <= DIRECT_HI[bin]; w++) d[w] = rb;
-  }
-
-  pushFront(meta: Int32Array, bin: number, rb: number): void {
-    const head = this.first[bin];
-    meta[rb + C.R_PREV] = 0;
-    meta[rb + C.R_NEXT] = head;
-    if (head !== 0) meta[head + C.R_PREV] = rb; else this.last[bin] = rb;
-    this.first[bin] = rb;
-    this.count[bin]++;
-    setFull(meta, rb, bin >= C.BIN_COUNT);
-    this.updateDirect(bin);
-  }
-
-  pushBack(meta: Int32Array, bin: number, rb: number): void {
-    const tail = this.last[bin];
-    meta[rb + C.R_NEXT] = 0;
-    meta[rb + C.R_PREV] = tail;
-    if (tail !== 0) meta[tail + C.R_NEXT] = rb; else { this.first[bin] = rb; this.updateDirect(bin); }
-    this.last[bin] = rb;
-    this.count[bin]++;
-    setFull(meta, rb, bin >= C.BIN_COUNT);
-  }
-
-  remove(meta: Int32Array, bin: number, rb: number): void {
-    const prev = meta[rb + C.R_PREV];
+/**
+ * mimalloc's `mi_find_free_page` + `mi_page_queue_find_free_ex`: walk the
+ * bin's queue, collecting each page; extend where capacity remains; park
+ * full pages (abandon them beyond the retain budget); poll the full pages
+ * for remote frees; then reclaim an abandoned page of this bin; then take
+ * fresh slices. Returns the record base of a page with FREE ≠ 0, or 0.
+ */
+export function findPage(ag: Agent, th: Theap, bin: number): number {
+  const a = ag.arena;
+  const meta = ag.meta;
+  let rb = th.first[bin];
+  while (rb !== 0) {
     const next = meta[rb + C.R_NEXT];
-    if (prev !== 0) meta[prev + C.R_NEXT] = next; else this.first[bin] = next;
-    if (next !== 0) meta[next + C.R_PREV] = prev; else this.last[bin] = prev;
-    meta[rb + C.R_NEXT] = 0;
-    meta[rb + C.R_PREV] = 0;
-    setFull(meta, rb, false);
-    this.count[bin]--;
-    if (prev === 0) this.updateDirect(bin);
+    if (meta[rb + C.R_FREE] === 0) pageCollect(a, rb);
+    if (meta[rb + C.R_FREE] === 0 && meta[rb + C.R_CAPACITY] < meta[rb + C.R_RESERVED]) pageExtend(a, rb);
+    if (meta[rb + C.R_FREE] !== 0) {
+      meta[rb + C.R_FLAGS] &= ~C.RETIRE_MASK;
+      th.moveToFront(meta, bin, rb);
+      return rb;
+    }
+    // full: park it in the bin's full queue, or, past PAGE_FULL_KEEP, abandon it (v3)
+    th.remove(meta, bin, rb);
+    if (th.count[bin + C.BIN_COUNT] < C.PAGE_FULL_KEEP) {
+      th.pushBack(meta, bin + C.BIN_COUNT, rb);
+    } else {
+      Atomics.store(meta, rb + C.R_OWNER, ag.tid | C.OWNER_HELD);
+      settleHeld(ag, rb, false);
+    }
+    rb = next;
   }
+  // poll the full pages for frees other agents made into them (a plain load each)
+  rb = th.first[bin + C.BIN_COUNT];
+  while (rb !== 0) {
+    const next = meta[rb + C.R_NEXT];
+    if (meta[rb + C.R_XTHREAD_FREE] !== 0) {
+      pageCollect(a, rb);
+      if (meta[rb + C.R_FREE] !== 0) {
+        th.remove(meta, bin + C.BIN_COUNT, rb);
+        th.pushFront(meta, bin, rb);
+        return rb;
+      }
+    }
+    rb = next;
+  }
+  for (let tries = 0; tries < 4; tries++) {
+    rb = reclaimAbandoned(ag, th, bin);
+    if (rb === 0) break;
+    if (meta[rb + C.R_FREE] === 0 && meta[rb + C.R_CAPACITY] < meta[rb + C.R_RESERVED]) pageExtend(a, rb);
+    if (meta[rb + C.R_FREE] !== 0) {
+      th.pushFront(meta, bin, rb);
+      return rb;
+    }
+    Atomics.store(meta, rb + C.R_OWNER, ag.tid | C.OWNER_HELD);
+    settleHeld(ag, rb, false);
+  }
+  rb = freshPage(ag, th, bin);
+  if (rb === 0) return 0;
+  pageExtend(a, rb);
+  th.pushFront(meta, bin, rb);
+  return rb;
+}
 
-  /** Move a queued page to the front of its queue (it has blocks: the fast path should see it). */
-  moveToFront(meta: Int32Array, bin: number, rb: number): void {
-    if (this.first[bin] === rb) return;
-    this.remove(meta, bin, rb);
-    this.pushFront(meta, bin, rb);
+/** Claim slices for a new page of `bin`; falls back to a smaller page when memory is short. 0 when none. */
+function freshPage(ag: Agent, th: Theap, bin: number): number {
+  const a = ag.arena;
+  const bs = BIN_BLOCK_SIZE[bin];
+  let slices = BIN_PAGE_SLICES[bin];
+  // medium and large pages sit on multiples of their size, so freed ones
+  // leave aligned holes that the next page of that kind fits exactly
+  let s = a.claimSlices(ag.agentBase, slices, slices);
+  if (s < 0 && slices > 1) s = a.claimSlices(ag.agentBase, slices, 1);
+  if (s < 0) {
+    collectRetired(ag, th, true);
+    s = a.claimSlices(ag.agentBase, slices, 1);
   }
+  const guard = a.secure > 0 ? C.SECURE_GUARD : 0;
+  if (s < 0 && slices > 1) { // memory is short: a page just big enough for one block
+    slices = Math.max(1, Math.ceil((bs + guard) / C.SLICE_SIZE));
+    s = a.claimSlices(ag.agentBase, slices, 1);
+  }
+  if (s < 0) return 0;
+  const fresh = a.takeFresh(s, slices);
+  const rb = a.rec(s);
+  const reserved = Math.floor((slices * C.SLICE_SIZE - guard) / bs); // ≥ 1: every bin's pages hold 6+ blocks
+  pageInit(a, ag.agentBase, s, slices, bin, bs, reserved, th.heapId, ag.tid, ag.tid, fresh);
+  return rb;
+}
+
+/**
+ * A free made a queued page empty (mimalloc's `_mi_page_retire`): keep it a
+ * few generic calls (RETIRE_CYCLES_*) on its theap's retired list. Called
+ * by the fast free path too: O(1), no Atomics but one load.
+ */
+export function pageEmptied(ag: Agent, rb: number): void {
+  const meta = ag.meta;
+  const th = ag.theapOf(meta[rb + C.R_HEAP]);
+  const bin = meta[rb + C.R_FLAGS] & C.FLAG_BIN_MASK;
+  if (th === null || Atomics.load(meta, rb + C.R_XTHREAD_FREE) !== 0) return;
+  // Every emptied page is kept a short while (mimalloc keeps only the last
+  // page of a bin): a program that frees a batch and allocates the next one
+  // then reuses its pages instead of returning and re-claiming slices
+  // through the shared, atomic slice bitmap every round, which measured as
+  // contention between workers. Expired pages go back on the heartbeat.
+  const cycles = BIN_PAGE_SLICES[bin] === 1 ? C.RETIRE_CYCLES_SMALL : C.RETIRE_CYCLES_OTHER;
+  meta[rb + C.R_FLAGS] = (meta[rb + C.R_FLAGS] & ~C.RETIRE_MASK) | (cycles << C.RETIRE_SHIFT);
+  const s = (rb - ag.recBase) >>> C.REC_SHIFT;
+  if (ag.retiredIn[s] !== th.heapId + 1) { // not in th's list yet (an entry elsewhere is dropped as stale)
+    ag.retiredIn[s] = th.heapId + 1;
+    th.pushRetired(rb);
+  }
+}
+
+/**
+ * The heartbeat: count th's retired pages down by one; release those that
+ * expired (all of them when `force`). An entry whose page is no longer a
+ * retired page queued in th (used again, full, abandoned, taken by another
+ * theap or released) is dropped. Cost: O(entries), no queue walks.
+ */
+export function collectRetired(ag: Agent, th: Theap, force: boolean): void {
+  const meta = ag.meta;
+  const list = th.retired;
+  const n = th.retiredCount;
+  const mine = th.heapId + 1;
+  let kept = 0;
+  for (let i = 0; i < n; i++) {
+    const rb = list[i];
+    const s = (rb - ag.recBase) >>> C.REC_SHIFT;
+    const f = meta[rb + C.R_FLAGS];
+    const cycles = (f & C.RETIRE_MASK) >>> C.RETIRE_SHIFT;
+    if (ag.retiredIn[s] !== mine) continue; // a later entry in another theap's list owns it
+    if (cycles === 0 || meta[rb + C.R_OWNER] !== ag.tid || meta[rb + C.R_HEAP] !== th.heapId ||
+        Atomics.load(meta, rb + C.R_STATE) !== C.STATE_IN_USE || (f & C.F_FULL) !== 0) {
+      ag.retiredIn[s] = 0; // stale: the page is not a retired page in th's queues any more
+      continue;
+    }
+    if (meta[rb + C.R_USED] !== 0) { // used again
+      meta[rb + C.R_FLAGS] = f & ~C.RETIRE_MASK;
+      ag.retiredIn[s] = 0;
+    } else if (force || cycles === 1) {
+      ag.retiredIn[s] = 0;
+      th.remove(meta, f & C.FLAG_BIN_MASK, rb);
+      releasePage(ag, rb);
+    } else {
+      meta[rb + C.R_FLAGS] = (f & ~C.RETIRE_MASK) | ((cycles - 1) << C.RETIRE_SHIFT);
+      list[kept++] = rb;
+    }
+  }
+  th.retiredCount = kept;
+}
+
+/**
+ * mimalloc's `mi_collect` for one theap: collect the cross-agent frees of
+ * every page and release the pages that became empty (with `force`, also
+ * the retired ones; without, the last page of a bin stays). One pass over
+ * the theap's pages.
+ */
+export function theapCollect(ag: Agent, th: Theap, force: boolean): void {
+  const a = ag.arena;
+  const meta = ag.meta;
+  for (let q = 0; q < th.first.length; q++) {
+    const bin = q % C.BIN_COUNT;
+    let rb = th.first[q];
+    while (rb !== 0) {
+      const next = meta[rb + C.R_NEXT];
+      pageCollect(a, rb);
+      if (meta[rb + C.R_USED] === 0 && (force || q !== bin || th.count[bin] > 1)) {
+        th.remove(meta, q, rb);
+        releasePage(ag, rb);
+      } else if (q !== bin && meta[rb + C.R_FREE] !== 0) {
+        th.remove(meta, q, rb);
+        th.pushBack(meta, bin, rb);
+      }
+      rb = next;
+    }
+  }
+  if (force) collectRetired(ag, th, true);
 }

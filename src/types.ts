@@ -316,10 +316,13 @@ export const enum C {
   STATE_FREE = 0,
   STATE_IN_USE = 1,
 
-  /** OWNER values. Agent tids are `id << 2` (≥ 4), so the low two bits are flags. */
+  /** OWNER values (the state machine is drawn in the header above). Agent tids are `id << 2` (≥ 4), so the low two bits are flags. */
   OWNER_NONE = 0,
   OWNER_ABANDONED = 2,
   OWNER_HELD = 1,
+  /** OWNER's flag bits (HELD; ABANDONED is a value of its own, tid 0) and the tid they leave. */
+  OWNER_FLAG_MASK = 3,
+  OWNER_TID_MASK = ~OWNER_FLAG_MASK,
 
   FLAG_BIN_MASK = 0xff,
   /** Blocks on FREE are zero except their link (first word; secure ≥ 3: in the padding); calloc can skip the memset. */

@@ -1,0 +1,590 @@
+/**
+ * allocator.ts — the public class: one agent's entry point, its thin API
+ * methods, `create` / `attach`, and the fast paths.
+ *
+ * ## Fast-path variants
+ *
+ * The buffer decides which class an agent gets (`forArena`): every agent of
+ * a buffer runs the same variant, and each variant's `malloc` and `free`
+ * stay monomorphic. They live side by side in this file because a subclass
+ * across an import cycle throws at load. Whatever a fast path declines goes
+ * to the generic paths (malloc.ts `mallocGeneric`, free.ts `freeGeneric`),
+ * which serve every variant and every mode.
+ *
+ * | step                               | Allocator (default) | SecureAllocator (secure ≥ 3) | UncheckedAllocator (checkFree: false) |
+ * |------------------------------------|:---:|:---:|:---:|
+ * | malloc: size ≤                     | 1024 | 1024 − 8 (padding) | 1024 |
+ * | malloc: direct-table load, pop     | ✓ | ✓ (link decoded, checked to stay in the slice) | ✓ |
+ * | malloc: refill FREE from LOCAL_FREE| ✓ (63 of 64; the 64th: generic) | ✓ | ✓ |
+ * | malloc: canary + A-bit test        |   | ✓ | |
+ * | malloc: set A bit                  | ✓ | ✓ | |
+ * | malloc: clear the link word        | ✓ | (requested size over the link) | ✓ |
+ * | free: A-bit test (the whole validity check) | ✓ | ✓ | |
+ * | free: owner, F_ALIGNED/F_FULL test | ✓ | ✓ | ✓ |
+ * | free: XTHREAD_FREE empty test      | ✓ | ✓ | |
+ * | free: push on LOCAL_FREE           | ✓ | ✓ (link encoded, in the padding) | ✓ |
+ * | free: empty page → pageEmptied     | ✓ | ✓ | ✓ |
+ *
+ * Debug mode and `allocStacks` use the default class with the fast paths
+ * switched off (`direct` points every size at the empty record, `fastTid`
+ * is −1): every call is generic.
+ *
+ * Costs (V8 on x64; BENCHMARKS.md): `malloc(n ≤ 1 KiB)` about 10
+ * typed-array accesses, no Atomics, no allocation; `free(p)` of a block on
+ * a page this agent owns the same (an `Atomics.load` here measured ~4 ns:
+ * V8 does not inline it as a plain load). Every other call is generic.
+ */
+import { Agent, detachAgent, findAgentRecord, reapAgent } from './agents.js';
+import { Arena } from './arena.js';
+import { goodSizeOf } from './bins.js';
+import { checkHeap } from './check.js';
+import { AllocStacks, canary, checkPadding, paddingOf, setPadding } from './debug.js';
+import { AllocatorError, ErrorHandler, checkAddress, checkSize, defaultErrorHandler, show } from './errors.js';
+import { freeGeneric, usableOf, validate } from './free.js';
+import { allocAligned, mallocGeneric, nomem, zeroNew } from './malloc.js';
+import {
+  AllocatorHandle, AllocatorOptions, AttachOptions, parseAttachOptions, parseCreateOptions,
+} from './options.js';
+import { LiveBlock, StatsSnapshot, collectStats, formatLeaks, formatStats, liveBlocks } from './stats.js';
+import { pageEmptied, theapCollect } from './theap.js';
+import { C } from './types.js';
+
+const TWO_31 = 2147483648;
+const TWO_32 = 4294967296;
+
+/**
+ * The fast paths' refill: FREE ran dry, so LOCAL_FREE becomes the new FREE
+ * (the part of mimalloc's `_mi_page_free_collect` that needs no atomics),
+ * unless other agents' frees wait on XTHREAD_FREE, which the generic path
+ * collects first. Returns the new FREE head, or 0. Under random frees a
+ * page's FREE runs dry every few mallocs, and the generic path costs ~10x
+ * this ((b): 4.8% of mallocs went there, 3.0% with the refill). A kill
+ * between the stores leaves lists that pageRebuild replaces anyway.
+ */
+function takeLocalFree(mem: Int32Array, rb: number): number {
+  const b = mem[rb + C.R_LOCAL_FREE];
+  if (b === 0 || mem[rb + C.R_XTHREAD_FREE] !== 0) return 0;
+  mem[rb + C.R_FREE] = b; // the pop overwrites it, unless its checks send the call to the generic path
+  mem[rb + C.R_LOCAL_FREE] = 0;
+  mem[rb + C.R_FLAGS] &= ~C.F_ZERO;
+  return b;
+}
+
+/** What `leakReport` returns. */
+export interface LeakReport {
+  /** The live blocks, in address order. */
+  blocks: LiveBlock[];
+  /** Sum of their sizes. */
+  bytes: number;
+  /** A printable summary (at most 20 blocks listed). */
+  text: string;
+}
+
+export class Allocator {
+  // --- hot fields (read by the fast paths on every call) ---
+  /** @internal pagesFreeDirect of the main theap, or an all-empty table while the fast paths are off. */
+  protected direct: Int32Array;
+  /** @internal The whole buffer as Int32 words (page records too: `mem[rb + R_*]`). */
+  protected readonly mem: Int32Array;
+  /** @internal Buffer bytes. */
+  protected readonly size: number;
+  /** @internal Word offsets in `mem` of the A bitmap and the page map. */
+  protected readonly aBase: number;
+  /** @internal */
+  protected readonly pmBase: number;
+  /** @internal tid while the fast paths are on; −1 (never an OWNER value) after detach, in debug mode or with allocStacks. */
+  protected fastTid: number;
+  /**
+   * @internal Refills of a FREE list by the malloc fast paths (takeLocalFree).
+   * Every 64th goes to the generic path instead, whose heartbeat counts
+   * retired pages down: otherwise a program that stays on the fast paths
+   * would keep the emptied pages of other size classes for ever.
+   */
+  protected refills = 0;
+  /** @internal This agent's state, for the generic paths. */
+  protected readonly ag: Agent;
+  /** @internal The buffer's layout and views (tests read page records through it). */
+  readonly arena: Arena;
+
+  /** Debug mode (the buffer's: every agent agrees). */
+  readonly debug: boolean;
+  /** This agent's id (≥ 1, distinct per agent, never reused); pass it to `releaseAgent` if the agent is terminated. */
+  readonly agentId: number;
+
+  private readonly _u8: Uint8Array;
+  private readonly _u32: Uint32Array;
+  private readonly _f64: Float64Array;
+  private readonly _view: DataView;
+
+  /** @internal Use `Allocator.create()` or `Allocator.attach(handle)`. */
+  protected constructor(arena: Arena, onError: ErrorHandler | undefined) {
+    if (!(arena instanceof Arena)) {
+      throw new TypeError('mimalloc-ts: use Allocator.create(options) or Allocator.attach(handle), not new Allocator()');
+    }
+    const ag = new Agent(arena, onError ?? defaultErrorHandler);
+    this.ag = ag;
+    this.arena = arena;
+    this.mem = arena.mem;
+    this.size = arena.size;
+    this.aBase = arena.layout.aBits;
+    this.pmBase = arena.layout.pageMap;
+    this.agentId = ag.id;
+    this.fastTid = ag.tid;
+    this.direct = ag.theap.direct;
+    this.debug = arena.debug;
+    const buf = arena.buffer;
+    this._u8 = arena.u8;
+    this._u32 = new Uint32Array(buf, 0, arena.size >>> 2);
+    this._f64 = ag.f64;
+    this._view = new DataView(buf, 0, arena.size);
+    if (this.debug) this.fastPathsOff(); // the fast paths have no room for debug mode's fills
+  }
+
+  /** Create an allocator over a new (or the given) buffer; this agent is its first. */
+  static create(opts: AllocatorOptions = {}): Allocator {
+    const cfg = parseCreateOptions(opts); // every option checked before the buffer is touched
+    const arena = new Arena(cfg.buffer);
+    if (arena.headerSlices + 2 > arena.sliceCount) throw new RangeError('buffer too small for the header');
+    arena.format(cfg.knownZero, cfg.debug, cfg.secure, !cfg.checkFree && cfg.secure < 3);
+    const al = Allocator.forArena(arena, cfg.onError);
+    if (cfg.allocStacks > 0) al.recordStacks(cfg.allocStacks);
+    return al;
+  }
+
+  /** In a worker (or any agent): attach to an allocator created elsewhere; this agent gets its own theaps. */
+  static attach(handle: AllocatorHandle, opts: AttachOptions = {}): Allocator {
+    const cfg = parseAttachOptions(handle, opts);
+    const arena = new Arena(cfg.buffer);
+    arena.validateHeader();
+    const al = Allocator.forArena(arena, cfg.onError);
+    if (cfg.allocStacks > 0) al.recordStacks(cfg.allocStacks);
+    return al;
+  }
+
+  /** The buffer decides the fast paths: secure ≥ 3 needs the encoded ones, OPT_NO_CHECK the unchecked ones. */
+  private static forArena(arena: Arena, onError: ErrorHandler | undefined): Allocator {
+    if (arena.secure >= 3) return new SecureAllocator(arena, onError);
+    if (arena.noCheck) return new UncheckedAllocator(arena, onError);
+    return new Allocator(arena, onError);
+  }
+
+  /** Every call of this agent takes the generic paths from now on. */
+  private fastPathsOff(): void {
+    this.fastTid = -1;
+    this.direct = new Int32Array(this.direct.length).fill(this.arena.rec(0));
+  }
+
+  /** allocStacks: record the stack of every `every`-th allocation (fast paths off). */
+  private recordStacks(every: number): void {
+    this.ag.stacks = new AllocStacks(every);
+    this.fastPathsOff();
+  }
+
+  /** Structured-cloneable description of the allocator, for `Allocator.attach` in another agent. */
+  get handle(): AllocatorHandle {
+    const b = this.arena.buffer;
+    if (!(typeof SharedArrayBuffer !== 'undefined' && b instanceof SharedArrayBuffer)) {
+      throw new Error('handle: this allocator lives in an ArrayBuffer, which other agents cannot share (create it with shared: true)');
+    }
+    return { kind: 'mimalloc-ts', buffer: b };
+  }
+
+  // --- views: over the whole buffer, always current ---
+  get buffer(): ArrayBufferLike { return this.arena.buffer; }
+  get u8(): Uint8Array { return this._u8; }
+  get i32(): Int32Array { return this.mem; }
+  get u32(): Uint32Array { return this._u32; }
+  get f64(): Float64Array { return this._f64; }
+  get view(): DataView { return this._view; }
+
+  /** Replace the error handler; null restores the default. */
+  setErrorHandler(fn: ErrorHandler | null): void {
+    if (fn !== null && typeof fn !== 'function') throw new TypeError(`setErrorHandler: expected a function or null, got ${show(fn)}`);
+    this.ag.errorHandler = fn ?? defaultErrorHandler;
+  }
+
+  // =========================================================================
+  // the fast paths (see the table above)
+  // =========================================================================
+
+  /**
+   * Allocate `n` bytes; returns the address, or 0 (NULL) when out of memory.
+   * Fast path (n ≤ 1 KiB, a page with a free block): ~10 typed-array
+   * accesses, no Atomics. (`typeof` first: a BigInt must reach the generic
+   * path's TypeError, not throw V8's at `>>>`; free for a number.)
+   */
+  malloc(n: number): number {
+    if (typeof n === 'number' && (n >>> 0) === n && n <= C.SMALL_SIZE_MAX) {
+      const mem = this.mem;
+      const rb = this.direct[(n + 7) >>> 3] & C.REC_BASE_MASK; // (REC_BASE_MASK: see types.ts)
+      let b = mem[rb + C.R_FREE];
+      if (b === 0 && (++this.refills & 63) !== 0) b = takeLocalFree(mem, rb); // every 64th: generic (retire heartbeat)
+      if (b !== 0) {
+        mem[rb + C.R_FREE] = mem[b >>> 2];
+        mem[rb + C.R_USED] = (mem[rb + C.R_USED] + 1) | 0; // `| 0`: no overflow check
+        mem[this.aBase + (b >>> C.BITMAP_WORD_SHIFT)] |= 1 << ((b >>> C.GRANULE_SHIFT) & 31);
+        mem[b >>> 2] = 0; // do not leak the free-list link
+        return b >>> 0;
+      }
+    }
+    return mallocGeneric(this.ag, n);
+  }
+
+  /**
+   * Free a block; `free(0)` does nothing. Fast path (a block on a page this
+   * agent owns): A-bit test, page-map load, owner compare, push.
+   */
+  free(p: number): void {
+    if (typeof p === 'number' && (p >>> 0) === p && p < this.size && (p & 7) === 0) {
+      const mem = this.mem;
+      const w = p >>> C.BITMAP_WORD_SHIFT;
+      const bit = 1 << ((p >>> C.GRANULE_SHIFT) & 31);
+      const aw = mem[this.aBase + w];
+      if ((aw & bit) !== 0) {
+        const rb = mem[this.pmBase + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
+        // No block of a page with an empty XTHREAD_FREE waits on a remote free
+        // (its R bit is clear), so the R test is needed only when the list is
+        // non-empty: the generic path does it. This keeps the fast path inside
+        // the page record's cache line instead of touching the R bitmap.
+        if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & (C.F_ALIGNED | C.F_FULL)) === 0 &&
+            mem[rb + C.R_XTHREAD_FREE] === 0) {
+          mem[this.aBase + w] = aw ^ bit;
+          mem[p >>> 2] = mem[rb + C.R_LOCAL_FREE];
+          mem[rb + C.R_LOCAL_FREE] = p;
+          const used = (mem[rb + C.R_USED] - 1) | 0;
+          mem[rb + C.R_USED] = used;
+          if (used === 0) pageEmptied(this.ag, rb);
+          return;
+        }
+      }
+    }
+    freeGeneric(this.ag, p);
+  }
+
+  // =========================================================================
+  // the rest of the API: argument checks, then the generic paths
+  // =========================================================================
+
+  /** Allocate zero-initialised memory for `count` elements of `size` bytes; EOVERFLOW (and 0) if count·size ≥ 2^32. */
+  calloc(count: number, size: number): number {
+    const c = checkSize('count', count);
+    const s = checkSize('size', size);
+    const total = c * s;
+    if (total >= TWO_32) {
+      this.ag.report('EOVERFLOW', `allocation request is too large (${c} * ${s} bytes)`, 0);
+      return 0;
+    }
+    return this.zalloc(total);
+  }
+
+  /** Allocate `n` zero-initialised bytes. */
+  zalloc(n: number): number {
+    const size = checkSize('size', n);
+    const p = this.malloc(size);
+    if (p !== 0) zeroNew(this.ag, p, size);
+    return p;
+  }
+
+  /**
+   * Allocate `n` bytes at an address that is a multiple of `alignment` (a
+   * power of two up to 2^31). Only the returned address is valid for
+   * free/realloc/usableSize.
+   */
+  mallocAligned(n: number, alignment: number): number {
+    const size = checkSize('size', n);
+    if (typeof alignment !== 'number') throw new TypeError(`alignment must be a number, got ${show(alignment)}`);
+    if (!Number.isInteger(alignment) || alignment < 1 || alignment > TWO_31 || (alignment & (alignment - 1)) !== 0) {
+      if (!(alignment === TWO_31)) throw new RangeError(`alignment must be a power of two in [1, 2^31], got ${alignment}`);
+    }
+    const ag = this.ag;
+    ag.assertAttached();
+    if (ag.pendingOverflows.length !== 0) ag.flushOverflows();
+    return allocAligned(ag, ag.theap, size, alignment);
+  }
+
+  /** Usable bytes of the block at p (its block size, minus the offset of an aligned address; padded modes: the request). */
+  usableSize(p: number): number {
+    const q = checkAddress(p);
+    if (q === 0) return 0;
+    const rb = validate(this.ag, q, 'usableSize');
+    if (rb === 0) return 0;
+    return usableOf(this.ag, rb, q);
+  }
+
+  /**
+   * Resize: in place when usable/2 ≤ n ≤ usable, else move (copying
+   * min(usable, n) bytes). A failed grow returns 0 and leaves p live and intact.
+   */
+  realloc(p: number, n: number): number {
+    const q = checkAddress(p);
+    const size = checkSize('size', n);
+    if (q === 0) return this.malloc(size);
+    const ag = this.ag;
+    ag.assertAttached();
+    const rb = validate(ag, q, 'realloc');
+    if (rb === 0) return 0;
+    const usable = usableOf(ag, rb, q);
+    if (ag.padded) {
+      // the padding is checked whether the block stays or moves (the fast free does not look at it)
+      const msg = checkPadding(this.arena, rb, q);
+      if (msg !== null) {
+        ag.report('EFAULT', msg, q); // a throwing handler: nothing changed
+        setPadding(this.arena, rb, q, usable, false); // it returned: repaired, reported once
+      }
+      const room = paddingOf(this.arena, rb, q) - q;
+      if (size <= room && size >= usable / 2 && size > 0) {
+        if (size > usable) { // grow in place: the padding moves to the new end first, then the new bytes are filled
+          setPadding(this.arena, rb, q, size, false);
+          if (this.debug) this._u8.fill(C.DEBUG_UNINIT_BYTE, q + usable, q + size);
+        }
+        // A shrink keeps the block's size (as mimalloc's padded builds do): were the
+        // requested size lowered, repeated halvings would keep a block of any
+        // size for a few bytes.
+        return q;
+      }
+    } else if (size <= usable && size >= usable / 2 && size > 0) {
+      return q;
+    }
+    const nb = this.malloc(size); // the fast path when it can: reallocs that move are common (ripgrep: 18% of calls)
+    if (nb === 0) return 0;
+    this._u8.copyWithin(nb, q, q + Math.min(usable, size));
+    this.free(q);
+    return nb;
+  }
+
+  /** Grow or shrink in place only: returns p if n fits in the block, else 0 (mimalloc's `mi_expand`). */
+  expand(p: number, n: number): number {
+    const q = checkAddress(p);
+    const size = checkSize('size', n);
+    if (q === 0) return 0;
+    const rb = validate(this.ag, q, 'expand');
+    if (rb === 0) return 0;
+    return size <= usableOf(this.ag, rb, q) ? q : 0; // padded: the requested size (mimalloc's padding builds never expand)
+  }
+
+  /** The usable size a request of n bytes would get. */
+  goodSize(n: number): number {
+    const size = checkSize('size', n);
+    if (this.ag.padded) return size; // debug / secure ≥ 3: a block's usable size is exactly the request
+    if (this.ag.secure > 0 && size > C.LARGE_OBJ_SIZE_MAX) return Math.ceil((size + C.SECURE_GUARD) / C.SLICE_SIZE) * C.SLICE_SIZE - C.SECURE_GUARD;
+    return goodSizeOf(size);
+  }
+
+  /**
+   * mimalloc's `mi_collect`: collect the cross-agent frees of every page of
+   * this agent's theaps and release the pages that became empty (with
+   * `force`, also the retired ones). Costs one pass over this agent's pages.
+   */
+  collect(force = false): void {
+    if (typeof force !== 'boolean') throw new TypeError(`collect: force must be a boolean, got ${show(force)}`);
+    const ag = this.ag;
+    ag.assertAttached();
+    for (const th of ag.theaps) if (th) theapCollect(ag, th, force);
+    if (ag.pendingOverflows.length !== 0) ag.flushOverflows();
+  }
+
+  // =========================================================================
+  // agents
+  // =========================================================================
+
+  /**
+   * This agent is done: every page of its theaps is collected, released if
+   * empty, or abandoned for the other agents to reclaim. The object can no
+   * longer allocate or free afterwards. Debug mode prints a leak report
+   * (console.warn) if this agent's pages still hold live blocks.
+   */
+  detach(): void {
+    const ag = this.ag;
+    if (ag.detached) return;
+    if (this.debug) { // the leak report: blocks still live in this agent's pages
+      const report = this.leakReport();
+      if (report.blocks.length > 0) console.warn(`mimalloc-ts: agent ${this.agentId} detaches with ${report.text}`);
+    }
+    detachAgent(ag);
+    this.fastPathsOff();
+    if (ag.pendingOverflows.length !== 0) ag.flushOverflows();
+  }
+
+  /**
+   * Take over the pages of a terminated agent (call it from the Worker's
+   * 'exit' event with the agentId the worker reported). Any multi-word update
+   * the agent died in is finished or undone; each of its pages is rebuilt
+   * from its allocation bitmap and abandoned for reclaim. Returns false if no
+   * attached agent has that id (it detached, or was released already).
+   * Only call it for an agent that can no longer run.
+   */
+  releaseAgent(id: number): boolean {
+    if (typeof id !== 'number') throw new TypeError(`releaseAgent: id must be a number, got ${show(id)}`);
+    const ag = this.ag;
+    ag.assertAttached();
+    const r = reapAgent(ag, id);
+    if (ag.pendingOverflows.length !== 0) ag.flushOverflows();
+    return r;
+  }
+
+  /** Is an agent with this id attached (alive, or terminated and not yet released)? */
+  isAgentAttached(id: number): boolean {
+    if (typeof id !== 'number') throw new TypeError(`isAgentAttached: id must be a number, got ${show(id)}`);
+    return findAgentRecord(this.arena, id) >= 0;
+  }
+
+  /**
+   * The live blocks in the pages this agent owns (by default), or in every
+   * page (`all`), with their sizes (the requested sizes in padded modes),
+   * and a printable summary; with `allocStacks`, where each was allocated.
+   */
+  leakReport(opts: { all?: boolean } = {}): LeakReport {
+    if (opts === null || typeof opts !== 'object') throw new TypeError(`leakReport: options must be an object, got ${show(opts)}`);
+    const ag = this.ag;
+    const tid = ag.tid;
+    const all = opts.all === true;
+    const blocks = liveBlocks(this.arena, (o) => all || (o & C.OWNER_TID_MASK) === tid, (rb, q) => usableOf(ag, rb, q));
+    const st = ag.stacks;
+    if (st !== null) {
+      for (const b of blocks) {
+        const s = st.stackOf(b.address);
+        if (s !== undefined) b.stack = s;
+      }
+    }
+    return { blocks, bytes: blocks.reduce((t, b) => t + b.size, 0), text: formatLeaks(blocks) };
+  }
+
+  // =========================================================================
+  // stats, check
+  // =========================================================================
+
+  /** Counters: reserved, committed (high-water mark), used (bytes in live blocks), pages, agents… */
+  stats(): StatsSnapshot {
+    return collectStats(this.arena);
+  }
+
+  /** mimalloc-style statistics table (returned, and printed with console.log unless `print` is false). */
+  printStats(print = true): string {
+    const s = formatStats(this.stats());
+    if (print) console.log(s);
+    return s;
+  }
+
+  /** Verify every invariant of every page and bitmap; throws an Error naming the first broken one. Assumes no other agent mutates meanwhile. */
+  check(): void {
+    checkHeap(this.arena);
+  }
+}
+
+/**
+ * `checkFree: false`: the same fast paths without the allocation-bitmap
+ * update and test. Only for measuring what detection costs; see AllocatorOptions.checkFree.
+ */
+class UncheckedAllocator extends Allocator {
+  override malloc(n: number): number {
+    if (typeof n === 'number' && (n >>> 0) === n && n <= C.SMALL_SIZE_MAX) {
+      const mem = this.mem;
+      const rb = this.direct[(n + 7) >>> 3] & C.REC_BASE_MASK; // (REC_BASE_MASK: see types.ts)
+      let b = mem[rb + C.R_FREE];
+      if (b === 0 && (++this.refills & 63) !== 0) b = takeLocalFree(mem, rb); // every 64th: generic (retire heartbeat)
+      if (b !== 0) {
+        mem[rb + C.R_FREE] = mem[b >>> 2];
+        mem[rb + C.R_USED] = (mem[rb + C.R_USED] + 1) | 0; // `| 0`: no overflow check
+        mem[b >>> 2] = 0;
+        return b >>> 0;
+      }
+    }
+    return mallocGeneric(this.ag, n);
+  }
+
+  override free(p: number): void {
+    if (typeof p === 'number' && (p >>> 0) === p && p < this.size && (p & 7) === 0 && p !== 0) {
+      const mem = this.mem;
+      const rb = mem[this.pmBase + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
+      if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & (C.F_ALIGNED | C.F_FULL)) === 0) {
+        mem[p >>> 2] = mem[rb + C.R_LOCAL_FREE];
+        mem[rb + C.R_LOCAL_FREE] = p;
+        const used = (mem[rb + C.R_USED] - 1) | 0;
+        mem[rb + C.R_USED] = used;
+        if (used === 0) pageEmptied(this.ag, rb);
+        return;
+      }
+    }
+    freeGeneric(this.ag, p);
+  }
+}
+
+/**
+ * Secure level ≥ 3: the same fast paths with encoded free-list links
+ * (page.ts getLink/setLink, inlined) in the blocks' padding: malloc decodes
+ * the next link and checks the popped block's canary, and falls to the
+ * generic path (which reports EFAULT and truncates, or repairs) when the link
+ * decodes outside the page or the canary is broken; free encodes the link it
+ * writes and reads nothing from the block. Cost over the default paths: a
+ * multiply and an xor per link, the block-size, key and canary loads, the
+ * range, canary and A-bit compares, the size store: ~40 instructions per
+ * malloc+free pair (of ~260), measured ~2.5 ns (BENCHMARKS.md).
+ */
+class SecureAllocator extends Allocator {
+  /*
+   * Fast-path bins are small pages of one slice (asserted in bins.ts), so
+   * "a link into this page" is "the same 64 KiB slice as the block, and
+   * 8-byte aligned": one xor and one mask, no load. A link that passes but
+   * is not a block start below capacity (the page's guard tail, a block not
+   * yet extended) fails the canary check of the next pop, which goes to
+   * popBlock; that check is against a per-page-life key (R_CANARY), so a
+   * stale canary from an earlier page in the same slice does not pass.
+   */
+  override malloc(n: number): number {
+    if (typeof n === 'number' && (n >>> 0) === n && n <= C.SMALL_SIZE_MAX - C.PADDING) {
+      const mem = this.mem;
+      const rb = this.direct[(n + 7 + C.PADDING) >>> 3] & C.REC_BASE_MASK; // room for the padding
+      let b = mem[rb + C.R_FREE];
+      if (b === 0 && (++this.refills & 63) !== 0) b = takeLocalFree(mem, rb); // every 64th: generic (retire heartbeat)
+      if (b !== 0) {
+        const bs = mem[rb + C.R_BLOCK_SIZE];
+        // (the forms of padw and next measured fastest: ~0.6 ns each over (b >>> 2) + (bs >>> 2) − 2 and an int32 next)
+        const padw = ((b >>> 0) + bs - C.PADDING) >>> 2; // the canary's word; the link (LINK_FROM_END = 4) follows
+        const next = (Math.imul(mem[padw + 1], mem[rb + C.R_KEYINV]) ^ mem[rb + C.R_KEY1]) >>> 0; // page.ts getLink
+        const aw = this.aBase + (b >>> C.BITMAP_WORD_SHIFT);
+        const bit = 1 << ((b >>> C.GRANULE_SHIFT) & 31);
+        const a = mem[aw];
+        // a link into the page (or NULL), an intact canary (I5) and a block that is not live (a
+        // corrupted link that lands on a live block must not make two owners), else the generic path reports
+        if ((next === 0 || ((next ^ b) & C.SECURE_LINK_MASK) === 0) &&
+            mem[padw] === canary(padw << 2, mem[rb + C.R_CANARY]) && (a & bit) === 0) {
+          mem[rb + C.R_FREE] = next;
+          mem[rb + C.R_USED] = (mem[rb + C.R_USED] + 1) | 0;
+          mem[padw + 1] = (bs - C.PADDING - n) | 0; // the requested size over the link (debug.ts layout), before the A bit
+          mem[aw] = a | bit;
+          return b >>> 0;
+        }
+      }
+    }
+    return mallocGeneric(this.ag, n);
+  }
+
+  override free(p: number): void {
+    if (typeof p === 'number' && (p >>> 0) === p && p < this.size && (p & 7) === 0) {
+      const mem = this.mem;
+      const w = p >>> C.BITMAP_WORD_SHIFT;
+      const bit = 1 << ((p >>> C.GRANULE_SHIFT) & 31);
+      const aw = mem[this.aBase + w];
+      if ((aw & bit) !== 0) {
+        const rb = mem[this.pmBase + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
+        if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & (C.F_ALIGNED | C.F_FULL)) === 0 &&
+            mem[rb + C.R_XTHREAD_FREE] === 0) {
+          // No load from the block: its canary is checked when it is handed out again (I5), so freeing
+          // a cold block does not wait for memory (measured: +40 ns/op on (b) when checked here).
+          const linkw = (p >>> 2) + (mem[rb + C.R_BLOCK_SIZE] >>> 2) - (C.LINK_FROM_END >>> 2);
+          mem[this.aBase + w] = aw ^ bit;
+          const local = mem[rb + C.R_LOCAL_FREE];
+          mem[linkw] = Math.imul(local ^ mem[rb + C.R_KEY1], mem[rb + C.R_KEY0]); // setLink, over delta: one cache line per free
+          mem[rb + C.R_LOCAL_FREE] = p;
+          const used = (mem[rb + C.R_USED] - 1) | 0;
+          mem[rb + C.R_USED] = used;
+          if (used === 0) pageEmptied(this.ag, rb);
+          return;
+        }
+      }
+    }
+    freeGeneric(this.ag, p);
+  }
+}
+
+export { AllocatorError };

@@ -1,0 +1,207 @@
+/**
+ * malloc.ts — generic allocation (mimalloc's `alloc.c` slow paths and
+ * `_mi_malloc_generic`): size to bin, page search (theap.ts), the checked
+ * pop of a block, singleton (huge) pages, aligned blocks and zeroing.
+ *
+ * Everything that is not the allocator.ts fast path comes here: requests
+ * over SMALL_SIZE_MAX, a bin whose first page has no free block, debug mode,
+ * allocation stacks, and every call after a fast-path check failed. Each
+ * call first runs the retire heartbeat (theap.ts collectRetired).
+ */
+import type { Agent } from './agents.js';
+import { BIN_BLOCK_SIZE, binOf } from './bins.js';
+import { canaryOf, checkFreed, setPadding } from './debug.js';
+import { checkSize, hex } from './errors.js';
+import { getLink, pageExtend, pageInit, setLink } from './page.js';
+import type { Theap } from './page-queue.js';
+import { collectRetired, findPage } from './theap.js';
+import { C } from './types.js';
+
+/** Largest request the generic paths try (larger ones: ENOMEM): a block of 2^31 bytes minus a slice and the padding. */
+const REQUEST_MAX = 2 ** 31 - C.SLICE_SIZE - C.PADDING;
+
+/** `malloc(n)` after the fast path declined: validate, flush owed reports, allocate from the main theap. */
+export function mallocGeneric(ag: Agent, n: unknown): number {
+  const size = checkSize('size', n);
+  ag.assertAttached();
+  if (ag.pendingOverflows.length !== 0) ag.flushOverflows(); // before anything changes: a throw loses nothing
+  return allocSize(ag, ag.theap, size, true);
+}
+
+/** Generic allocation of a validated size in theap `th`; `note`: record its stack (allocStacks). */
+export function allocSize(ag: Agent, th: Theap, size: number, note: boolean): number {
+  if (size > REQUEST_MAX) return nomem(ag, size);
+  // The heartbeat: retired pages age by one per generic call, as in mimalloc (a fast path
+  // that refills from localFree sends every 64th refill here, so calls keep coming). It
+  // visits the retired pages only: O(retired pages), nothing when there are none. (Aging
+  // only every 64th call let pages idle 16 × 64 calls: python-json's replay committed
+  // 91 MiB for 41 MiB live; 59 MiB now.)
+  if (th.retiredCount !== 0) collectRetired(ag, th, false);
+  const need = ag.padded ? size + C.PADDING : size; // debug / secure ≥ 3: room for the padding
+  let b: number;
+  if (need > C.LARGE_OBJ_SIZE_MAX) {
+    b = allocHuge(ag, th, need, 1, size);
+  } else {
+    const bin = binOf(need);
+    b = 0;
+    for (let tries = 0; b === 0; tries++) { // popBlock gives 0 only for a corrupted list (secure ≥ 3), now truncated
+      const rb = tries < 8 ? findPage(ag, th, bin) : 0;
+      if (rb === 0) return nomem(ag, size);
+      b = popBlock(ag, rb, size);
+    }
+  }
+  if (note && ag.stacks !== null) ag.stacks.noteAlloc(b, ag.aBits);
+  return b;
+}
+
+/**
+ * Pop a block from a page known to have FREE ≠ 0, for a request of `size`
+ * bytes; 0 when FREE held no block of the page (secure ≥ 3: reported, and
+ * the list dropped). The padding (debug, secure ≥ 3) is written before the allocation
+ * bit: a kill between two statements then never leaves a block marked
+ * live whose padding is not (check() verifies the padding of every live
+ * block, leaked ones included).
+ */
+function popBlock(ag: Agent, rb: number, size: number): number {
+  const a = ag.arena;
+  const meta = ag.meta;
+  const mem = ag.mem;
+  const b = meta[rb + C.R_FREE];
+  if (ag.secure >= 3 || ag.debug) {
+    // The fast path admits a decoded link after a range check only (a division per malloc would
+    // cost more than the rest): a corrupted link that still lands inside the page, off a block
+    // start, is caught here, before the canary repair below could write into a neighbour; and
+    // one that lands on a live block (a copied link, or a stale one) is not handed out twice.
+    // Debug mode (every malloc comes here) checks its plain links the same way.
+    const off = (b - meta[rb + C.R_START]) >>> 0;
+    const bs = meta[rb + C.R_BLOCK_SIZE];
+    if (off % bs !== 0 || off / bs >= meta[rb + C.R_CAPACITY] ||
+        (ag.aBits[b >>> C.BITMAP_WORD_SHIFT] & (1 << ((b >>> C.GRANULE_SHIFT) & 31))) !== 0) { // I3: not live
+      meta[rb + C.R_FREE] = 0; // truncated first: reported once, whatever the handler does
+      ag.report('EFAULT', `corrupted free list entry: ${hex(b)} in a page of ${bs}-byte blocks is not a free block of it (a write into a freed block's link?)`, b >>> 0);
+      return 0;
+    }
+  }
+  if (ag.debug) { // write after free: the block's 0xDF fill changed while it was free
+    const off = checkFreed(a, b >>> 0, meta[rb + C.R_BLOCK_SIZE]);
+    if (off >= 0) {
+      ag.report('EFAULT', `write after free: block ${hex(b)} (size ${meta[rb + C.R_BLOCK_SIZE]}) was modified at offset ${off} while it was free`, b >>> 0);
+    }
+  }
+  if (ag.secure >= 3) { // I5: the free fast path does not check the canary; this is where it is checked
+    const pad = ((b >>> 0) + meta[rb + C.R_BLOCK_SIZE] - C.PADDING) >>> 0;
+    if (mem[pad >>> 2] !== canaryOf(a, rb, pad)) {
+      mem[pad >>> 2] = canaryOf(a, rb, pad); // repaired first: reported once, whatever the handler does
+      ag.report('EFAULT', `buffer overflow in block ${hex(b)} (size ${meta[rb + C.R_BLOCK_SIZE] - C.PADDING}): the canary after it was overwritten (found when the block was to be handed out again; the write was made while it was live, or after it was freed)`, b >>> 0);
+    }
+  }
+  let next = getLink(a, rb, b >>> 0);
+  if (next < 0) { // secure ≥ 3: a corrupted link is reported and the list truncated, never followed
+    setLink(a, rb, b >>> 0, 0); // truncated first: reported once, whatever the handler does
+    ag.report('EFAULT', `corrupted free list entry: free block ${hex(b)} (size ${meta[rb + C.R_BLOCK_SIZE]}) holds a link outside its page (a buffer overflow into a freed block?)`, b >>> 0);
+    next = 0;
+  }
+  meta[rb + C.R_FREE] = next;
+  meta[rb + C.R_USED]++;
+  if (ag.secure < 3) mem[b >>> 2] = 0; // do not leak the link (secure ≥ 3: it is in the padding)
+  if (ag.padded) setPadding(a, rb, b >>> 0, size, ag.debug);
+  ag.aBits[b >>> C.BITMAP_WORD_SHIFT] |= 1 << ((b >>> C.GRANULE_SHIFT) & 31);
+  return b >>> 0;
+}
+
+/**
+ * A singleton page of whole slices for one block (> 512 KiB, or alignment
+ * > 64 KiB). v3 abandons singleton pages as soon as their block is handed
+ * out: whichever agent frees the block takes the page and releases it.
+ */
+function allocHuge(ag: Agent, th: Theap, size: number, alignSlices: number, request: number): number {
+  const a = ag.arena;
+  const guard = a.secure > 0 ? C.SECURE_GUARD : 0;
+  const slices = Math.max(1, Math.ceil((size + guard) / C.SLICE_SIZE));
+  let s = a.claimSlices(ag.agentBase, slices, alignSlices);
+  if (s < 0) {
+    collectRetired(ag, th, true);
+    s = a.claimSlices(ag.agentBase, slices, alignSlices);
+  }
+  if (s < 0) return nomem(ag, size);
+  const fresh = a.takeFresh(s, slices);
+  const rb = a.rec(s);
+  pageInit(a, ag.agentBase, s, slices, C.BIN_HUGE, slices * C.SLICE_SIZE - guard, 1, th.heapId, ag.tid | C.OWNER_HELD, ag.tid, fresh);
+  pageExtend(a, rb);
+  const b = popBlock(ag, rb, request);
+  Atomics.store(ag.meta, rb + C.R_OWNER, C.OWNER_ABANDONED);
+  return b;
+}
+
+/** Out of memory: report ENOMEM (the default handler returns quietly) and return NULL. */
+export function nomem(ag: Agent, size: number): number {
+  ag.report('ENOMEM', `unable to allocate ${size} bytes`, 0);
+  return 0;
+}
+
+/**
+ * zalloc/calloc after the allocation: zero the block at p unless its page
+ * knows it is zero. Blocks from a page whose FREE list is known-zero are
+ * zero but for the link word, which malloc cleared (secure ≥ 3: the link is
+ * in the padding, past the user's bytes; malloc clears nothing).
+ */
+export function zeroNew(ag: Agent, p: number, n: number): void {
+  const rb = ag.pageMap[p >>> C.SLICE_SHIFT];
+  if (((ag.meta[rb + C.R_FLAGS] & C.F_ZERO) === 0 && (n > 4 || ag.secure >= 3)) || ag.debug) zero(ag, p, n);
+}
+
+/**
+ * Zero n bytes at p (8-aligned). Uint8Array.prototype.fill on a
+ * SharedArrayBuffer goes a byte at a time (~2 GB/s here); 8-byte stores
+ * reach ~6 GB/s for small blocks and Float64Array.fill ~12 GB/s for large.
+ */
+function zero(ag: Agent, p: number, n: number): void {
+  const f64 = ag.f64;
+  const w0 = p >>> 3;
+  const w1 = (p + n) >>> 3;
+  if (n < 512) {
+    for (let i = w0; i < w1; i++) f64[i] = 0;
+  } else {
+    f64.fill(0, w0, w1);
+  }
+  const u8 = ag.u8;
+  for (let i = w1 * 8, e = p + n; i < e; i++) u8[i] = 0; // the last < 8 bytes (debug: slack fill follows)
+}
+
+/**
+ * `n` bytes at a multiple of `alignment` (a power of two, validated) in
+ * theap th. Sizes whose bin block is a multiple of the alignment are
+ * naturally aligned (pages start on 64 KiB); otherwise the block is
+ * over-allocated and the page marked F_ALIGNED; alignments above 64 KiB get
+ * a singleton page on an aligned slice.
+ */
+export function allocAligned(ag: Agent, th: Theap, size: number, alignment: number): number {
+  if (alignment <= C.WORD) return allocSize(ag, th, size, true);
+  const q = allocAlignedRaw(ag, th, size, alignment);
+  if (ag.stacks !== null) ag.stacks.noteAlloc(q, ag.aBits);
+  return q;
+}
+
+function allocAlignedRaw(ag: Agent, th: Theap, size: number, alignment: number): number {
+  if (size > REQUEST_MAX) return nomem(ag, size);
+  const need = ag.padded ? size + C.PADDING : size;
+  if (alignment > C.SLICE_SIZE) return allocHuge(ag, th, need, alignment / C.SLICE_SIZE, size);
+  if (need > C.LARGE_OBJ_SIZE_MAX) return allocHuge(ag, th, need, 1, size);
+  const want = Math.max(size, alignment);
+  if (!ag.padded && BIN_BLOCK_SIZE[binOf(want)] % alignment === 0) return allocSize(ag, th, want, false);
+  const over = size + alignment - C.WORD; // allocSize adds the padding itself
+  if (over + (need - size) > C.LARGE_OBJ_SIZE_MAX) return allocHuge(ag, th, need, 1, size);
+  const b = allocSize(ag, th, over, false);
+  if (b === 0) return 0;
+  const q = Math.ceil(b / alignment) * alignment;
+  const rb = ag.pageMap[b >>> C.SLICE_SHIFT];
+  if (q !== b) ag.meta[rb + C.R_FLAGS] |= C.F_ALIGNED; // first: paddingOf(q) finds the block start by it
+  // padded: the padding belongs after `size` bytes at the aligned address (written before the A bit moves there)
+  if (ag.padded) setPadding(ag.arena, rb, q, size, ag.debug);
+  if (q !== b) {
+    const aBits = ag.aBits;
+    aBits[b >>> C.BITMAP_WORD_SHIFT] &= ~(1 << ((b >>> C.GRANULE_SHIFT) & 31));
+    aBits[q >>> C.BITMAP_WORD_SHIFT] |= 1 << ((q >>> C.GRANULE_SHIFT) & 31);
+  }
+  return q;
+}

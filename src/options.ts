@@ -1,0 +1,225 @@
+/**
+ * options.ts — every option of `Allocator.create` and `Allocator.attach`,
+ * with its default and constraint, and their validation.
+ *
+ * Validation is complete before anything is created or written: a bad
+ * option throws (TypeError for a wrong type, RangeError for a bad value, an
+ * Error naming any unknown option) and leaves a passed `buffer` untouched.
+ * Messages name the option and show the offending value.
+ *
+ * Environment (read once per `create`, in Node; ignored where there is no
+ * `process.env`): `MIMALLOC_DEBUG=1` makes `debug` default to true.
+ */
+import type { ErrorHandler } from './errors.js';
+import { show } from './errors.js';
+import { C } from './types.js';
+
+/** Options of `Allocator.create`. */
+export interface AllocatorOptions {
+  /**
+   * Bytes to reserve for a new buffer. Untouched memory costs nothing (the
+   * operating system commits a SharedArrayBuffer's pages when first written).
+   *
+   * @defaultValue 256 MiB
+   * Constraint: an integer, 1 MiB ≤ size ≤ 4 GiB − 64 KiB; rounded up to a
+   * multiple of 64 KiB. Not with `buffer` (whose byteLength is the size).
+   */
+  size?: number;
+  /**
+   * true: a SharedArrayBuffer that workers can attach to (`handle`). false: a
+   * plain ArrayBuffer, for this agent only (and where SharedArrayBuffer is
+   * unavailable: a page without cross-origin isolation).
+   *
+   * @defaultValue true
+   * Constraint: a boolean. Not with `buffer`.
+   */
+  shared?: boolean;
+  /**
+   * Manage this existing buffer instead of creating one. Its contents are
+   * overwritten (the allocator's header is written at offset 0); its
+   * byteLength, rounded down to a multiple of 64 KiB, is the size.
+   *
+   * @defaultValue none: a new buffer of `size` bytes
+   * Constraint: a SharedArrayBuffer or ArrayBuffer of at least 1 MiB.
+   */
+  buffer?: SharedArrayBuffer | ArrayBuffer;
+  /**
+   * Error handler `fn(code, message, address)`, called after a misuse has
+   * been refused (the heap is consistent whichever way it returns or throws).
+   * Also settable later with `setErrorHandler`.
+   *
+   * @defaultValue throw AllocatorError for EINVAL, EAGAIN and EFAULT; return
+   * NULL quietly for ENOMEM and EOVERFLOW
+   * Constraint: a function.
+   */
+  onError?: ErrorHandler;
+  /**
+   * Secure mode, mimalloc's ladder. ≥ 1: at least 16 bytes of guard space
+   * after the last block of every page, verified by check(). ≥ 2: new blocks
+   * go onto free lists in a random order. ≥ 3: free-list links encoded with
+   * per-page random keys (a corrupted link is EFAULT and the list truncated,
+   * never followed) and every block ends in a canary and its requested size
+   * (usableSize = the request; an overrun is EFAULT), with fast paths of
+   * their own. 4 = 3. A property of the buffer: attaching agents inherit it.
+   *
+   * @defaultValue 0
+   * Constraint: an integer 0..4.
+   */
+  secure?: 0 | 1 | 2 | 3 | 4;
+  /**
+   * Debug mode: fresh blocks filled with 0xD0, freed ones with 0xDF (checked
+   * when reused: EFAULT "write after free"), 8 bytes of padding after every
+   * block holding a canary and the requested size (checked at free and by
+   * check(): EFAULT "buffer overflow"), `usableSize` the exact request, and a
+   * leak report at detach(). Every call takes the generic paths. A property
+   * of the buffer: attaching agents inherit it.
+   *
+   * @defaultValue false, or true when the environment has MIMALLOC_DEBUG set
+   * to anything but "" or "0"
+   * Constraint: a boolean.
+   */
+  debug?: boolean;
+  /**
+   * Record the JavaScript stack of every Nth allocation this agent makes
+   * (1: every allocation). `leakReport()` (and debug mode's report at
+   * detach()) shows the stack with each live block that has one. Per agent
+   * (stacks are JavaScript objects, not in the buffer); each recorded
+   * allocation costs a stack capture (a few µs), and while it is on, this
+   * agent's calls take the generic paths.
+   *
+   * @defaultValue 0 (off)
+   * Constraint: an integer 0 ≤ N ≤ 2^31.
+   */
+  allocStacks?: number;
+  /**
+   * false is a *measuring instrument* for the benchmarks only: the fast
+   * paths then keep no allocation bits, so an invalid or double free goes
+   * undetected and corrupts the heap, and check() reports stale bits. It
+   * exists to measure what detection costs (BENCHMARKS.md). A property of
+   * the buffer; ignored at secure ≥ 3.
+   *
+   * @defaultValue true
+   * Constraint: a boolean.
+   */
+  checkFree?: boolean;
+}
+
+/** Options of `Allocator.attach`. */
+export interface AttachOptions {
+  /** As `AllocatorOptions.onError`, for the attaching agent. @defaultValue the default handler */
+  onError?: ErrorHandler;
+  /** As `AllocatorOptions.allocStacks`, for the attaching agent. @defaultValue 0 */
+  allocStacks?: number;
+}
+
+/** What a worker needs to attach: structured-cloneable, postMessage it. */
+export interface AllocatorHandle {
+  readonly kind: 'mimalloc-ts';
+  readonly buffer: SharedArrayBuffer;
+}
+
+/** @internal `AllocatorOptions`, validated and with every default applied. */
+export interface CreateConfig {
+  /** The buffer to format: new (known to be zero) or the user's. */
+  buffer: SharedArrayBuffer | ArrayBuffer;
+  knownZero: boolean;
+  onError: ErrorHandler | undefined;
+  secure: number;
+  debug: boolean;
+  allocStacks: number;
+  checkFree: boolean;
+}
+
+/** @internal `AttachOptions`, validated. */
+export interface AttachConfig {
+  buffer: SharedArrayBuffer;
+  onError: ErrorHandler | undefined;
+  allocStacks: number;
+}
+
+const CREATE_KEYS = new Set(['size', 'shared', 'buffer', 'onError', 'secure', 'debug', 'allocStacks', 'checkFree']);
+const ATTACH_KEYS = new Set(['onError', 'allocStacks']);
+
+function isSab(b: unknown): b is SharedArrayBuffer {
+  return typeof SharedArrayBuffer !== 'undefined' && b instanceof SharedArrayBuffer;
+}
+
+/** The options object itself, and no option we do not know (a misspelt name must not silently mean its default). */
+function checkObject(opts: unknown, known: Set<string>, what: string): Record<string, unknown> {
+  if (opts === undefined) return {};
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) throw new TypeError(`${what} options must be an object, got ${show(opts)}`);
+  const unknown = Object.keys(opts).filter((k) => !known.has(k));
+  if (unknown.length !== 0) {
+    throw new TypeError(`${what}: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')} (known: ${[...known].join(', ')})`);
+  }
+  return opts as Record<string, unknown>;
+}
+
+function checkBoolean(o: Record<string, unknown>, name: string, dflt: boolean): boolean {
+  const v = o[name];
+  if (v === undefined) return dflt;
+  if (typeof v !== 'boolean') throw new TypeError(`options.${name} must be a boolean, got ${show(v)}`);
+  return v;
+}
+
+function checkInteger(o: Record<string, unknown>, name: string, dflt: number, lo: number, hi: number): number {
+  const v = o[name];
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number') throw new TypeError(`options.${name} must be an integer ${lo}..${hi}, got ${show(v)}`);
+  if (!Number.isInteger(v) || v < lo || v > hi) throw new RangeError(`options.${name} must be an integer ${lo}..${hi}, got ${v}`);
+  return v;
+}
+
+function checkHandler(o: Record<string, unknown>): ErrorHandler | undefined {
+  const v = o.onError;
+  if (v === undefined) return undefined;
+  if (typeof v !== 'function') throw new TypeError(`options.onError must be a function, got ${show(v)}`);
+  return v as ErrorHandler;
+}
+
+/** MIMALLOC_DEBUG in Node's environment: debug mode by default. */
+function envDebug(): boolean {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  const v = env?.MIMALLOC_DEBUG;
+  return v !== undefined && v !== '' && v !== '0';
+}
+
+/**
+ * @internal Validate `Allocator.create`'s options, then make the buffer
+ * (nothing is allocated or written before every option has passed).
+ */
+export function parseCreateOptions(opts: unknown): CreateConfig {
+  const o = checkObject(opts, CREATE_KEYS, 'Allocator.create');
+  const onError = checkHandler(o);
+  const secure = checkInteger(o, 'secure', 0, 0, 4);
+  const debug = checkBoolean(o, 'debug', false) || (o.debug === undefined && envDebug());
+  const allocStacks = checkInteger(o, 'allocStacks', 0, 0, 2 ** 31);
+  const checkFree = checkBoolean(o, 'checkFree', true);
+  const shared = checkBoolean(o, 'shared', true);
+  if (o.buffer !== undefined) {
+    const b = o.buffer;
+    if (!isSab(b) && !(b instanceof ArrayBuffer)) throw new TypeError(`options.buffer must be a SharedArrayBuffer or ArrayBuffer, got ${show(b)}`);
+    if (o.size !== undefined || o.shared !== undefined) {
+      throw new TypeError(`options.${o.size !== undefined ? 'size' : 'shared'} cannot be given with options.buffer (the buffer's byteLength is the size, its kind says shared)`);
+    }
+    if (b.byteLength < C.MIN_SIZE) throw new RangeError(`options.buffer must hold at least ${C.MIN_SIZE} bytes, got ${b.byteLength}`);
+    return { buffer: b, knownZero: false, onError, secure, debug, allocStacks, checkFree };
+  }
+  let size = checkInteger(o, 'size', C.DEFAULT_SIZE, C.MIN_SIZE, C.MAX_SIZE);
+  size = Math.ceil(size / C.SLICE_SIZE) * C.SLICE_SIZE;
+  if (shared && typeof SharedArrayBuffer === 'undefined') {
+    throw new Error('SharedArrayBuffer is not available here (cross-origin isolation?); pass shared: false');
+  }
+  const buffer = shared ? new SharedArrayBuffer(size) : new ArrayBuffer(size);
+  return { buffer, knownZero: true, onError, secure, debug, allocStacks, checkFree };
+}
+
+/** @internal Validate `Allocator.attach`'s handle and options. */
+export function parseAttachOptions(handle: unknown, opts: unknown): AttachConfig {
+  const h = handle as Partial<AllocatorHandle> | null;
+  if (h === null || typeof h !== 'object' || !isSab(h.buffer)) {
+    throw new TypeError(`Allocator.attach: expected the handle of an allocator (allocator.handle), got ${show(handle)}`);
+  }
+  const o = checkObject(opts, ATTACH_KEYS, 'Allocator.attach');
+  return { buffer: h.buffer, onError: checkHandler(o), allocStacks: checkInteger(o, 'allocStacks', 0, 0, 2 ** 31) };
+}
