@@ -1,6 +1,6 @@
 // Abuse: a seeded random mix of valid and invalid calls (>= 20,000) from two agents, and a
 // fast-check property over the same operation language, against a model (test/abuse/runner.js).
-// Asserted at every call (docs/API-NOTES.md "Errors", DESIGN.md §3-4):
+// Asserted at every call (the README's error contract, DESIGN.md §3-4):
 //  - free/realloc/usableSize/expand of an address that is not a live block: exactly one report,
 //    EINVAL, or EAGAIN for a freed block whose memory was not handed out again (double free,
 //    whichever agent freed it first); the two documented exceptions only (a never-allocated
@@ -12,7 +12,9 @@
 //  - sizes >= 2^31 → 0 + ENOMEM, calloc overflow → 0 + EOVERFLOW, never a throw;
 //  - no live block loses a byte (a sample every step, every block at checkpoints and at the end),
 //    no two live blocks overlap, check() passes every 500 ops and at the end, stats().used is the
-//    live blocks' size after collect(), and the drained heap is empty.
+//    live blocks' size after collect(), and the drained heap is empty;
+//  - debug mode: the leak report B prints at detach() (captured, not printed) names B's live
+//    blocks, and no other detach prints anything.
 //
 // Environment: ABUSE_OPS (default 20000), ABUSE_SEED, ABUSE_FC_RUNS, ABUSE_FC_SEED.
 import { test, describe } from 'node:test';
@@ -68,6 +70,9 @@ function assertCoverage(run) {
     if (!((c[k] ?? 0) >= n * (OPS / 20000))) assert.fail(`[${run.label}] only ${c[k] ?? 0} × ${k} (want >= ${n}); counts ${JSON.stringify(c)}`);
   }
   assert.ok((c['ENOMEM for a valid size'] ?? 0) <= 20, `too many ENOMEM for valid sizes: ${c['ENOMEM for a valid size']}`);
+  if (run.mode.opts.debug === true && !((c['leak report at detach'] ?? 0) >= 20 * (OPS / 20000))) {
+    assert.fail(`[${run.label}] only ${c['leak report at detach'] ?? 0} leak reports at detach checked (want >= 20); counts ${JSON.stringify(c)}`);
+  }
 }
 
 for (const mode of MODES) {

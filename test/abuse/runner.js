@@ -1,8 +1,7 @@
 // The abuse runner of test/abuse.test.js: executes an operation language of valid and invalid
 // calls, made by two agents over one buffer (the creator `A` and `B = Allocator.attach(A.handle)`
-// in the same thread), against a model, and asserts the error contract of docs/API-NOTES.md
-// ("Errors") and DESIGN.md §4 at every call. No module side effects (node --test runs every .js
-// file under test/ as a test file).
+// in the same thread), against a model, and asserts the README's error contract and DESIGN.md §4
+// at every call. A helper module, not a test file: nothing runs when it is loaded.
 //
 // An operation is five integers [kind, agent, w1, w2, w3] (kind in [0, 1000), agent in [0, 5)),
 // decoded at run time against the model state, so one seeded generator and one fast-check
@@ -23,10 +22,11 @@
 //   interior of a live block                    → EINVAL
 import assert from 'node:assert/strict';
 import { Allocator, AllocatorError } from '../../dist/index.js';
+import { C } from '../../dist/types.js';
+import { KiB, MiB, hex as hexOf, captureWarnings, leakWarningProblem } from '../lib/helpers.js';
 import * as O from './oracle.js';
 
-export const KiB = 1024;
-export const MiB = 1024 * KiB;
+export { KiB, MiB };
 
 export const WRONG_TYPES = [null, undefined, '8', '', {}, [], [8], 8n, 0n, true, { valueOf: () => 8 }];
 export const BAD_SIZE_NUMBERS = [NaN, -8, -1, -0.5, 1.5, 7.999, Infinity, -Infinity];
@@ -88,7 +88,7 @@ function fmt(v) {
   return String(v);
 }
 
-const hex = (x) => (typeof x === 'number' && Number.isInteger(x) && x >= 0 ? '0x' + x.toString(16) : fmt(x));
+const hex = (x) => (typeof x === 'number' && Number.isInteger(x) && x >= 0 ? hexOf(x) : fmt(x));
 
 class IndexedSet {
   constructor() { this.arr = []; this.pos = new Map(); }
@@ -315,7 +315,7 @@ export class AbuseRun {
   /** The codes the contract allows for a free/realloc/usableSize/expand of non-live x. */
   allowed(c, x) {
     switch (c.kind) {
-      // documented (API-NOTES "Errors"): a second free is EAGAIN while the block's page is in use and the
+      // documented (the README's error contract): a second free is EAGAIN while the block's page is in use and the
       // address is the block's start; once every block of the page was freed and the page went back to
       // the buffer (or for an over-aligned address inside its block) nothing records it: EINVAL
       case 'freed': return c.rec.singleton || !O.isBlockStartInLivePage(this.a, x) ? ['EAGAIN', 'EINVAL'] : ['EAGAIN'];
@@ -543,6 +543,31 @@ export class AbuseRun {
     return this.admit(g, r, n, { what, align: r === rec.addr ? rec.align : 0 });
   }
 
+  /**
+   * B.detach(), a valid call. A debug-mode agent prints a leak report (console.warn) when its
+   * pages hold live blocks: captured, not printed, and checked: printed exactly then, once,
+   * naming the agent and the blocks leakReport() found just before, each a live block of the
+   * model with its usable (= requested, in debug mode) size. No other mode prints anything.
+   */
+  detachB(ag) {
+    const what = 'B.detach()';
+    const leaks = ag.debug ? ag.leakReport().blocks : [];
+    for (const b of leaks) {
+      const rec = this.byAddr.get(b.address);
+      if (rec === undefined || !rec.live) this.fail(`${what}: the leak report names ${hex(b.address)} (${b.size} bytes), not a live block of the model`);
+      if (b.size !== rec.u) this.fail(`${what}: the leak report gives ${hex(b.address)} ${b.size} bytes, the model ${rec.u}`);
+    }
+    const { warnings } = captureWarnings(() => this.valid(() => ag.detach(), what));
+    if (leaks.length === 0) {
+      if (warnings.length !== 0) this.fail(`${what} with no live block in its pages printed ${JSON.stringify(warnings)}`);
+      return;
+    }
+    if (warnings.length !== 1) this.fail(`${what} with ${leaks.length} live blocks in its pages printed ${warnings.length} warnings, expected one leak report: ${JSON.stringify(warnings)}`);
+    const problem = leakWarningProblem(warnings[0], ag.agentId, leaks);
+    if (problem !== null) this.fail(`${what}: leak report ${problem}:\n${warnings[0]}`);
+    this.count('leak report at detach');
+  }
+
   // ------------------------------------------------------------------ the operation interpreter
 
   pickLive(w) { return this.live.size === 0 ? null : this.byAddr.get(this.live.at(w)); }
@@ -638,7 +663,7 @@ export class AbuseRun {
         // B detaches (its pages are abandoned, its blocks stay live) and a new agent takes its place
         const old = this.agents[1];
         this.note('B.detach(); B = Allocator.attach(A.handle)');
-        this.valid(() => old.detach(), 'B.detach()');
+        this.detachB(old);
         const rec = this.pickLive(w2);
         if (rec !== null) {
           assert.throws(() => old.free(rec.addr), (e) => !(e instanceof AllocatorError), 'a detached agent must throw (not report) on use');
@@ -682,7 +707,7 @@ export class AbuseRun {
       case 5: { // a slice no page covers
         const s = O.freeSliceFrom(this.a, this.a.arena.headerSlices + (w3 % this.a.arena.sliceCount));
         if (s < 0) return;
-        x = s * 64 * KiB + ((w3 >>> 8) % 8192) * 8;
+        x = s * C.SLICE_SIZE + ((w3 >>> 8) % (C.SLICE_SIZE / 8)) * 8;
         break;
       }
       case 6: case 7: { // interior of a live block
@@ -837,7 +862,7 @@ export class AbuseRun {
     const s = this.a.stats();
     if (s.used !== 0) this.fail(`drained: stats().used = ${s.used}`);
     this.checkpoint('drained');
-    this.valid(() => this.agents[1].detach(), 'B.detach()');
+    this.detachB(this.agents[1]);
     this.checkpoint('after B.detach()');
     return this;
   }
