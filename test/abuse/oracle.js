@@ -1,39 +1,30 @@
 // Read-only peeks at page records, used by test/abuse.test.js only to *define* the two
-// documented exceptions of the error contract (docs/API-NOTES.md "Errors"):
+// documented exceptions of the README's error contract:
 //  - "an address that was never handed out but sits exactly on a free block's start inside a
 //    live page may be reported as EAGAIN"  → isBlockStartInLivePage()
 //  - "a second free of a huge (singleton) block whose page was returned reports EINVAL"
 //                                          → isSingleton() at allocation time
-// It never decides what the allocator should report otherwise. Layout from src/types.ts
-// (page records: REC_WORDS words per slice; R_STATE 0, R_BLOCK_SIZE 1, R_CAPACITY 17,
-// R_FLAGS 13 with the bin in bits 0-7 and F_ALIGNED 1<<10, R_START 20; BIN_HUGE 73; 64 KiB slices).
-// No module side effects: node --test also runs this file as a test file.
-
-const SLICE_SHIFT = 16;
-const R_STATE = 0;
-const R_BLOCK_SIZE = 1;
-const R_CAPACITY = 17;
-const R_FLAGS = 13;
-const R_START = 20;
-const STATE_IN_USE = 1;
-const FLAG_BIN_MASK = 0xff;
-const BIN_HUGE = 73;
-const F_ALIGNED = 1 << 10;
+// It never decides what the allocator should report otherwise. The layout (page-record
+// offsets R_*, flags, bins, slice and bitmap geometry) is the build's: `C` of dist/types.js
+// (the const enum of src/types.ts, emitted at run time by preserveConstEnums). The arrays are
+// the allocator's internal `arena` (pageMap, mem, aBits, rBits, size, headerSlices, sliceCount).
+// A helper module, not a test file: nothing runs when it is loaded.
+import { C } from '../../dist/types.js';
 
 /** The page in use that covers address x, or null. */
 export function pageAt(a, x) {
   const arena = a.arena;
   if (!(x >= 0 && x < arena.size)) return null;
-  const rb = arena.pageMap[x >>> SLICE_SHIFT];
+  const rb = arena.pageMap[x >>> C.SLICE_SHIFT];
   if (rb === 0) return null;
   const mem = arena.mem;
-  if (Atomics.load(mem, rb + R_STATE) !== STATE_IN_USE) return null;
+  if (Atomics.load(mem, rb + C.R_STATE) !== C.STATE_IN_USE) return null;
   return {
-    start: mem[rb + R_START] >>> 0,
-    blockSize: mem[rb + R_BLOCK_SIZE],
-    capacity: mem[rb + R_CAPACITY],
-    bin: mem[rb + R_FLAGS] & FLAG_BIN_MASK,
-    aligned: (mem[rb + R_FLAGS] & F_ALIGNED) !== 0, // for failure messages only
+    start: mem[rb + C.R_START] >>> 0,
+    blockSize: mem[rb + C.R_BLOCK_SIZE],
+    capacity: mem[rb + C.R_CAPACITY],
+    bin: mem[rb + C.R_FLAGS] & C.FLAG_BIN_MASK,
+    aligned: (mem[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0, // for failure messages only
   };
 }
 
@@ -56,7 +47,7 @@ export function blockStartOf(a, q) {
 /** q lies in a singleton (huge) page. */
 export function isSingleton(a, q) {
   const pg = pageAt(a, q);
-  return pg !== null && pg.bin === BIN_HUGE;
+  return pg !== null && pg.bin === C.BIN_HUGE;
 }
 
 /** The first slice at or after `from` (cyclically, after the header) that no page covers, or -1. */
@@ -72,13 +63,13 @@ export function freeSliceFrom(a, from) {
 }
 
 export function headerBytes(a) {
-  return a.arena.headerSlices << SLICE_SHIFT;
+  return a.arena.headerSlices * C.SLICE_SIZE;
 }
 
 /** x is a block freed by another agent and not yet collected by its owner (its A and R bits are both set). */
 export function isPendingRemoteFree(a, x) {
   if (!(x >= 0 && x < a.arena.size) || x % 8 !== 0) return false;
-  const w = x >>> 8;
-  const bit = 1 << ((x >>> 3) & 31);
+  const w = x >>> C.BITMAP_WORD_SHIFT;
+  const bit = 1 << ((x >>> C.GRANULE_SHIFT) & 31);
   return (a.arena.aBits[w] & bit) !== 0 && (Atomics.load(a.arena.rBits, w) & bit) !== 0;
 }
