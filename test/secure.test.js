@@ -7,10 +7,12 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Allocator } from '../dist/index.js';
+import { C } from '../dist/types.js';
 
 const MiB = 1 << 20;
 
-function pageOf(p) { return p >>> 16; }
+/** The slice of p (a small page is one slice). */
+function pageOf(p) { return p >>> C.SLICE_SHIFT; }
 
 describe('secure mode', () => {
   test('level 2 hands out a fresh page in a random order; levels 0 and 1 in address order', () => {
@@ -18,7 +20,7 @@ describe('secure mode', () => {
       const a = Allocator.create({ size: 16 * MiB, secure });
       const ps = Array.from({ length: 60 }, () => a.malloc(64));
       a.check();
-      return ps.map((p) => (p & 0xffff) >>> 6);
+      return ps.map((p) => (p & (C.SLICE_SIZE - 1)) >>> 6);
     };
     const inOrder = (xs) => xs.every((x, i) => i === 0 || x === xs[i - 1] + 1);
     assert.ok(inOrder(order(0)), 'secure 0: sequential');

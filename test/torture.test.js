@@ -24,6 +24,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { Allocator } from '../dist/index.js';
+import { C } from '../dist/types.js';
 import { makeRng, sleep } from './workers/common.js';
 import {
   STOP, CORRUPT, LIVE, PEAK, SLOT0, PROGRESS, PHASE, HAND_KIND, HAND_BYTES, HELD, slotWords, CNT, CNT_WORDS,
@@ -32,7 +33,6 @@ import {
 
 const WORKER = new URL('./workers/torture-worker.js', import.meta.url);
 const MiB = 1 << 20;
-const SLICE = 1 << 16;
 
 const SIZE = 256 * MiB;
 const WORKERS = 3; // slots; a killed worker is replaced in its slot
@@ -75,7 +75,8 @@ for (const [secure, KILLS] of [[0, KILLS_DEFAULT], [4, KILLS_SECURE]]) {
     addClasses(10240, 81920);
     for (const [lo, hi] of LARGE_RANGES) addClasses(lo, hi);
     let pageSet = 0;
-    for (const bs of classes) pageSet += bs <= 10240 ? SLICE : bs <= 86698 ? 8 * SLICE : 64 * SLICE;
+    const pageBytes = (bs) => C.SLICE_SIZE * (bs <= C.SMALL_OBJ_SIZE_MAX ? C.SMALL_PAGE_SLICES : bs <= C.MEDIUM_OBJ_SIZE_MAX ? C.MEDIUM_PAGE_SLICES : C.LARGE_PAGE_SLICES);
+    for (const bs of classes) pageSet += pageBytes(bs);
     const memoryBound = (peak) => 2 * peak + (2 * WORKERS + 1) * pageSet;
 
     const base = a.stats();

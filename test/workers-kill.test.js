@@ -6,11 +6,11 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { Allocator } from '../dist/index.js';
+import { C } from '../dist/types.js';
 import { makeRng, fillBlock, verifyBlock, sleep, Remote } from './workers/common.js';
 
 const KILL_WORKER = new URL('./workers/kill-worker.js', import.meta.url);
 const CMD_WORKER = new URL('./workers/cmd-worker.js', import.meta.url);
-const SLICE = 1 << 16;
 
 // Sizes spread over many bins (small pages up to 10 KiB, medium pages above).
 const SIZES = [8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512,
@@ -167,7 +167,7 @@ test('kill: workers terminated mid-loop are released, survivors and transfers st
     // Without reclaim every killed worker would keep its ~34 pages (>= 48
     // slices) committed: 40 kills => ~120 MiB. With reclaim the high-water
     // mark stays near the level reached after the first kills.
-    const bound = r.committedWarm + 64 * SLICE;
+    const bound = r.committedWarm + 64 * C.SLICE_SIZE;
     assert.ok(r.committed <= bound,
       `committed ${r.committed} exceeds ${bound} (after warm-up: ${r.committedWarm}): dead workers' pages are not reused`);
   });
@@ -230,7 +230,7 @@ test('kill: a terminated worker\'s blocks stay valid; releaseAgent; the main thr
     // Allocating the same sizes again from the main thread reuses the dead
     // worker's pages: no fresh memory is committed.
     const deadSlices = new Set();
-    for (const [p, n] of blocks) for (let s = p >>> 16; s <= (p + n - 1) >>> 16; s++) deadSlices.add(s);
+    for (const [p, n] of blocks) for (let s = p >>> C.SLICE_SHIFT; s <= (p + n - 1) >>> C.SLICE_SHIFT; s++) deadSlices.add(s);
     const committed0 = a.stats().committed;
     const again = [];
     for (const [, n] of [...freedBefore, ...freedAfter]) {
@@ -240,7 +240,7 @@ test('kill: a terminated worker\'s blocks stay valid; releaseAgent; the main thr
       again.push([p, n]);
     }
     assert.equal(a.stats().committed, committed0, 'no new memory is committed');
-    const outside = again.filter(([p]) => !deadSlices.has(p >>> 16));
+    const outside = again.filter(([p]) => !deadSlices.has(p >>> C.SLICE_SHIFT));
     assert.equal(outside.length, 0, `blocks outside the dead worker's pages: ${outside.map(([p, n]) => `${p}(${n})`).join(' ')}`);
     a.check();
 

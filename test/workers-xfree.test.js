@@ -5,6 +5,7 @@
 import test, { afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { Allocator, AllocatorError } from '../dist/index.js';
+import { C } from '../dist/types.js';
 import { fillBlock, verifyBlock, Remote } from './workers/common.js';
 
 const CMD = new URL('./workers/cmd-worker.js', import.meta.url);
@@ -60,7 +61,7 @@ test('xfree: blocks freed by a worker return to their owner', { timeout: 60_000 
   // Reuse means no fresh pages beyond the old high-water mark; the arena's
   // single-slice placement may start one new 8-slice group (see report), so
   // allow that much. Without reuse, committed would grow by st1.committed.
-  assert.ok(st2.committed <= st1.committed + 8 * 65536,
+  assert.ok(st2.committed <= st1.committed + 8 * C.SLICE_SIZE,
     `committed ${st2.committed} vs ${st1.committed} before: the remotely freed memory is reused`);
   assert.equal(st2.used, st1.used, 'used counts the same live blocks as before');
   a.check();

@@ -30,6 +30,7 @@
 // so the taker knows the size bound of what it takes before it takes it.
 
 import { isMainThread, workerData, parentPort } from 'node:worker_threads';
+import { C } from '../../dist/types.js';
 
 export const W0 = 0x7a11c0de;
 export const W1 = 0x3c6ef372;
@@ -104,6 +105,31 @@ export function unpackTransfer(v) {
   return { p: Number(u & 0x1fffffffn) * 8, blockBytes: Number((u >> 29n) & 0x7ffffn) * 8, serial16: Number(u >> 48n) };
 }
 
+/**
+ * Diagnostics only (a read-only look at the allocator's internals): the page record under p,
+ * its A/R bits, and whether usableSize succeeds again a little later (a transient state) or
+ * not (the block was lost). The layout is the build's (C of dist/types.js), the arrays the
+ * allocator's internal `arena`.
+ */
+export function describePage(a, p) {
+  const { mem: meta, pageMap: pm, aBits, rBits } = a.arena;
+  const f = (rb) => (rb === 0 ? 'none' : `rec ${rb}: state ${Atomics.load(meta, rb + C.R_STATE)} bs ${meta[rb + C.R_BLOCK_SIZE]} reserved ${meta[rb + C.R_RESERVED]} ` +
+    `cap ${meta[rb + C.R_CAPACITY]} used ${meta[rb + C.R_USED]} xfree ${meta[rb + C.R_XTHREAD_FREE]} owner ${Atomics.load(meta, rb + C.R_OWNER)} slices ${meta[rb + C.R_SLICES]} ` +
+    `flags 0x${(meta[rb + C.R_FLAGS] >>> 0).toString(16)} origin ${meta[rb + C.R_ORIGIN]} start ${meta[rb + C.R_START] >>> 0}`);
+  const s = p >>> C.SLICE_SHIFT;
+  const w = p >>> C.BITMAP_WORD_SHIFT;
+  const bit = 1 << ((p >>> C.GRANULE_SHIFT) & 31);
+  const out = [`slice ${s}: page ${f(pm[s])}; A bit ${(aBits[w] & bit) !== 0 ? 1 : 0}, R bit ${(Atomics.load(rBits, w) & bit) !== 0 ? 1 : 0}`];
+  const later = [];
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  for (const ms of [0, 1, 5, 20, 100]) {
+    if (ms > 0) Atomics.wait(cell, 0, 0, ms);
+    try { later.push(`+${ms}ms: ${a.usableSize(p)}`); } catch (e) { later.push(`+${ms}ms: ${e?.code}`); }
+  }
+  out.push(`usableSize again ${later.join(', ')}; page now ${f(pm[s])}; A bit ${(aBits[w] & bit) !== 0 ? 1 : 0}`);
+  return out.join('; ');
+}
+
 if (!isMainThread) {
   const { Allocator } = await import('../../dist/index.js');
   const { makeRng } = await import('./common.js');
@@ -164,36 +190,12 @@ if (!isMainThread) {
     let us;
     try { us = a.usableSize(p); } catch (e) {
       report(`${what}: block ${p} of ${r.n} bytes (blockBytes ${r.blockBytes}, serial ${r.serial}, contents intact): ` +
-        `usableSize threw ${e?.code} ${e?.message}; ${describePage(p)}`);
+        `usableSize threw ${e?.code} ${e?.message}; ${describePage(a, p)}`);
       return null;
     }
     if (us < r.n || us > r.blockBytes) { report(`${what}: block ${p} of ${r.n} bytes has usableSize ${us} (blockBytes ${r.blockBytes})`); return null; }
     cnt[CNT.verified]++;
     return r;
-  };
-
-  // Diagnostics only (read-only look at the allocator's internals): the page
-  // record under p, its A/R bits, and whether usableSize succeeds again a
-  // little later (a transient state) or not (the block was lost).
-  // Page-record word offsets (src/types.ts R_*; keep in step with it).
-  const R = { STATE: 0, BLOCK_SIZE: 1, USED: 4, XTHREAD_FREE: 7, OWNER: 8, FLAGS: 13, ORIGIN: 15, RESERVED: 16, CAPACITY: 17, SLICES: 19, START: 20 };
-  const describePage = (p) => {
-    const meta = a.meta;
-    const pm = a.pageMap;
-    const f = (rb) => (rb === 0 ? 'none' : `rec ${rb}: state ${Atomics.load(meta, rb + R.STATE)} bs ${meta[rb + R.BLOCK_SIZE]} reserved ${meta[rb + R.RESERVED]} ` +
-      `cap ${meta[rb + R.CAPACITY]} used ${meta[rb + R.USED]} xfree ${meta[rb + R.XTHREAD_FREE]} owner ${Atomics.load(meta, rb + R.OWNER)} slices ${meta[rb + R.SLICES]} ` +
-      `flags 0x${(meta[rb + R.FLAGS] >>> 0).toString(16)} origin ${meta[rb + R.ORIGIN]} start ${meta[rb + R.START] >>> 0}`);
-    const w = p >>> 8;
-    const bit = 1 << ((p >>> 3) & 31);
-    const out = [`slice ${p >>> 16}: page ${f(pm[p >>> 16])}; A bit ${(a.aBits[w] & bit) !== 0 ? 1 : 0}, R bit ${(Atomics.load(a.rBits, w) & bit) !== 0 ? 1 : 0}`];
-    const later = [];
-    const cell = new Int32Array(new SharedArrayBuffer(4));
-    for (const ms of [0, 1, 5, 20, 100]) {
-      if (ms > 0) Atomics.wait(cell, 0, 0, ms);
-      try { later.push(`+${ms}ms: ${a.usableSize(p)}`); } catch (e) { later.push(`+${ms}ms: ${e?.code}`); }
-    }
-    out.push(`usableSize again ${later.join(', ')}; page now ${f(pm[p >>> 16])}; A bit ${(a.aBits[w] & bit) !== 0 ? 1 : 0}`);
-    return out.join('; ');
   };
 
   const drawSize = () => {
