@@ -1,23 +1,10 @@
 // Single-agent API tests: a port of mimalloc's test/test-api.c cases that apply to a
-// 32-bit byte-offset allocator, plus the contract in docs/API-NOTES.md.
+// 32-bit byte-offset allocator, plus the contract in the README.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Allocator, AllocatorError } from '../dist/index.js';
 import { C } from '../dist/types.js';
-
-const KiB = 1024;
-const MiB = 1024 * 1024;
-
-/** An allocator whose error reports are recorded instead of thrown. */
-function recording(size = 64 * MiB, extra = {}) {
-  const errors = [];
-  const a = Allocator.create({
-    size,
-    ...extra,
-    onError: (code, message, address) => { errors.push({ code, message, address }); },
-  });
-  return { a, errors };
-}
+import { KiB, MiB, recording } from './lib/helpers.js';
 
 function maxUsable(n) {
   return n + Math.max(16, n / 4);

@@ -5,17 +5,13 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { Allocator, AllocatorError } from '../dist/index.js';
+import { MiB, hex, recording as recordingHeap, captureWarnings } from './lib/helpers.js';
 
-const MiB = 1 << 20;
-
-function recording(extra = {}) {
-  const errors = [];
-  const a = Allocator.create({ size: 32 * MiB, debug: true, ...extra, onError: (code, message, address) => errors.push({ code, message, address }) });
-  return { a, errors };
-}
+/** A debug-mode allocator whose error reports are recorded. */
+const recording = (extra = {}) => recordingHeap(32 * MiB, { debug: true, ...extra });
 
 function every(u8, from, to, byte) {
-  for (let i = from; i < to; i++) if (u8[i] !== byte) return `byte ${i - from} is 0x${u8[i].toString(16)}`;
+  for (let i = from; i < to; i++) if (u8[i] !== byte) return `byte ${i - from} is ${hex(u8[i])}`;
   return true;
 }
 
@@ -146,10 +142,7 @@ describe('debug mode detection', () => {
     assert.deepEqual(rep.blocks.map((x) => [x.address, x.size]).sort((x, y) => x[0] - y[0]), [[p, 13], [q, 2000]].sort((x, y) => x[0] - y[0]));
     assert.equal(rep.bytes, 2013);
     assert.match(rep.text, /2 live blocks, 2013 bytes/);
-    const warned = [];
-    const orig = console.warn;
-    console.warn = (...args) => warned.push(args.join(' '));
-    try { a.detach(); } finally { console.warn = orig; }
+    const { warnings: warned } = captureWarnings(() => a.detach());
     assert.equal(warned.length, 1);
     assert.match(warned[0], /detaches with 2 live blocks, 2013 bytes/);
   });
@@ -222,8 +215,7 @@ describe('allocation-site stacks in the leak report (allocStacks)', () => {
 
 describe('debug mode: links are checked too', () => {
   test('a use-after-free write over a free block\'s link is reported, and its value never handed out', () => {
-    const errors = [];
-    const a = Allocator.create({ size: 16 * MiB, debug: true, onError: (code, message, address) => errors.push({ code, message, address }) });
+    const { a, errors } = recording({ size: 16 * MiB });
     const p = a.malloc(40);
     a.free(p);
     a.u32[p >>> 2] = 0x41414140; // the link word (first word of the free block), 8-aligned, outside the page

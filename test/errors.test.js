@@ -1,11 +1,9 @@
-// Bad input (DESIGN.md §4, docs/API-NOTES.md "Errors"): every bad call gets a clear error and
+// Bad input (DESIGN.md §4, the README's error contract): every bad call gets a clear error and
 // loses nothing; the heap stays consistent and other blocks keep their contents.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Allocator, AllocatorError } from '../dist/index.js';
-
-const KiB = 1024;
-const MiB = 1024 * 1024;
+import { KiB, MiB, recording } from './lib/helpers.js';
 
 const WRONG_TYPES = ['8', '', null, undefined, {}, [], [8], 8n, 0n, { valueOf: () => 8 }];
 const BAD_SIZES = [NaN, -1, -8, -0.5, 1.5, 7.999, Infinity, -Infinity];
@@ -24,8 +22,7 @@ function fmt(v) {
  * `verify()` that asserts nothing changed since the fixture was made.
  */
 function fixture() {
-  const errors = [];
-  const a = Allocator.create({ size: 32 * MiB, onError: (code, message, address) => { errors.push({ code, message, address }); } });
+  const { a, errors } = recording(32 * MiB);
   const blocks = [];
   for (const [n, b] of [[8, 0x11], [64, 0x22], [100, 0x33], [3000, 0x44], [70 * KiB, 0x55], [MiB, 0x66]]) {
     const p = a.malloc(n);

@@ -3,18 +3,11 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Allocator } from '../dist/index.js';
+import { KiB, MiB, recording } from './lib/helpers.js';
 
-const KiB = 1024;
-const MiB = 1024 * 1024;
 const SMALL = 512; // MI_SMALL_SIZE_MAX / 2
 const LARGE = 2 * KiB; // 2 * MI_SMALL_SIZE_MAX
 const HUGE = MiB;
-
-function recording(size = 64 * MiB, extra = {}) {
-  const errors = [];
-  const a = Allocator.create({ size, ...extra, onError: (code, message, address) => { errors.push({ code, message, address }); } });
-  return { a, errors };
-}
 
 /** Index of the first non-zero byte in [p, p+n), or -1. */
 function firstNonZero(a, p, n) {

@@ -3,10 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { Allocator } from '../dist/index.js';
+import { KiB, MiB, recording } from './lib/helpers.js';
 
-const KiB = 1024;
-const MiB = 1024 * 1024;
 const HEAP = 64 * MiB;
 const LIVE_LIMIT = 20 * MiB; // the model frees instead of allocating beyond this many live bytes
 const NUM_RUNS = Number(process.env.PROPERTY_RUNS ?? 300);
@@ -34,8 +32,7 @@ const opArb = fc.oneof(
 
 function runOps(ops, { heap = HEAP, liveLimit = LIVE_LIMIT, allowNomem = false } = {}) {
   const LIVE_LIMIT = liveLimit;
-  const errors = [];
-  const a = Allocator.create({ size: heap, onError: (code, message, address) => { errors.push({ code, message, address }); } });
+  const { a, errors } = recording(heap);
   const u8 = a.u8;
   const live = new Map(); // address -> { n, u, fill, align }
   const order = []; // live addresses, for picking by index

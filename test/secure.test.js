@@ -8,8 +8,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Allocator } from '../dist/index.js';
 import { C } from '../dist/types.js';
-
-const MiB = 1 << 20;
+import { MiB, recording } from './lib/helpers.js';
 
 /** The slice of p (a small page is one slice). */
 function pageOf(p) { return p >>> C.SLICE_SHIFT; }
@@ -71,8 +70,7 @@ describe('secure mode', () => {
   });
 
   test('level 3: free-list links are encoded; an overwritten link is reported as EFAULT and never followed', () => {
-    const errors = [];
-    const a = Allocator.create({ size: 16 * MiB, secure: 3, onError: (code, message, address) => errors.push({ code, message, address }) });
+    const { a, errors } = recording(16 * MiB, { secure: 3 });
     const keep = a.malloc(64);
     const p = a.malloc(64);
     const q = a.malloc(64);
@@ -114,8 +112,7 @@ describe('secure mode', () => {
 
   test('level 3: a canary at the end of every block catches an overflow: at free (generic path), at reuse (fast path), by check(), at page release', () => {
     for (const n of [1, 24, 100, 1000, 5000, 100000, 700000]) {
-      const errors = [];
-      const a = Allocator.create({ size: 16 * MiB, secure: 3, onError: (code, message, address) => errors.push({ code, message, address }) });
+      const { a, errors } = recording(16 * MiB, { secure: 3 });
       const keep = a.malloc(n);
       const p = a.malloc(n);
       assert.equal(a.usableSize(p), n, 'usableSize is the requested size');
@@ -149,8 +146,7 @@ describe('secure mode', () => {
   });
 
   test('level 3: an overflow out of a block that is never handed out again is reported when its page goes back to the buffer', () => {
-    const errors = [];
-    const a = Allocator.create({ size: 16 * MiB, secure: 4, onError: (code, message, address) => errors.push({ code, message, address }) });
+    const { a, errors } = recording(16 * MiB, { secure: 4 });
     const ps = Array.from({ length: 50 }, () => a.malloc(200));
     const q = ps[17];
     const r = ps[30];
@@ -187,8 +183,7 @@ describe('secure mode: reports that must not cut an operation short or repeat', 
   });
 
   for (const [mode, opts, linkAt] of [['secure 4', { secure: 4 }, 28], ['debug', { debug: true }, 0]]) test(`${mode}: a link copied from another free block that leads to a live block is reported, and the live block is not handed out twice`, () => {
-    const errors = [];
-    const a = Allocator.create({ size: 8 * MiB, ...opts, onError: (code, message, address) => errors.push({ code, message, address }) });
+    const { a, errors } = recording(8 * MiB, opts);
     const keep = a.malloc(24);
     const p = a.malloc(24);
     const q = a.malloc(24);

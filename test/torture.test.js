@@ -25,6 +25,7 @@ import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { Allocator } from '../dist/index.js';
 import { C } from '../dist/types.js';
+import { MiB } from './lib/helpers.js';
 import { makeRng, sleep } from './workers/common.js';
 import {
   STOP, CORRUPT, LIVE, PEAK, SLOT0, PROGRESS, PHASE, HAND_KIND, HAND_BYTES, HELD, slotWords, CNT, CNT_WORDS,
@@ -32,7 +33,6 @@ import {
 } from './workers/torture-worker.js';
 
 const WORKER = new URL('./workers/torture-worker.js', import.meta.url);
-const MiB = 1 << 20;
 
 const SIZE = 256 * MiB;
 const WORKERS = 3; // slots; a killed worker is replaced in its slot
