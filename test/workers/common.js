@@ -1,9 +1,10 @@
 // Helpers shared by the multi-worker tests (test/workers-*.test.js) and their
 // worker scripts. Plain ESM; no test code runs when this file is loaded.
 //
-// Note: `node --test test/` also picks up every .js file under test/ as a test
-// file, so every script in this folder must do nothing when it is loaded on
-// the main thread.
+// Nothing in this folder is a test file (`npm test` runs test/*.test.js), but
+// test files import some worker scripts on the main thread for their exports
+// (torture-worker.js, replay-worker.js): every script here must do nothing
+// when it is loaded on the main thread (its worker code under `!isMainThread`).
 
 import { Worker } from 'node:worker_threads';
 

@@ -1,7 +1,6 @@
 // Helpers of test/replay.test.js and test/workers/replay-worker.js: locating
 // the traces, per-object byte patterns, and a shadow map of live blocks.
-// Plain ESM; nothing runs when this file is loaded (`node --test test/` loads
-// every .js file under test/ as a test file).
+// Plain ESM; nothing runs when this file is loaded.
 
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';

@@ -15,7 +15,8 @@
 // worker included, which is the point). The object -> address table is
 // shared (with each object's usable size), so any worker can free any object.
 //
-// Does nothing when loaded on the main thread (node --test loads it).
+// Does nothing when loaded on the main thread (test/replay.test.js imports
+// its constants).
 
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 
