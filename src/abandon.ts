@@ -2,21 +2,18 @@
  * abandon.ts — pages without an owner: abandonment, reclaim, and taking over
  * the pages of a terminated agent (mimalloc v3 §5, adapted).
  *
- * Ownership protocol. A page's OWNER word says who may write its plain
- * fields: a tid (the page sits in that agent's theap queue), tid|HELD (an
- * agent holds it outside any queue for a moment), or ABANDONED (nobody).
- * Taking an abandoned page is one CAS ABANDONED → tid|HELD.
+ * Ownership protocol: the OWNER state machine is drawn in types.ts
+ * ("Ownership"). Taking an abandoned page is one CAS ABANDONED → tid|HELD.
  *
  * mimalloc v3 folds ownership into bit 0 of `xthread_free` so that a remote
  * free and the claim are one CAS. Here ownership must name *who* holds the
  * page, so that a survivor can take over the pages of a killed agent; the
- * price is one extra load. A remote free pushes its block (CAS on
- * XTHREAD_FREE) and then loads OWNER; a holder letting go stores OWNER =
- * ABANDONED and then loads XTHREAD_FREE. Atomics are sequentially
- * consistent, so at least one of the two sees the other (a Dekker pair):
- * either the freer sees ABANDONED and claims the page, or the holder sees
- * the new block and takes the page back. No block is left on an abandoned
- * page that nobody will look at.
+ * price is one extra load. settleHeld below is one half of a Dekker pair: it
+ * stores OWNER = ABANDONED and then loads XTHREAD_FREE; the other half is
+ * the remote free (free.ts, step 3), which pushes its block and then loads
+ * OWNER. Atomics are sequentially consistent, so at least one of the two
+ * sees the other: no block is left on an abandoned page that nobody will
+ * look at.
  */
 import { type Arena, pageBin, pageSlice } from './arena.js';
 import { brokenCanary, mapAbandoned, pageCollect, pageRebuild, pageRelease, unmapAbandoned } from './page.js';

@@ -111,10 +111,10 @@ export class Allocator {
   /** This agent's id (≥ 1, distinct per agent, never reused); pass it to `releaseAgent` if the agent is terminated. */
   readonly agentId: number;
 
-  private readonly _u8: Uint8Array;
-  private readonly _u32: Uint32Array;
-  private readonly _f64: Float64Array;
-  private readonly _view: DataView;
+  /** @internal */ private readonly _u8: Uint8Array;
+  /** @internal */ private readonly _u32: Uint32Array;
+  /** @internal */ private readonly _f64: Float64Array;
+  /** @internal */ private readonly _view: DataView;
 
   /** @internal Use `Allocator.create()` or `Allocator.attach(handle)`. */
   protected constructor(arena: Arena, onError: ErrorHandler | undefined) {
@@ -161,20 +161,20 @@ export class Allocator {
     return al;
   }
 
-  /** The buffer decides the fast paths: secure ≥ 3 needs the encoded ones, OPT_NO_CHECK the unchecked ones. */
+  /** @internal The buffer decides the fast paths: secure ≥ 3 needs the encoded ones, OPT_NO_CHECK the unchecked ones. */
   private static forArena(arena: Arena, onError: ErrorHandler | undefined): Allocator {
     if (arena.secure >= 3) return new SecureAllocator(arena, onError);
     if (arena.noCheck) return new UncheckedAllocator(arena, onError);
     return new Allocator(arena, onError);
   }
 
-  /** Every call of this agent takes the generic paths from now on. */
+  /** @internal Every call of this agent takes the generic paths from now on. */
   private fastPathsOff(): void {
     this.fastTid = -1;
     this.direct = new Int32Array(this.direct.length).fill(this.arena.rec(0));
   }
 
-  /** allocStacks: record the stack of every `every`-th allocation (fast paths off). */
+  /** @internal allocStacks: record the stack of every `every`-th allocation (fast paths off). */
   private recordStacks(every: number): void {
     this.ag.stacks = new AllocStacks(every);
     this.fastPathsOff();

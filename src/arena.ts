@@ -37,7 +37,7 @@ export function computeLayout(sliceCount: number): Layout {
   const freeMap = agents + C.MAX_AGENTS * C.AGENT_WORDS;
   const dirtyMap = freeMap + sliceWords;
   const abandoned = dirtyMap + sliceWords;
-  const pageMap = abandoned + C.BIN_COUNT * sliceWords;
+  const pageMap = abandoned + C.ABANDONED_BINS * sliceWords;
   const records = (pageMap + sliceCount + C.REC_WORDS - 1) & ~(C.REC_WORDS - 1);
   const aBits = records + sliceCount * C.REC_WORDS;
   const bitmapWords = sliceCount << (C.SLICE_SHIFT - C.BITMAP_WORD_SHIFT); // 256 per slice

@@ -13,7 +13,7 @@
 import { checkSize } from './errors.js';
 import { C } from './types.js';
 
-/** Bin of a request of `wsize` 8-byte words (wsize ≥ 0). */
+/** @internal Bin of a request of `wsize` 8-byte words (wsize ≥ 0). */
 export function binOfWsize(wsize: number): number {
   // mimalloc's 64-bit build rounds to even word counts here (bins 3, 5, 7
   // unused) to give every block 16-byte alignment; blocks here promise 8, and
@@ -26,16 +26,16 @@ export function binOfWsize(wsize: number): number {
   return ((b << 2) + ((w >>> (b - 2)) & 3)) - 3;
 }
 
-/** Bin of a request of `size` bytes. */
+/** @internal Bin of a request of `size` bytes. */
 export function binOf(size: number): number {
   return binOfWsize((size + 7) >>> C.WORD_SHIFT);
 }
 
-/** Block size in bytes of each bin (0 for unused bins and the huge/full bins). */
+/** @internal Block size in bytes of each bin (0 for unused bins and the huge/full bins). */
 export const BIN_BLOCK_SIZE = new Int32Array(C.BIN_COUNT);
-/** Slices of a fresh page for each bin (small 1, medium 8, large 64). */
+/** @internal Slices of a fresh page for each bin (small 1, medium 8, large 64). */
 export const BIN_PAGE_SLICES = new Int32Array(C.BIN_COUNT);
-/** For the fast path: bin of each wsize 0..SMALL_WSIZE_MAX. */
+/** @internal For the fast path: bin of each wsize 0..SMALL_WSIZE_MAX. */
 export const WSIZE_BIN = new Uint8Array(C.SMALL_WSIZE_MAX + 1);
 
 (function initBins(): void {
@@ -50,11 +50,15 @@ export const WSIZE_BIN = new Uint8Array(C.SMALL_WSIZE_MAX + 1);
       : bs <= C.MEDIUM_OBJ_SIZE_MAX ? C.MEDIUM_PAGE_SLICES : C.LARGE_PAGE_SLICES;
   }
   for (let w = 0; w <= C.SMALL_WSIZE_MAX; w++) WSIZE_BIN[w] = binOfWsize(w);
+  // load-time checks of what types.ts cannot derive
   // the secure fast path's link check (types.ts SECURE_LINK_MASK) relies on it
   if (BIN_PAGE_SLICES[WSIZE_BIN[C.SMALL_WSIZE_MAX]] !== 1) throw new Error('invariant: fast-path bins live in one-slice pages');
+  if (binOfWsize(C.LARGE_OBJ_WSIZE_MAX) !== C.BIN_LARGE_MAX) throw new Error('invariant: BIN_LARGE_MAX is the bin of LARGE_OBJ_SIZE_MAX');
+  if (binOfWsize(C.LARGE_OBJ_WSIZE_MAX + 1) !== C.BIN_HUGE) throw new Error('invariant: larger requests map to BIN_HUGE');
+  if (C.H_ABANDONED_COUNT + C.ABANDONED_BINS > C.H_FIXED_WORDS) throw new Error('invariant: the abandoned counters fit in the fixed header words');
 })();
 
-/** Bytes per block in a singleton page for a request of `size` bytes: whole slices. */
+/** @internal Bytes per block in a singleton page for a request of `size` bytes: whole slices. */
 export function hugeBlockSize(size: number): number {
   return Math.ceil(Math.max(size, 1) / C.SLICE_SIZE) * C.SLICE_SIZE;
 }

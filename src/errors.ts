@@ -23,18 +23,19 @@ export class AllocatorError extends Error {
   }
 }
 
-/** The default: C programs test for NULL, so ENOMEM and EOVERFLOW only return 0; the rest throw. */
+/** @internal The default: C programs test for NULL, so ENOMEM and EOVERFLOW only return 0; the rest throw. */
 export function defaultErrorHandler(code: ErrorCode, message: string, address: number): void {
   if (code === 'ENOMEM' || code === 'EOVERFLOW') return;
   throw new AllocatorError(code, message, address);
 }
 
-/** An address as messages print it: `0x` and lower-case hex digits. */
+/** @internal An address as messages print it: `0x` and lower-case hex digits. */
 export function hex(p: number): string {
   return '0x' + (p >>> 0).toString(16);
 }
 
 /**
+ * @internal
  * A bad argument as messages show it: its type and, where it prints
  * usefully, its value (`string "8"`, `bigint 8n`, `boolean true`, `null`).
  */
@@ -50,24 +51,25 @@ export function show(v: unknown): string {
   }
 }
 
-/** Argument checks shared by every entry point; they throw before any state changes. */
+/** @internal Argument checks shared by every entry point; they throw before any state changes. */
 export function badSize(name: string, n: unknown): never {
   if (typeof n !== 'number') throw new TypeError(`${name} must be a number, got ${show(n)}`);
   throw new RangeError(`${name} must be a non-negative integer, got ${n}`);
 }
 
+/** @internal */
 export function badAddress(p: unknown): never {
   if (typeof p !== 'number') throw new TypeError(`address must be a number, got ${show(p)}`);
   throw new RangeError(`address must be an integer in [0, 2^32), got ${p}`);
 }
 
-/** Validate an address argument: a number that is an integer in [0, 2^32). Returns it as u32. */
+/** @internal Validate an address argument: a number that is an integer in [0, 2^32). Returns it as u32. */
 export function checkAddress(p: unknown): number {
   if (typeof p !== 'number' || !Number.isInteger(p) || p < 0 || p >= 4294967296) badAddress(p);
   return p as number;
 }
 
-/** Validate a size argument: a number that is a non-negative integer (any magnitude). */
+/** @internal Validate a size argument: a number that is a non-negative integer (any magnitude). */
 export function checkSize(name: string, n: unknown): number {
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) badSize(name, n);
   return n as number;

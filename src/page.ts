@@ -252,7 +252,7 @@ export function pageCollect(a: Arena, rb: number): void {
 /** Clear the page's bit in its bin's abandoned bitmap, keeping the count in step. */
 export function unmapAbandoned(a: Arena, rb: number): void {
   const bin = pageBin(a.meta, rb);
-  if (bin <= 0 || bin >= C.BIN_COUNT) return;
+  if (bin <= 0 || bin > C.BIN_LARGE_MAX) return; // never mapped
   const s = pageSlice(a.meta, rb);
   const idx = a.layout.abandoned + bin * a.layout.sliceWords + (s >>> 5);
   const bit = 1 << (s & 31);

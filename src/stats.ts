@@ -61,6 +61,7 @@ function pendingRemote(a: Arena, rb: number): number {
   return n;
 }
 
+/** @internal */
 export function collectStats(a: Arena): StatsSnapshot {
   const meta = a.meta;
   const st: StatsSnapshot = {
@@ -97,7 +98,7 @@ function amount(n: number): string {
   return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
 }
 
-/** A table in the spirit of mimalloc's `mi_stats_print`. */
+/** @internal A table in the spirit of mimalloc's `mi_stats_print`. */
 export function formatStats(st: StatsSnapshot): string {
   const rows: [string, string, string][] = [
     ['reserved', amount(st.reserved), 'buffer size'],
@@ -125,6 +126,7 @@ export interface LiveBlock {
 }
 
 /**
+ * @internal
  * The live blocks of every page whose OWNER satisfies `ownerFilter` (from
  * the A bitmap; blocks waiting on xthreadFree are not live). In debug mode
  * the size is the requested size from the padding, else the usable size.
@@ -151,7 +153,7 @@ export function liveBlocks(a: Arena, ownerFilter: (owner: number) => boolean, si
   return out;
 }
 
-/** One line per block (at most `max`), for leak reports. */
+/** @internal One line per block (at most `max`), for leak reports. */
 export function formatLeaks(blocks: LiveBlock[], max = 20): string {
   const bytes = blocks.reduce((t, b) => t + b.size, 0);
   const lines = [`${blocks.length} live block${blocks.length === 1 ? '' : 's'}, ${bytes} bytes`];

@@ -30,7 +30,7 @@
  * | agents | MAX_AGENTS·AGENT_WORDS | one record per attached agent (`A_*`) |
  * | free slices | sliceWords | bit s set ⇔ slice s is free (atomic) |
  * | dirty slices | sliceWords | bit s set ⇔ slice s was ever part of a page |
- * | abandoned | BIN_COUNT·sliceWords | bit s of bitmap b ⇔ page at s may be an abandoned page of bin b with free space ("mapped") |
+ * | abandoned | (BIN_LARGE_MAX+1)·sliceWords | bit s of bitmap b ⇔ page at s may be an abandoned page of bin b with free space ("mapped"); no bitmap for the huge bin (singleton pages are never mapped) |
  * | page map | sliceCount | slice s → record base (firstSlice << REC_SHIFT) of the page covering s, or 0 |
  * | page records | sliceCount·REC_WORDS | record of the page starting at slice s (`R_*`) |
  * | A bitmap | size/256 | one bit per 8-byte granule: set ⇔ that address is a live block as returned to the user |
@@ -72,6 +72,48 @@
  *   next handed out, freed on the generic path, reallocated, found by
  *   `check()`, or when its page is returned, and repaired so it is reported
  *   once.
+ * - S1 guard (secure ≥ 1): every page keeps at least SECURE_GUARD bytes
+ *   after its last block, and the first SECURE_GUARD_FILL of them (or all,
+ *   if fewer) hold SECURE_GUARD_BYTE.
+ * - D1 padding (debug, secure ≥ 3): every live block not waiting on
+ *   xthreadFree ends in an intact padding (canary and requested size; in
+ *   debug mode also DEBUG_PAD_BYTE in up to DEBUG_SLACK_CHECK bytes of slack),
+ *   debug.ts's layout.
+ * - D2 freed fill (debug): every block on `free` or `localFree` still holds
+ *   DEBUG_FREED_BYTE in its filled range (a difference is a write after free).
+ *
+ * ## Ownership: the OWNER state machine
+ *
+ * A page's OWNER word (atomic) says who may write its plain fields (I4):
+ *
+ * ```
+ *              pageInit by a claimer (a huge page: tid|HELD, ABANDONED once its block is out)
+ *   0 ───────────────────────────────────► tid ─────────────────┐ taken out of tid's queues
+ *   ▲                                       ▲                    ▼ (full past PAGE_FULL_KEEP, detach)
+ *   │ pageRelease (USED = 0)                │ queued again    tid|HELD
+ *   └────────────── tid|HELD ◄──────────────┴──────────────── (held: in no queue)
+ *                       ▲                                         │ settleHeld: store ABANDONED,
+ *                       │ CAS ABANDONED → tid|HELD                 │ then load XTHREAD_FREE
+ *                       │ (reclaim, a free that finds it           ▼ (a Dekker pair with free.ts step 3)
+ *                       └──────────── abandoned, free.ts step 3) ABANDONED
+ *
+ *   a terminated agent's tid or tid|HELD ── CAS by the reaper (releaseAgent) ──► reaper|HELD
+ * ```
+ *
+ * Only the agent named by OWNER (either form) writes a page's plain fields;
+ * only that agent turns OWNER away from its own tid, so its fast free may
+ * read OWNER with a plain load: other agents change OWNER only from
+ * ABANDONED, or from the tid of an agent that can no longer run.
+ *
+ * ## Naming
+ *
+ * `p` an address as the caller passed it (unvalidated); `q` a validated
+ * address (u32), which may be an aligned address inside a block; `b` a
+ * block start; `rb` a record base: the word index of a page record in
+ * `mem`/`meta` (the same Int32Array over the whole buffer); `s` a slice
+ * index; `bs` a block size; `w`/`bit` an A/R bitmap word and mask; `th` a
+ * theap; `ag` an Agent (agents.ts); `a` an Arena (arena.ts); `tid` an agent
+ * id << 2, the value of OWNER.
  */
 
 // ---------------------------------------------------------------------------
@@ -101,10 +143,12 @@ export const enum C {
    * 2: secure ≥ 3 keeps free-list links in the padding with multiplicative
    * keys (R_KEYINV), word-size bins up to 64 B, OPT_NO_CHECK. 3: canary
    * keys per page (R_CANARY) instead of one per buffer; the page record's
-   * fast-path fields, keys included, in its first cache line. An agent of
-   * another version must not attach: it would misread the buffer.
+   * fast-path fields, keys included, in its first cache line. 4: bins
+   * renumbered (BIN_HUGE = BIN_LARGE_MAX + 1), abandoned bitmaps only for
+   * bins a size maps to. An agent of another version must not attach: it
+   * would misread the buffer.
    */
-  VERSION = 3,
+  VERSION = 4,
 
   /** Maximum simultaneously attached agents (main thread + workers). */
   MAX_AGENTS = 256,
@@ -127,12 +171,21 @@ export const enum C {
   SMALL_PAGE_SLICES = 1, // 64 KiB
   MEDIUM_PAGE_SLICES = 8, // 512 KiB
   LARGE_PAGE_SLICES = 64, // 4 MiB
-  SMALL_OBJ_SIZE_MAX = ((SMALL_PAGE_SLICES * SLICE_SIZE) - 4096) / 6, // 10240
-  MEDIUM_OBJ_SIZE_MAX = 86698, // 86698
+  SMALL_OBJ_SIZE_MAX = (((SMALL_PAGE_SLICES * SLICE_SIZE) - 4096) / 6) | 0, // 10240
+  MEDIUM_OBJ_SIZE_MAX = (((MEDIUM_PAGE_SLICES * SLICE_SIZE) - 4096) / 6) | 0, // 86698
 
-  BIN_HUGE = 73,
-  BIN_FULL = 74,
-  BIN_COUNT = 75,
+  /**
+   * The bin of the largest non-huge request, binOf(LARGE_OBJ_SIZE_MAX): 4
+   * bins per power of two above 64 B give 4·⌊log2(65535)⌋ + 3 − 3 = 60
+   * (TypeScript cannot take a log here: bins.ts checks it at load).
+   */
+  BIN_LARGE_MAX = 60,
+  /** Singleton pages (blocks over LARGE_OBJ_SIZE_MAX): never queued, never mapped as abandoned. */
+  BIN_HUGE = BIN_LARGE_MAX + 1, // 61
+  /** Bins 0..BIN_HUGE; a theap's queue of full pages of bin b is queue b + BIN_COUNT. */
+  BIN_COUNT = BIN_HUGE + 1, // 62
+  /** Abandoned bitmaps (and counters): one per bin that a page can be mapped under, 0..BIN_LARGE_MAX. */
+  ABANDONED_BINS = BIN_LARGE_MAX + 1,
 
   /** Lazy extension adds about one OS page worth of blocks at a time. */
   EXTEND_BYTES = 4096,
@@ -158,7 +211,7 @@ export const enum C {
    * reaped agent.
    */
   H_REAPED = 9,
-  H_ABANDONED_COUNT = 16, // BIN_COUNT atomic counters of mapped abandoned pages (a hint)
+  H_ABANDONED_COUNT = 16, // ABANDONED_BINS atomic counters of mapped abandoned pages (a hint), words 16..76
   H_FIXED_WORDS = 128,
 
   OPT_KNOWN_ZERO = 1, // the buffer started zeroed: never-used slices read as 0
@@ -250,29 +303,59 @@ export const enum C {
    * is `mem[base + R_FIELD]`: the hot paths touch a single typed array
    * (measured ~10 % faster than one view per region).
    *
+   * Who may touch each field. "holder": only the agent named by OWNER
+   * (plain loads and stores; types.ts I4). "init": written by pageInit
+   * before STATE publishes the page, then fixed for the page's life (until
+   * pageRelease clears STATE), so any agent that found the page in use may
+   * read it plainly: a live block keeps its page in use, so a free of a
+   * live block reads a value that cannot change under it. "atomic": any
+   * agent, with Atomics only.
+   *
    * ```
-   *  word  0 STATE      1 = page in use (written last on create, first on free)
-   *        1 BLOCK_SIZE bytes per block
-   *        2 KEY0, 3 KEY1, 9 KEYINV  secure-mode link keys: enc(p) = imul(p ^ KEY1, KEY0),
-   *                     KEY0 odd, KEYINV = KEY0⁻¹ mod 2^32 (so dec(x) = imul(x, KEYINV) ^ KEY1)
-   *        4 USED       blocks handed out, including those waiting on XTHREAD_FREE
-   *        5 FREE       head of the list malloc pops (block address, 0 = empty)
-   *        6 LOCAL_FREE head of the list of blocks freed by the holder
-   *        7 XTHREAD_FREE head of the list of blocks freed by other agents (atomic)
-   *        8 OWNER      0 none | ABANDONED | tid | tid|HELD (atomic)
-   *       10 CANARY     padded modes: the key of this page's canaries (I5), random per page life
-   *       11 NEXT, 12 PREV  links in the owner's page queue (record bases)
-   *       13 FLAGS      bin (bits 0–7) | F_* | retire countdown << 16
-   *       14 COLLECT    rest of an XTHREAD_FREE list being collected
-   *       15 ORIGIN     tid of the theap that created or last reclaimed the page
-   *       ── (records are 128-byte aligned: everything the fast paths read, in every
-   *          mode, is in the first 64-byte cache line, words 0–15) ──
-   *       16 RESERVED   blocks that fit
-   *       17 CAPACITY   blocks initialised so far (free list extended lazily)
-   *       18 HEAP       heap id (0 = main heap)
-   *       19 SLICES     slices spanned
-   *       20 START      address of the page's first byte (slice << 16)
-   *       21 EXTENT     bytes of the block area (BLOCK_SIZE × RESERVED)
+   *  word field        meaning                                        writes       read without holding
+   *   0  STATE         1 = page in use (written last on create,       atomic       anyone (Atomics)
+   *                    first on release)
+   *   1  BLOCK_SIZE    bytes per block                                init         remote free, validate, stats
+   *   2  KEY0          secure ≥ 3 link keys: enc(p) = imul(p ^ KEY1,  init         remote free (encodes its link)
+   *   3  KEY1            KEY0), KEY0 odd, KEYINV = KEY0⁻¹ mod 2^32
+   *   9  KEYINV          (so dec(x) = imul(x, KEYINV) ^ KEY1)
+   *   4  USED          blocks handed out, those waiting on            holder       stats (a hint), check (quiescent)
+   *                    XTHREAD_FREE included
+   *   5  FREE          head of the list malloc pops (0 = empty)       holder       —
+   *   6  LOCAL_FREE    head of the blocks the holder freed            holder       —
+   *   7  XTHREAD_FREE  head of the blocks other agents freed          atomic       anyone (Atomics); the holder's
+   *                                                                                fast free reads it plain: a
+   *                                                                                stale 0 could only hide a
+   *                                                                                remote free of the very block
+   *                                                                                being freed, a double free
+   *                                                                                racing across agents (which
+   *                                                                                mimalloc does not catch either)
+   *   8  OWNER         0 | ABANDONED | tid | tid|HELD (the state       atomic       anyone (Atomics); its holder
+   *                    machine above)                                              plainly (see "Ownership")
+   *  10  CANARY        padded modes: this page's canary key (I5)      init         —
+   *  11  NEXT, 12 PREV links in the holder's page queue               holder       —
+   *  13  FLAGS         bin (bits 0–7, init) | F_* | retire countdown  holder       remote free, validate:
+   *                    << 16                                                       the bin and F_ALIGNED
+   *                                                                                (set before the A bit of any
+   *                                                                                aligned block, never cleared)
+   *  14  COLLECT       rest of an XTHREAD_FREE list being collected   holder       a reaper (the holder is dead)
+   *  15  ORIGIN        tid of the theap that created or last          holder       —
+   *                    reclaimed the page
+   *      ── records are 128-byte aligned: everything the fast paths read, in every
+   *         mode, is in the first 64-byte cache line, words 0–15 ──
+   *  16  RESERVED      blocks that fit                                init         anyone who found the page in use
+   *  17  CAPACITY      blocks initialised so far (lazy extension)     holder       validate (only to word its
+   *                                                                                message), check (quiescent)
+   *  18  HEAP          heap id (0 = main heap)                        holder       a claimer, after its CAS
+   *  19  SLICES        slices spanned                                 init         anyone who found the page in use
+   *  20  START         address of the page's first byte (slice << 16) init         anyone who found the page in use
+   *  21  EXTENT        bytes of the block area (BLOCK_SIZE × RESERVED) init        anyone who found the page in use
+   * ```
+   *
+   * The page map (slice → record base) is written by the claimer before
+   * STATE and cleared by the releaser after it; the A bitmap is written by
+   * the holder (set at malloc, cleared at a local free or a collect) and read
+   * by anyone; the R bitmap is atomic.
    * ```
    */
   REC_SHIFT = 5,
