@@ -14,7 +14,10 @@ import path from 'node:path';
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const BENCH_DIR = path.resolve(here, '..');
 export const BUILD_DIR = path.join(BENCH_DIR, 'build');
-export const DIST_INDEX = path.resolve(BENCH_DIR, '..', 'dist', 'index.js');
+// MIMALLOC_TS_DIST=<dir> measures another build (e.g. the previous commit's dist/, for a before/after run)
+export const DIST_INDEX = process.env.MIMALLOC_TS_DIST
+  ? path.resolve(process.env.MIMALLOC_TS_DIST, 'index.js')
+  : path.resolve(BENCH_DIR, '..', 'dist', 'index.js');
 
 export const MIMALLOC_TS_SIZE = 256 * 1024 * 1024;
 const THING_POOL_SIZE = 64 * 1024 * 1024;
