@@ -16,8 +16,9 @@
  * look at.
  */
 import { type Arena, pageBin, pageSlice } from './arena.js';
-import { brokenCanary, mapAbandoned, pageCollect, pageRebuild, pageRelease, unmapAbandoned } from './page.js';
+import { mapAbandoned, pageCollect, pageRebuild, pageRelease, unmapAbandoned } from './page.js';
 import type { Theap } from './page-queue.js';
+import { brokenCanary } from './secure.js';
 import { C } from './types.js';
 
 /** What abandon.ts needs of an agent. */

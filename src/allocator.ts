@@ -38,13 +38,14 @@ import { Agent, detachAgent, findAgentRecord, reapAgent } from './agents.js';
 import { Arena } from './arena.js';
 import { goodSizeOf } from './bins.js';
 import { checkHeap } from './check.js';
-import { AllocStacks, canary, checkPadding, paddingOf, setPadding } from './debug.js';
+import { AllocStacks, checkPadding, paddingOf, setPadding } from './debug.js';
 import { AllocatorError, ErrorHandler, checkAddress, checkSize, defaultErrorHandler, show } from './errors.js';
 import { freeGeneric, usableOf, validate } from './free.js';
 import { allocAligned, mallocGeneric, nomem, zeroNew } from './malloc.js';
 import {
   AllocatorHandle, AllocatorOptions, AttachOptions, parseAttachOptions, parseCreateOptions,
 } from './options.js';
+import { canary } from './secure.js';
 import { LiveBlock, StatsSnapshot, collectStats, formatLeaks, formatStats, liveBlocks } from './stats.js';
 import { pageEmptied, theapCollect } from './theap.js';
 import { C } from './types.js';

@@ -47,20 +47,6 @@ export function computeLayout(sliceCount: number): Layout {
   return { sliceCount, sliceWords, agents, freeMap, dirtyMap, abandoned, pageMap, records, aBits, rBits, headerWords, headerSlices };
 }
 
-/** A random 32-bit key (crypto.getRandomValues where present). */
-export function randomKey(): number {
-  if (keyPoolNext === keyPool.length) {
-    // one getRandomValues call per 256 keys: a call costs a few µs, and
-    // secure mode takes two keys for every page it initialises
-    const c = (globalThis as { crypto?: { getRandomValues(a: Uint32Array): Uint32Array } }).crypto;
-    if (c) c.getRandomValues(keyPool);
-    else for (let i = 0; i < keyPool.length; i++) keyPool[i] = Math.random() * 4294967296;
-    keyPoolNext = 0;
-  }
-  return keyPool[keyPoolNext++] | 0;
-}
-const keyPool = new Uint32Array(256);
-let keyPoolNext = keyPool.length;
 
 /** Bits [i, hi) of the bitmap word holding bit i (hi ≤ the end of that word). */
 function wordMask(i: number, hi: number): number {

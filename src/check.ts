@@ -8,7 +8,8 @@ import { type Arena, pageStart } from './arena.js';
 import { BIN_BLOCK_SIZE } from './bins.js';
 import { checkFreed, checkPadding } from './debug.js';
 import { hex } from './errors.js';
-import { brokenCanary, getLink } from './page.js';
+import { getLink } from './page.js';
+import { brokenCanary } from './secure.js';
 import { C } from './types.js';
 
 function fail(msg: string): never {

@@ -16,6 +16,7 @@
  * padding is shared with secure ≥ 3, which writes canary and size only.
  */
 import { type Arena, blockStartOf } from './arena.js';
+import { canary } from './secure.js';
 import { hex } from './errors.js';
 import { C } from './types.js';
 
@@ -26,15 +27,6 @@ export function paddingOf(a: Arena, rb: number, q: number): number {
   return b + meta[rb + C.R_BLOCK_SIZE] - C.PADDING;
 }
 
-/**
- * The canary at padding address `pad` of a page whose canary key is `key`
- * (R_CANARY; types.ts I5): the one formula every path uses, the secure fast
- * paths and page extension included (V8 inlines it: a call costs nothing).
- * Its low byte is 0, so a missing string terminator stops there (mimalloc #951).
- */
-export function canary(pad: number, key: number): number {
-  return (pad ^ key) & ~0xff;
-}
 
 /** Canary of the padding at `pad` in page rb. */
 export function canaryOf(a: Arena, rb: number, pad: number): number {

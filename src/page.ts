@@ -6,44 +6,17 @@
  * tid, or tid|HELD): only the holder writes a page's plain fields, so none
  * of this needs Atomics except XTHREAD_FREE, OWNER, STATE and the R bitmap.
  */
-import { Arena, blockIsLive, blockStartOf, pageBin, pageSlice, pageStart, randomKey } from './arena.js';
-import { canary, fillFreed } from './debug.js';
+import { Arena, blockIsLive, blockStartOf, pageBin, pageSlice, pageStart } from './arena.js';
+import { fillFreed } from './debug.js';
+import { oddInverse, randomKey, shuffled, threadEncoded } from './secure.js';
 import { C } from './types.js';
-
-/** xorshift32 state for secure mode's shuffles, seeded from crypto. */
-let shuffleState = randomKey() | 1;
-const shuffleScratch = new Int32Array((C.EXTEND_BYTES >>> C.WORD_SHIFT) + 1);
-
-/**
- * 0..k−1 in a random order (Fisher–Yates over a reused scratch array;
- * k ≤ 4096/8 + 1 < 2^16). Each xorshift32 draw serves two swaps, 16 bits
- * each, scaled by an integer multiply-high ((r · (i + 1)) >>> 16 ∈ [0, i]):
- * ~25 instructions per block, about half of a float-scaled draw per swap.
- */
-function shuffled(k: number): Int32Array {
-  const a = shuffleScratch;
-  for (let i = 0; i < k; i++) a[i] = i;
-  let x = shuffleState;
-  for (let i = k - 1; i > 0; i--) {
-    if ((i & 1) !== 0 || i === k - 1) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; }
-    const r = (i & 1) !== 0 ? x & 0xffff : x >>> 16;
-    const j = (r * (i + 1)) >>> 16;
-    const t = a[i]; a[i] = a[j]; a[j] = t;
-  }
-  shuffleState = x;
-  return a;
-}
 
 /**
  * The free-list link of free block b of page rb: the next block's address,
  * or 0. Levels < 3 keep it in the block's first word (mimalloc's layout).
  * Secure ≥ 3 keeps it in the block's last word, inside the padding (types.ts
  * LINK_FROM_END), so malloc and free touch one cache line per block, and
- * encodes it with the page's random keys: enc(p) = imul(p ^ KEY1, KEY0) with
- * KEY0 odd, so dec(x) = imul(x, KEY0⁻¹) ^ KEY1; NULL is enc(0). (mimalloc's
- * rotl(p ^ k1, k0) + k0 compiles to two variable shifts here, ~0.7 ns per
- * link more than a multiplication, which also mixes every bit into all
- * higher ones.) A write into a free block's link is detected when it is
+ * encodes it with the page's random keys (secure.ts). A write into a free block's link is detected when it is
  * read: a link that decodes outside the page returns -1 (corrupt) and the
  * caller truncates the list there.
  */
@@ -71,13 +44,6 @@ export function setLink(a: Arena, rb: number, b: number, next: number): void {
   a.mem[(b + meta[rb + C.R_BLOCK_SIZE] - C.LINK_FROM_END) >>> 2] = Math.imul(next ^ meta[rb + C.R_KEY1], meta[rb + C.R_KEY0]);
 }
 
-/** The inverse of an odd k modulo 2^32 (Newton's iteration: each step doubles the correct low bits, 3 → 48); 0 for k = 0. */
-export function oddInverse(k: number): number {
-  if (k === 0) return 0;
-  let x = k; // k·k ≡ 1 (mod 8)
-  for (let i = 0; i < 4; i++) x = Math.imul(x, 2 - Math.imul(k, x));
-  return x;
-}
 
 /**
  * Publish a page: every field, then the page map, then STATE last, so that a
@@ -168,25 +134,6 @@ export function pageExtend(a: Arena, rb: number): void {
   meta[rb + C.R_FLAGS] = (f & C.F_FRESH) !== 0 && !a.debug ? f | C.F_ZERO : f & ~C.F_ZERO;
 }
 
-/**
- * Secure ≥ 3 extension of k new blocks at `first`: thread them in `order`
- * (null: address order) with encoded links, and give each its canary (I5),
- * in one pass over the blocks' padding (setLink inlined, keys loaded once).
- */
-function threadEncoded(a: Arena, rb: number, first: number, bs: number, k: number, order: Int32Array | null): void {
-  const mem = a.mem;
-  const meta = a.meta;
-  const key = meta[rb + C.R_CANARY];
-  const k0 = meta[rb + C.R_KEY0];
-  const k1 = meta[rb + C.R_KEY1];
-  for (let i = 0; i < k; i++) {
-    const b = first + (order === null ? i : order[i]) * bs;
-    const next = i + 1 === k ? 0 : first + (order === null ? i + 1 : order[i + 1]) * bs;
-    const pad = b + bs - C.PADDING;
-    mem[pad >>> 2] = canary(pad, key);
-    mem[(pad >>> 2) + 1] = Math.imul(next ^ k1, k0); // setLink, LINK_FROM_END = 4
-  }
-}
 
 /**
  * Take the XTHREAD_FREE list (one CAS) and move its blocks to LOCAL_FREE.
@@ -292,25 +239,6 @@ export function pageRelease(a: Arena, agentBase: number, rb: number): void {
   a.clearIntent(agentBase);
 }
 
-/**
- * Secure ≥ 3: the first block of the page at or after block index `from`
- * whose canary is broken (I5), as its address, or 0. Run when a page goes
- * back to the buffer: the free fast path does not look at canaries, so an
- * overflow out of a block that is never handed out again is found here at
- * the latest. Cost: one load per block, once per page life.
- */
-export function brokenCanary(a: Arena, rb: number, from: number): number {
-  const meta = a.meta;
-  const mem = a.mem;
-  const key = meta[rb + C.R_CANARY];
-  const ps = meta[rb + C.R_START] >>> 0;
-  const bs = meta[rb + C.R_BLOCK_SIZE];
-  const cap = meta[rb + C.R_CAPACITY];
-  for (let i = from, pad = ps + (from + 1) * bs - C.PADDING; i < cap; i++, pad += bs) {
-    if (mem[pad >>> 2] !== canary(pad, key)) return pad + C.PADDING - bs;
-  }
-  return 0;
-}
 
 /**
  * Rebuild FREE, LOCAL_FREE and USED of a page whose holder was terminated,

@@ -221,7 +221,7 @@ export const enum C {
   OPT_SECURE_MASK = 7,
 
   // -------------------------------------------------------------------------
-  // Secure mode (levels as mimalloc's MI_SECURE, adapted; see alloc.ts)
+  // Secure mode (levels as mimalloc's MI_SECURE, adapted; see secure.ts)
   // -------------------------------------------------------------------------
 
   /**
