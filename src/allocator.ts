@@ -43,7 +43,7 @@ import { AllocatorError, ErrorHandler, checkAddress, checkSize, defaultErrorHand
 import { freeGeneric, usableOf, validate } from './free.js';
 import { allocAligned, mallocGeneric, nomem, zeroNew } from './malloc.js';
 import {
-  AllocatorHandle, AllocatorOptions, AttachOptions, parseAttachOptions, parseCreateOptions,
+  AllocatorHandle, AllocatorOptions, AttachOptions, parseAttachOptions, parseCreateOptions, parseLeakReportOptions,
 } from './options.js';
 import { canary } from './secure.js';
 import { LiveBlock, StatsSnapshot, collectStats, formatLeaks, formatStats, liveBlocks } from './stats.js';
@@ -435,10 +435,9 @@ export class Allocator {
    * and a printable summary; with `allocStacks`, where each was allocated.
    */
   leakReport(opts: { all?: boolean } = {}): LeakReport {
-    if (opts === null || typeof opts !== 'object') throw new TypeError(`leakReport: options must be an object, got ${show(opts)}`);
+    const all = parseLeakReportOptions(opts);
     const ag = this.ag;
     const tid = ag.tid;
-    const all = opts.all === true;
     const blocks = liveBlocks(this.arena, (o) => all || (o & C.OWNER_TID_MASK) === tid, (rb, q) => usableOf(ag, rb, q));
     const st = ag.stacks;
     if (st !== null) {
@@ -461,6 +460,7 @@ export class Allocator {
 
   /** mimalloc-style statistics table (returned, and printed with console.log unless `print` is false). */
   printStats(print = true): string {
+    if (typeof print !== 'boolean') throw new TypeError(`printStats: print must be a boolean, got ${show(print)}`);
     const s = formatStats(this.stats());
     if (print) console.log(s);
     return s;

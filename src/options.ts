@@ -139,6 +139,7 @@ export interface AttachConfig {
 
 const CREATE_KEYS = new Set(['size', 'shared', 'buffer', 'onError', 'secure', 'debug', 'allocStacks', 'checkFree']);
 const ATTACH_KEYS = new Set(['onError', 'allocStacks']);
+const LEAK_KEYS = new Set(['all']);
 
 function isSab(b: unknown): b is SharedArrayBuffer {
   return typeof SharedArrayBuffer !== 'undefined' && b instanceof SharedArrayBuffer;
@@ -222,4 +223,9 @@ export function parseAttachOptions(handle: unknown, opts: unknown): AttachConfig
   }
   const o = checkObject(opts, ATTACH_KEYS, 'Allocator.attach');
   return { buffer: h.buffer, onError: checkHandler(o), allocStacks: checkInteger(o, 'allocStacks', 0, 0, 2 ** 31) };
+}
+
+/** @internal Validate `leakReport`'s options; returns `all`. */
+export function parseLeakReportOptions(opts: unknown): boolean {
+  return checkBoolean(checkObject(opts, LEAK_KEYS, 'leakReport'), 'all', false);
 }

@@ -23,7 +23,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
-import { Allocator } from '../dist/index.js';
+import { Allocator, goodSize } from '../dist/index.js';
 import { C } from '../dist/types.js';
 import { MiB } from './lib/helpers.js';
 import { makeRng, sleep } from './workers/common.js';
@@ -69,8 +69,11 @@ for (const [secure, KILLS] of [[0, KILLS_DEFAULT], [4, KILLS_SECURE]]) {
     // pages): small blocks (<= 10 KiB) on 64 KiB pages, medium (<= 85 KiB) on
     // 512 KiB pages, large (<= 512 KiB) on 4 MiB pages; huge blocks take
     // their own slices and are counted in LIVE.
+    // (block sizes: in padded modes goodSize(n) is n itself, so the class of a
+    // request is the default-mode good size of the request plus its padding)
     const classes = new Set();
-    const addClasses = (lo, hi) => { for (let n = lo; n <= hi; n += 8) classes.add(a.goodSize(n)); };
+    const blockOf = (n) => (secure >= 3 ? goodSize(n + C.PADDING) : a.goodSize(n));
+    const addClasses = (lo, hi) => { for (let n = lo; n <= hi; n += 8) classes.add(blockOf(n)); };
     addClasses(16, 4096);
     addClasses(10240, 81920);
     for (const [lo, hi] of LARGE_RANGES) addClasses(lo, hi);

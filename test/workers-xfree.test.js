@@ -245,7 +245,7 @@ test('xfree: aligned blocks and realloc across agents', { timeout: 60_000 }, asy
   // Note: a block with a >= 1 MiB alignment lives in a singleton page that is
   // released once the block is freed; a second free of it is then reported as
   // EINVAL (not an address of this allocator), not EAGAIN, even within one
-  // agent. API-NOTES says EAGAIN; reported to the lead, tolerated here.
+  // agent: one of the two limits the README's "Bad input" section documents.
   a.check();
   assert.equal(a.stats().used, used0);
 
