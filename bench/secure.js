@@ -22,11 +22,16 @@
 //          package), running the same workloads (bench/peers/native_micro.c
 //          and native_replay.c), levels interleaved the same way: what
 //          mimalloc's own secure mode costs here, for reference
+//          --dists=DIR,DIR: compare builds instead (before/after a change):
+//          every level of every build (dist/ directories, e.g. a worktree of
+//          the previous commit), interleaved the same way; the reference is
+//          the first build's first level
 // Results: tables on stdout, progress on stderr, bench/results/secure.json.
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { BENCH_DIR, BUILD_DIR, DIST_INDEX } from './lib/peers.js';
 import { PARAMS, median } from './lib/workload.js';
 import { ensureBin, readBin, tracesDir } from './lib/trace.js';
@@ -42,11 +47,17 @@ if (levels[0] !== 0 || levels.some((l) => !Number.isInteger(l) || l < 0 || l > 4
   console.error('--levels: integers 0..4, starting with 0 (the reference)');
   process.exit(2);
 }
-if (!existsSync(DIST_INDEX)) {
+if (!existsSync(DIST_INDEX) && !opt('dists')) {
   console.error(`${path.relative(process.cwd(), DIST_INDEX)} is missing: run \`npm run build\` first`);
   process.exit(2);
 }
-const { Allocator } = await import(DIST_INDEX);
+// the configurations measured side by side: every level of every build; the first is the reference
+const dists = (opt('dists')?.split(',') ?? [path.dirname(DIST_INDEX)]).map((d) => path.resolve(d));
+const configs = [];
+for (const [di, dir] of dists.entries()) {
+  const { Allocator } = await import(`${pathToFileURL(path.join(dir, 'index.js')).href}?dist=${di}`);
+  for (const level of levels) configs.push({ level, Allocator, label: dists.length > 1 ? `${path.basename(path.dirname(dir))}:${level}` : `level ${level}`, key: `${di}-${level}` });
+}
 const REPO = path.resolve(BENCH_DIR, '..');
 const t0 = performance.now();
 const c0 = cpuTicks();
@@ -60,16 +71,18 @@ const fmt = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 const pct = (x) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)}%` : '-');
 const geomean = (xs) => Math.exp(xs.reduce((s, x) => s + Math.log(x), 0) / xs.length);
 const out = [];
-const json = { date: new Date().toISOString(), levels, rows: {} };
+const json = { date: new Date().toISOString(), levels, dists, rows: {} };
 
 /** One table: per level, min and median ns/unit and both overheads vs level 0. */
 function report(title, unit, samples) {
   const base = samples[0];
   const mn = (v) => Math.min(...v);
-  const lines = [`${title}`, `level   min ${unit}   median   overhead (min)   overhead (median)`];
-  for (let i = 0; i < levels.length; i++) {
+  const rows = samples.length === configs.length ? configs.map((c) => c.label) : levels.map((l) => `level ${l}`);
+  const w = Math.max(...rows.map((r) => r.length));
+  const lines = [`${title}`, `${''.padEnd(w)}   min ${unit}   median   overhead (min)   overhead (median)`];
+  for (let i = 0; i < samples.length; i++) {
     const v = samples[i];
-    lines.push(`${String(levels[i]).padEnd(5)} ${fmt(mn(v)).padStart(8)} ${fmt(median(v)).padStart(8)} ${(i ? pct(mn(v) / mn(base) - 1) : '').padStart(16)} ${(i ? pct(median(v) / median(base) - 1) : '').padStart(19)}`);
+    lines.push(`${rows[i].padEnd(w)} ${fmt(mn(v)).padStart(8)} ${fmt(median(v)).padStart(8)} ${(i ? pct(mn(v) / mn(base) - 1) : '').padStart(16)} ${(i ? pct(median(v) / median(base) - 1) : '').padStart(19)}`);
   }
   out.push(lines.join('\n'), '');
 }
@@ -78,16 +91,16 @@ function report(title, unit, samples) {
  * A replay table: header lines, then add(name, samples per level) per trace
  * and end() for the geomean row; overheads vs level 0 by min and by median.
  */
-function replayTable(title) {
-  const lines = [title, `trace            ${levels.map((l) => `level ${l}`.padStart(l ? 31 : 16)).join('')}`];
-  const rmin = levels.map(() => []);
-  const rmed = levels.map(() => []);
+function replayTable(title, labels) {
+  const lines = [title, `trace            ${labels.map((l, i) => l.padStart(i ? 31 : 16)).join('')}`];
+  const rmin = labels.map(() => []);
+  const rmed = labels.map(() => []);
   return {
     add(name, res) {
       const mn = res.map((v) => Math.min(...v));
       const md = res.map(median);
       let row = name.padEnd(15);
-      for (let i = 0; i < levels.length; i++) {
+      for (let i = 0; i < labels.length; i++) {
         row += i === 0 ? `${fmt(mn[0], 1)} / ${fmt(md[0], 1)}`.padStart(16)
           : `${fmt(mn[i], 1)} / ${fmt(md[i], 1)} (${pct(mn[i] / mn[0] - 1)} / ${pct(md[i] / md[0] - 1)})`.padStart(31);
         rmin[i].push(mn[i] / mn[0]);
@@ -98,7 +111,7 @@ function replayTable(title) {
     end() {
       if (rmin[0].length > 0) {
         let row = 'geomean'.padEnd(15) + ''.padStart(16);
-        for (let i = 1; i < levels.length; i++) row += `(${pct(geomean(rmin[i]) - 1)} / ${pct(geomean(rmed[i]) - 1)})`.padStart(31);
+        for (let i = 1; i < labels.length; i++) row += `(${pct(geomean(rmin[i]) - 1)} / ${pct(geomean(rmed[i]) - 1)})`.padStart(31);
         lines.push(row);
       }
       out.push(lines.join('\n'), '');
@@ -111,8 +124,8 @@ function replayTable(title) {
 if (workloads.includes('ab')) {
   const reps = Number(opt('reps') ?? (quick ? 3 : 15));
   const vs = [];
-  for (const level of levels) {
-    const W = await import(`./lib/workload.js?level=${level}`);
+  for (const { level, Allocator, key } of configs) {
+    const W = await import(`./lib/workload.js?config=${key}`);
     // one allocator per workload, as in bench/micro.js: (b)'s random frees would scatter (a)'s free lists
     const a = Allocator.create({ size: 256 * 2 ** 20, secure: level });
     const b = Allocator.create({ size: 256 * 2 ** 20, secure: level });
@@ -126,7 +139,7 @@ if (workloads.includes('ab')) {
     W.runB(b, st, 300_000);
     vs.push({ level, a, b, W, sizes, ptrs, st, ra: [], rb: [] });
   }
-  log(`(a), (b): ${reps} interleaved reps of levels ${levels.join(', ')}`);
+  log(`(a), (b): ${reps} interleaved reps of ${configs.map((c) => c.label).join(', ')}`);
   const roundsA = quick ? 100 : 1000;
   const stepsB = quick ? 100_000 : 500_000;
   for (let r = 0; r < reps; r++) {
@@ -135,8 +148,8 @@ if (workloads.includes('ab')) {
   }
   report(`(a) malloc ${vs[0].ptrs.length} blocks of 8..207 B, free them in order; ns per malloc or free`, 'ns/op', vs.map((v) => v.ra));
   report('(b) 100,000 live blocks, free a random one and malloc a new one in its slot; ns per malloc or free', 'ns/op', vs.map((v) => v.rb));
-  json.rows.a = vs.map((v) => ({ level: v.level, samples: v.ra }));
-  json.rows.b = vs.map((v) => ({ level: v.level, samples: v.rb }));
+  json.rows.a = vs.map((v, i) => ({ config: configs[i].label, level: v.level, samples: v.ra }));
+  json.rows.b = vs.map((v, i) => ({ config: configs[i].label, level: v.level, samples: v.rb }));
 }
 
 // ---- replay -------------------------------------------------------------------
@@ -152,30 +165,30 @@ if (workloads.includes('replay')) {
     const reps = Number(opt('reps') ?? (quick ? 3 : 5));
     const maxEvents = Number(opt('events') ?? (quick ? 300_000 : Infinity));
     const cores = [];
-    for (const level of levels) cores.push(await import(`./lib/replay-core.js?level=${level}`));
-    const table = replayTable('replay: ns per event, min / median of the reps; overhead vs level 0 (min / median)');
+    for (const c of configs) cores.push(await import(`./lib/replay-core.js?config=${c.key}`));
+    const table = replayTable(`replay: ns per event, min / median of the reps; overhead vs ${configs[0].label} (min / median)`, configs.map((c) => c.label));
     json.rows.replay = {};
     replayFiles = files.map((f) => path.join(TRACES, f));
     for (const file of files) {
       const { binFile } = await ensureBin(path.join(TRACES, file), BUILD_DIR);
       const name = file.replace(/\.trace\.gz$/, '');
       const tr = readBin(binFile, { maxEvents, name });
-      const res = levels.map(() => []);
-      log(`replay ${name}: ${tr.events.toLocaleString('en-US')} events, ${reps} interleaved reps of levels ${levels.join(', ')}`);
+      const res = configs.map(() => []);
+      log(`replay ${name}: ${tr.events.toLocaleString('en-US')} events, ${reps} interleaved reps of ${configs.map((c) => c.label).join(', ')}`);
       const live = new Uint32Array(tr.objects + 1);
       for (let r = 0; r < reps; r++) {
-        for (let i = 0; i < levels.length; i++) {
-          const a = Allocator.create({ size: 512 * 2 ** 20, secure: levels[i] });
+        for (let i = 0; i < configs.length; i++) {
+          const a = configs[i].Allocator.create({ size: 512 * 2 ** 20, secure: configs[i].level });
           const mem = { u8: a.u8, u32: a.u32, refresh() {} };
           const t = performance.now();
           const e = cores[i].replayRange(a, mem, tr, live, 0, tr.events);
           res[i].push(((performance.now() - t) * 1e6) / tr.events);
-          if (e !== tr.events) throw new Error(`${name}: level ${levels[i]}: out of memory at event ${-e - 1}`);
+          if (e !== tr.events) throw new Error(`${name}: ${configs[i].label}: out of memory at event ${-e - 1}`);
           cores[i].freeAll(a, live, tr.objects);
         }
       }
       table.add(name, res);
-      json.rows.replay[name] = levels.map((l, i) => ({ level: l, samples: res[i] }));
+      json.rows.replay[name] = configs.map((c, i) => ({ config: c.label, level: c.level, samples: res[i] }));
     }
     table.end();
   }
@@ -216,7 +229,7 @@ if (argv.includes('--native')) {
       report('native mimalloc, (b)', 'ns/op', json.rows.native.b);
     }
     if (replayFiles.length > 0) {
-      const table = replayTable('native mimalloc, replay: ns per event, min / median; overhead vs MI_SECURE=0 (min / median)');
+      const table = replayTable('native mimalloc, replay: ns per event, min / median; overhead vs MI_SECURE=0 (min / median)', levels.map((l) => `level ${l}`));
       const reps = Number(opt('reps') ?? (quick ? 3 : 5));
       for (const f of replayFiles) {
         const name = path.basename(f).replace(/\.trace\.gz$/, '');
