@@ -44,7 +44,8 @@ function run(cmd, args) {
   });
 }
 
-function walk(dir, out = []) {
+/** Every file below dir. */
+export function walk(dir, out = []) {
   for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
     const p = path.join(dir, e.name);
     if (e.isDirectory()) walk(p, out);

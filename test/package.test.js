@@ -13,6 +13,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { walk } from '../scripts/build.js';
 
 const REPO = process.env.PACKAGE_TEST_DIR
   ? path.resolve(process.env.PACKAGE_TEST_DIR)
@@ -48,15 +49,6 @@ function npm(args, cwd) {
 
 function node(args, cwd) {
   return execFileSync(process.execPath, args, { cwd, env: childEnv(), encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
-}
-
-function walk(dir, out = []) {
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) walk(p, out);
-    else out.push(p);
-  }
-  return out;
 }
 
 let tmp;      // temporary directory
