@@ -36,8 +36,9 @@ let keyPoolNext = keyPool.length;
 
 /**
  * The canary at padding address `pad` of a page whose canary key is `key`
- * (R_CANARY; types.ts I5): the one formula every path uses, the secure fast
- * paths and page extension included (V8 inlines it: a call costs nothing).
+ * (R_CANARY; types.ts I5): the one formula every path uses (page extension,
+ * the release scan, debug.ts's padding checks; allocator.ts's secure malloc
+ * writes it out, for the reason given there).
  * Its low byte is 0, so a missing string terminator stops there (mimalloc #951).
  */
 export function canary(pad: number, key: number): number {
