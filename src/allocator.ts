@@ -11,19 +11,21 @@
  * to the generic paths (malloc.ts `mallocGeneric`, free.ts `freeGeneric`),
  * which serve every variant and every mode.
  *
- * | step                               | Allocator (default) | SecureAllocator (secure ≥ 3) | UncheckedAllocator (checkFree: false) |
- * |------------------------------------|:---:|:---:|:---:|
- * | malloc: size ≤                     | 1024 | 1024 − 8 (padding) | 1024 |
- * | malloc: direct-table load, pop     | ✓ | ✓ (link decoded, checked to stay in the slice) | ✓ |
- * | malloc: refill FREE from LOCAL_FREE| ✓ (63 of 64; the 64th: generic) | ✓ | ✓ |
- * | malloc: canary + A-bit test        |   | ✓ | |
- * | malloc: set A bit                  | ✓ | ✓ | |
- * | malloc: clear the link word        | ✓ | (requested size over the link) | ✓ |
- * | free: A-bit test (the whole validity check) | ✓ | ✓ | |
- * | free: owner, F_ALIGNED/F_FULL test | ✓ | ✓ | ✓ |
- * | free: XTHREAD_FREE empty test      | ✓ | ✓ | |
- * | free: push on LOCAL_FREE           | ✓ | ✓ (link encoded, in the padding) | ✓ |
- * | free: empty page → pageEmptied     | ✓ | ✓ | ✓ |
+ * | step                               | Allocator (default) | SecureAllocator (secure 3) | Secure4Allocator (secure 4) | UncheckedAllocator (checkFree: false) |
+ * |------------------------------------|:---:|:---:|:---:|:---:|
+ * | malloc: size ≤                     | 1024 | 1024 − 8 (padding) | 1024 − 8 | 1024 |
+ * | malloc: direct-table load, pop     | ✓ | ✓ (link decoded, checked to stay in the slice) | ✓ (the same) | ✓ |
+ * | malloc: refill FREE from LOCAL_FREE| ✓ (63 of 64; the 64th: generic) | ✓ | ✓ | ✓ |
+ * | malloc: canary + A-bit test        |   | ✓ | ✓ | |
+ * | malloc: set A bit                  | ✓ | ✓ | ✓ | |
+ * | malloc: clear the link word        | ✓ | (requested size over the link) | (the same) | ✓ |
+ * | malloc: 0xDE over ≤ 16 slack bytes |   |   | ✓ | |
+ * | free: A-bit test (the whole validity check) | ✓ | ✓ | ✓ | |
+ * | free: owner, F_ALIGNED/F_FULL test | ✓ | ✓ | ✓ | ✓ |
+ * | free: XTHREAD_FREE empty test      | ✓ | ✓ | ✓ | |
+ * | free: canary, size word and slack  |   | (deferred: at reuse) | ✓ | |
+ * | free: push on LOCAL_FREE           | ✓ | ✓ (link encoded, in the padding) | ✓ (the same) | ✓ |
+ * | free: empty page → pageEmptied     | ✓ | ✓ | ✓ | ✓ |
  *
  * Debug mode and `allocStacks` use the default class with the fast paths
  * switched off (`direct` points every size at the empty record, `fastTid`
@@ -36,49 +38,21 @@
  */
 import { Agent, detachAgent, findAgentRecord, reapAgent } from './agents.js';
 import { Arena } from './arena.js';
-import { goodSizeOf } from './bins.js';
+import { goodSizeIn } from './bins.js';
 import { checkHeap } from './check.js';
-import { AllocStacks, checkPadding, paddingOf, setPadding } from './debug.js';
-import { AllocatorError, ErrorHandler, checkAddress, checkSize, defaultErrorHandler, show } from './errors.js';
+import { AllocStacks } from './debug.js';
+import { AllocatorError, ErrorHandler, checkAddress, checkAlignment, checkSize, defaultErrorHandler, show } from './errors.js';
 import { freeGeneric, usableOf, validate } from './free.js';
-import { allocAligned, mallocGeneric, nomem, zeroNew } from './malloc.js';
+import { takeLocalFree } from './page.js';
+import { allocAligned, callocSize, mallocGeneric, reallocInPlace, zeroNew } from './malloc.js';
 import {
   AllocatorHandle, AllocatorOptions, AttachOptions, parseAttachOptions, parseCreateOptions, parseLeakReportOptions,
 } from './options.js';
-import { LiveBlock, StatsSnapshot, collectStats, formatLeaks, formatStats, liveBlocks } from './stats.js';
+import { LeakReport, StatsSnapshot, collectStats, formatStats, leakReportOf, warnLeaks } from './stats.js';
+import { fillSlack, slackIntact } from './secure.js';
 import { pageEmptied, theapCollect } from './theap.js';
 import { C } from './types.js';
 
-const TWO_31 = 2147483648;
-const TWO_32 = 4294967296;
-
-/**
- * The fast paths' refill: FREE ran dry, so LOCAL_FREE becomes the new FREE
- * (the part of mimalloc's `_mi_page_free_collect` that needs no atomics),
- * unless other agents' frees wait on XTHREAD_FREE, which the generic path
- * collects first. Returns the new FREE head, or 0. Under random frees a
- * page's FREE runs dry every few mallocs, and the generic path costs ~10x
- * this ((b): 4.8% of mallocs went there, 3.0% with the refill). A kill
- * between the stores leaves lists that pageRebuild replaces anyway.
- */
-function takeLocalFree(mem: Int32Array, rb: number): number {
-  const b = mem[rb + C.R_LOCAL_FREE];
-  if (b === 0 || mem[rb + C.R_XTHREAD_FREE] !== 0) return 0;
-  mem[rb + C.R_FREE] = b; // the pop overwrites it, unless its checks send the call to the generic path
-  mem[rb + C.R_LOCAL_FREE] = 0;
-  mem[rb + C.R_FLAGS] &= ~C.F_ZERO;
-  return b;
-}
-
-/** What `leakReport` returns. */
-export interface LeakReport {
-  /** The live blocks, in address order. */
-  blocks: LiveBlock[];
-  /** Sum of their sizes. */
-  bytes: number;
-  /** A printable summary (at most 20 blocks listed). */
-  text: string;
-}
 
 export class Allocator {
   // --- hot fields (read by the fast paths on every call) ---
@@ -161,8 +135,9 @@ export class Allocator {
     return al;
   }
 
-  /** @internal The buffer decides the fast paths: secure ≥ 3 needs the encoded ones, OPT_NO_CHECK the unchecked ones. */
+  /** @internal The buffer decides the fast paths: secure 3 and 4 need encoded ones, OPT_NO_CHECK the unchecked ones. */
   private static forArena(arena: Arena, onError: ErrorHandler | undefined): Allocator {
+    if (arena.secure >= 4) return new Secure4Allocator(arena, onError);
     if (arena.secure >= 3) return new SecureAllocator(arena, onError);
     if (arena.noCheck) return new UncheckedAllocator(arena, onError);
     return new Allocator(arena, onError);
@@ -267,14 +242,8 @@ export class Allocator {
 
   /** Allocate zero-initialised memory for `count` elements of `size` bytes; EOVERFLOW (and 0) if count·size ≥ 2^32. */
   calloc(count: number, size: number): number {
-    const c = checkSize('count', count);
-    const s = checkSize('size', size);
-    const total = c * s;
-    if (total >= TWO_32) {
-      this.ag.report('EOVERFLOW', `allocation request is too large (${c} * ${s} bytes)`, 0);
-      return 0;
-    }
-    return this.zalloc(total);
+    const total = callocSize(this.ag, checkSize('count', count), checkSize('size', size));
+    return total < 0 ? 0 : this.zalloc(total);
   }
 
   /** Allocate `n` zero-initialised bytes. */
@@ -292,10 +261,7 @@ export class Allocator {
    */
   mallocAligned(n: number, alignment: number): number {
     const size = checkSize('size', n);
-    if (typeof alignment !== 'number') throw new TypeError(`alignment must be a number, got ${show(alignment)}`);
-    if (!Number.isInteger(alignment) || alignment < 1 || alignment > TWO_31 || (alignment & (alignment - 1)) !== 0) {
-      if (!(alignment === TWO_31)) throw new RangeError(`alignment must be a power of two in [1, 2^31], got ${alignment}`);
-    }
+    checkAlignment(alignment);
     const ag = this.ag;
     ag.assertAttached();
     if (ag.pendingOverflows.length !== 0) ag.flushOverflows();
@@ -323,28 +289,8 @@ export class Allocator {
     ag.assertAttached();
     const rb = validate(ag, q, 'realloc');
     if (rb === 0) return 0;
-    const usable = usableOf(ag, rb, q);
-    if (ag.padded) {
-      // the padding is checked whether the block stays or moves (the fast free does not look at it)
-      const msg = checkPadding(this.arena, rb, q);
-      if (msg !== null) {
-        ag.report('EFAULT', msg, q); // a throwing handler: nothing changed
-        setPadding(this.arena, rb, q, usable, false); // it returned: repaired, reported once
-      }
-      const room = paddingOf(this.arena, rb, q) - q;
-      if (size <= room && size >= usable / 2 && size > 0) {
-        if (size > usable) { // grow in place: the padding moves to the new end first, then the new bytes are filled
-          setPadding(this.arena, rb, q, size, false);
-          if (this.debug) this._u8.fill(C.DEBUG_UNINIT_BYTE, q + usable, q + size);
-        }
-        // A shrink keeps the block's size (as mimalloc's padded builds do): were the
-        // requested size lowered, repeated halvings would keep a block of any
-        // size for a few bytes.
-        return q;
-      }
-    } else if (size <= usable && size >= usable / 2 && size > 0) {
-      return q;
-    }
+    const usable = reallocInPlace(ag, rb, q, size);
+    if (usable < 0) return q;
     const nb = this.malloc(size); // the fast path when it can: reallocs that move are common (ripgrep: 18% of calls)
     if (nb === 0) return 0;
     this._u8.copyWithin(nb, q, q + Math.min(usable, size));
@@ -364,10 +310,7 @@ export class Allocator {
 
   /** The usable size a request of n bytes would get. */
   goodSize(n: number): number {
-    const size = checkSize('size', n);
-    if (this.ag.padded) return size; // debug / secure ≥ 3: a block's usable size is exactly the request
-    if (this.ag.secure > 0 && size > C.LARGE_OBJ_SIZE_MAX) return Math.ceil((size + C.SECURE_GUARD) / C.SLICE_SIZE) * C.SLICE_SIZE - C.SECURE_GUARD;
-    return goodSizeOf(size);
+    return goodSizeIn(this.ag.padded, this.ag.secure, checkSize('size', n));
   }
 
   /**
@@ -396,10 +339,7 @@ export class Allocator {
   detach(): void {
     const ag = this.ag;
     if (ag.detached) return;
-    if (this.debug) { // the leak report: blocks still live in this agent's pages
-      const report = this.leakReport();
-      if (report.blocks.length > 0) console.warn(`mimalloc-ts: agent ${this.agentId} detaches with ${report.text}`);
-    }
+    if (this.debug) warnLeaks(ag); // debug mode's leak report: blocks still live in this agent's pages
     detachAgent(ag);
     this.fastPathsOff();
     if (ag.pendingOverflows.length !== 0) ag.flushOverflows();
@@ -434,18 +374,7 @@ export class Allocator {
    * and a printable summary; with `allocStacks`, where each was allocated.
    */
   leakReport(opts: { all?: boolean } = {}): LeakReport {
-    const all = parseLeakReportOptions(opts);
-    const ag = this.ag;
-    const tid = ag.tid;
-    const blocks = liveBlocks(this.arena, (o) => all || (o & C.OWNER_TID_MASK) === tid, (rb, q) => usableOf(ag, rb, q));
-    const st = ag.stacks;
-    if (st !== null) {
-      for (const b of blocks) {
-        const s = st.stackOf(b.address);
-        if (s !== undefined) b.stack = s;
-      }
-    }
-    return { blocks, bytes: blocks.reduce((t, b) => t + b.size, 0), text: formatLeaks(blocks) };
+    return leakReportOf(this.ag, parseLeakReportOptions(opts));
   }
 
   // =========================================================================
@@ -510,34 +439,25 @@ class UncheckedAllocator extends Allocator {
 }
 
 /**
- * Secure level ≥ 3: the same fast paths with encoded free-list links
- * (page.ts getLink/setLink, inlined) in the blocks' padding: malloc decodes
- * the next link and checks the popped block's canary, and falls to the
- * generic path (which reports EFAULT and truncates, or repairs) when the link
- * decodes outside the page or the canary is broken; free encodes the link it
- * writes and reads nothing from the block. Cost over the default paths: a
- * multiply and an xor per link, the block-size, key and canary loads, the
- * range, canary and A-bit compares, the size store: ~40 instructions per
- * malloc+free pair (of ~260), measured ~2.5 ns (BENCHMARKS.md).
+ * Secure level 3: the same fast paths with encoded free-list links (page.ts
+ * getLink/setLink, inlined) in the blocks' padding: malloc decodes the next
+ * link and checks the popped block's canary, else the generic path reports
+ * EFAULT and truncates or repairs; free encodes its link and reads nothing
+ * from the block (the canary waits for the block's reuse: I5). ~40
+ * instructions per malloc+free pair over the default paths (BENCHMARKS.md).
+ *
+ * Fast-path bins are one-slice pages (asserted in bins.ts), so "a link into
+ * this page" is "8-byte aligned, in the block's 64 KiB slice": an xor and a
+ * mask. A link that passes but is no block start below capacity fails the
+ * next pop's canary check (a per-page-life key: a stale canary of an earlier
+ * page in the slice does not pass).
+ *
+ * (*) secure.ts `canary(pad, key)`, written out (here and in Secure4Allocator):
+ * an imported call costs a module-cell load and a hole check per malloc
+ * (+0.4–0.6 ns/op, ~5% of (a), bench:secure --dists). Were the two to differ,
+ * every pop would fall to popBlock, whose canaryOf check reports EFAULT.
  */
 class SecureAllocator extends Allocator {
-  /*
-   * Fast-path bins are small pages of one slice (asserted in bins.ts), so
-   * "a link into this page" is "the same 64 KiB slice as the block, and
-   * 8-byte aligned": one xor and one mask, no load. A link that passes but
-   * is not a block start below capacity (the page's guard tail, a block not
-   * yet extended) fails the canary check of the next pop, which goes to
-   * popBlock; that check is against a per-page-life key (R_CANARY), so a
-   * stale canary from an earlier page in the same slice does not pass.
-   */
-  /*
-   * (*) secure.ts `canary(pad, key)`, written out: the one place the formula
-   * is not called. A call to an imported function costs a module-cell load
-   * and a hole check on every malloc (measured +0.4–0.6 ns/op, ~5% of (a) at
-   * secure 4, bench:secure --dists). Should the two ever differ, every pop
-   * here falls to popBlock, whose canary check (canaryOf) reports EFAULT: every
-   * secure-mode test fails.
-   */
   override malloc(n: number): number {
     if (typeof n === 'number' && (n >>> 0) === n && n <= C.SMALL_SIZE_MAX - C.PADDING) {
       const mem = this.mem;
@@ -588,6 +508,76 @@ class SecureAllocator extends Allocator {
           mem[rb + C.R_USED] = used;
           if (used === 0) pageEmptied(this.ag, rb);
           return;
+        }
+      }
+    }
+    freeGeneric(this.ag, p);
+  }
+}
+
+/**
+ * Secure level 4: level 3's fast paths plus mimalloc's full padding check
+ * (MI_PADDING_CHECK): malloc writes 0xDE over up to 16 slack bytes after the
+ * request (secure.ts fillSlack), and every free, this one included, checks
+ * the canary, the size word and that slack, so a one-byte overrun is found
+ * at the free of its block (the generic path names the first byte written,
+ * frees the block, then reports). Over level 3: the slack stores, and at
+ * free the loads of the block's last cache line (level 3 defers them).
+ */
+class Secure4Allocator extends Allocator {
+  override malloc(n: number): number {
+    if (typeof n === 'number' && (n >>> 0) === n && n <= C.SMALL_SIZE_MAX - C.PADDING) {
+      const mem = this.mem;
+      const rb = this.direct[(n + 7 + C.PADDING) >>> 3] & C.REC_BASE_MASK; // room for the padding
+      let b = mem[rb + C.R_FREE];
+      if (b === 0 && (++this.refills & 63) !== 0) b = takeLocalFree(mem, rb); // every 64th: generic (retire heartbeat)
+      if (b !== 0) {
+        const bs = mem[rb + C.R_BLOCK_SIZE];
+        const padw = ((b >>> 0) + bs - C.PADDING) >>> 2;
+        const next = (Math.imul(mem[padw + 1], mem[rb + C.R_KEYINV]) ^ mem[rb + C.R_KEY1]) >>> 0; // page.ts getLink
+        const aw = this.aBase + (b >>> C.BITMAP_WORD_SHIFT);
+        const bit = 1 << ((b >>> C.GRANULE_SHIFT) & 31);
+        const a = mem[aw];
+        if ((next === 0 || ((next ^ b) & C.SECURE_LINK_MASK) === 0) &&
+            mem[padw] === (((padw << 2) ^ mem[rb + C.R_CANARY]) & ~0xff) && (a & bit) === 0) { // secure.ts canary, as SecureAllocator
+          mem[rb + C.R_FREE] = next;
+          mem[rb + C.R_USED] = (mem[rb + C.R_USED] + 1) | 0;
+          mem[padw + 1] = (bs - C.PADDING - n) | 0; // the size word, then the slack, then the A bit
+          fillSlack(mem, (b >>> 0) + n, padw);
+          mem[aw] = a | bit;
+          return b >>> 0;
+        }
+      }
+    }
+    return mallocGeneric(this.ag, n);
+  }
+
+  override free(p: number): void {
+    if (typeof p === 'number' && (p >>> 0) === p && p < this.size && (p & 7) === 0) {
+      const mem = this.mem;
+      const w = p >>> C.BITMAP_WORD_SHIFT;
+      const bit = 1 << ((p >>> C.GRANULE_SHIFT) & 31);
+      const aw = mem[this.aBase + w];
+      if ((aw & bit) !== 0) {
+        const rb = mem[this.pmBase + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
+        if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & (C.F_ALIGNED | C.F_FULL)) === 0 &&
+            mem[rb + C.R_XTHREAD_FREE] === 0) {
+          const bs = mem[rb + C.R_BLOCK_SIZE];
+          const pad = p + bs - C.PADDING;
+          const padw = pad >>> 2;
+          const delta = mem[padw + 1];
+          // the canary (secure.ts canary, written out), a size word inside the block, the slack: else generic (reports)
+          if (mem[padw] === ((pad ^ mem[rb + C.R_CANARY]) & ~0xff) && (delta >>> 0) <= ((bs - C.PADDING) >>> 0) &&
+              slackIntact(mem, pad - delta, pad)) {
+            mem[this.aBase + w] = aw ^ bit;
+            const local = mem[rb + C.R_LOCAL_FREE];
+            mem[padw + 1] = Math.imul(local ^ mem[rb + C.R_KEY1], mem[rb + C.R_KEY0]); // setLink, over the size word
+            mem[rb + C.R_LOCAL_FREE] = p;
+            const used = (mem[rb + C.R_USED] - 1) | 0;
+            mem[rb + C.R_USED] = used;
+            if (used === 0) pageEmptied(this.ag, rb);
+            return;
+          }
         }
       }
     }

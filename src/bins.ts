@@ -71,6 +71,17 @@ export function goodSizeOf(size: number): number {
 }
 
 /**
+ * @internal The usable size a validated request of `size` bytes gets in an
+ * allocator's modes: padded modes (debug, secure ≥ 3) give exactly the
+ * request; secure ≥ 1 keeps a guard after a singleton block.
+ */
+export function goodSizeIn(padded: boolean, secure: number, size: number): number {
+  if (padded) return size;
+  if (secure > 0 && size > C.LARGE_OBJ_SIZE_MAX) return Math.ceil((size + C.SECURE_GUARD) / C.SLICE_SIZE) * C.SLICE_SIZE - C.SECURE_GUARD;
+  return goodSizeOf(size);
+}
+
+/**
  * mimalloc's `mi_good_size`: the usable size a request of `n` bytes gets from
  * an allocator in default mode (no padding, no guard; `Allocator.goodSize`
  * answers for a given allocator's modes). TypeError / RangeError for

@@ -13,7 +13,9 @@
  * when a page is extended, so that the fill can be checked when the block is
  * handed out again: a difference is a write after free. The fills run only
  * when the buffer's header says debug (the fast paths are off then); the
- * padding is shared with secure ≥ 3, which writes canary and size only.
+ * padding is shared with secure ≥ 3, which writes canary and size, and at
+ * secure 4 the 0xDE slack too (mimalloc's padding check at MI_SECURE ≥ 3:
+ * the first DEBUG_SLACK_CHECK bytes after the request, checked at every free).
  */
 import { type Arena, blockStartOf } from './arena.js';
 import { canary } from './secure.js';
@@ -27,6 +29,10 @@ export function paddingOf(a: Arena, rb: number, q: number): number {
   return b + meta[rb + C.R_BLOCK_SIZE] - C.PADDING;
 }
 
+/** Do blocks carry the 0xDE slack pattern (debug, secure 4)? */
+export function slackChecked(a: Arena): boolean {
+  return a.debug || a.secure >= 4;
+}
 
 /** Canary of the padding at `pad` in page rb. */
 export function canaryOf(a: Arena, rb: number, pad: number): number {
@@ -53,7 +59,7 @@ export function setPadding(a: Arena, rb: number, q: number, size: number, fillUn
   const pad = paddingOf(a, rb, q);
   const u8 = a.u8;
   if (fillUninit) u8.fill(C.DEBUG_UNINIT_BYTE, q, q + size);
-  if (a.debug) u8.fill(C.DEBUG_PAD_BYTE, q + size, Math.min(q + size + C.DEBUG_SLACK_CHECK, pad)); // (secure: canary only)
+  if (slackChecked(a)) u8.fill(C.DEBUG_PAD_BYTE, q + size, Math.min(q + size + C.DEBUG_SLACK_CHECK, pad)); // (secure 3: canary only)
   a.mem[pad >>> 2] = canaryOf(a, rb, pad);
   a.mem[(pad >>> 2) + 1] = pad - (q + size);
 }
@@ -74,19 +80,23 @@ export function checkPadding(a: Arena, rb: number, q: number): string | null {
   const pad = paddingOf(a, rb, q);
   const mem = a.mem;
   const delta = mem[(pad >>> 2) + 1];
-  const canaryOk = mem[pad >>> 2] === canaryOf(a, rb, pad);
-  if (!canaryOk || delta < 0 || delta > pad - q) {
-    const size = canaryOk ? -1 : requestedSize(a, rb, q);
-    return `buffer overflow in block ${hex(q)}${size >= 0 ? ` of size ${size}` : ''}: the padding canary after the block was overwritten (write at or after ${pad - q} bytes)`;
-  }
-  const size = pad - q - delta;
-  if (!a.debug) return null; // secure mode writes no slack pattern
+  const want = canaryOf(a, rb, pad);
+  const sizeOk = delta >= 0 && delta <= pad - q;
+  const size = sizeOk ? pad - q - delta : -1;
   const u8 = a.u8;
-  const end = Math.min(q + size + C.DEBUG_SLACK_CHECK, pad);
-  for (let i = q + size; i < end; i++) {
-    if (u8[i] !== C.DEBUG_PAD_BYTE) {
-      return `buffer overflow in block ${hex(q)} of size ${size}: write after ${i - q + 1} bytes (byte ${i - q} is 0x${u8[i].toString(16)})`;
+  if (sizeOk && slackChecked(a)) { // the slack first: it lies before the canary, so a contiguous overrun starts there
+    const end = Math.min(q + size + C.DEBUG_SLACK_CHECK, pad);
+    for (let i = q + size; i < end; i++) {
+      if (u8[i] !== C.DEBUG_PAD_BYTE) {
+        return `buffer overflow in block ${hex(q)} of size ${size}: write after ${i - q + 1} bytes (byte ${i - q} is 0x${u8[i].toString(16)})`;
+      }
     }
+  }
+  const got = mem[pad >>> 2];
+  if (got !== want || !sizeOk) {
+    const x = got ^ want;
+    const at = pad - q + (x !== 0 ? (31 - Math.clz32(x & -x)) >>> 3 : 4); // first changed byte (little-endian), else the size word
+    return `buffer overflow in block ${hex(q)}${size >= 0 ? ` of size ${size}` : ''}: the padding canary after the block was overwritten (first changed byte at offset ${at})`;
   }
   return null;
 }

@@ -74,3 +74,12 @@ export function checkSize(name: string, n: unknown): number {
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) badSize(name, n);
   return n as number;
 }
+
+/** @internal Validate an alignment: a power of two in [1, 2^31]. */
+export function checkAlignment(alignment: unknown): number {
+  if (typeof alignment !== 'number') throw new TypeError(`alignment must be a number, got ${show(alignment)}`);
+  if (alignment !== 2147483648 && (!Number.isInteger(alignment) || alignment < 1 || alignment > 2147483648 || (alignment & (alignment - 1)) !== 0)) {
+    throw new RangeError(`alignment must be a power of two in [1, 2^31], got ${alignment}`);
+  }
+  return alignment;
+}

@@ -66,13 +66,22 @@ function freeSlow(ag: Agent, p: unknown): void {
   const rb = validate(ag, q, 'free');
   if (rb === 0) return;
   if (ag.stacks !== null) ag.stacks.map.delete(q);
-  if (ag.padded) { // reported before the free changes anything; a handler that returns lets the free go on
-    const msg = checkPadding(ag.arena, rb, q);
-    if (msg !== null) {
-      ag.report('EFAULT', msg, q); // a throwing handler leaves the block live, the overflow in place
-      repairCanary(ag.arena, rb, q); // the free goes on: reported once, not again at reuse (I5)
-    }
+  // Padded modes: an overrun is found here (the canary, and in debug and secure 4
+  // the slack), the canary repaired (I5: reported once, not again at reuse), the
+  // block freed, and only then reported: a handler that throws, or that calls the
+  // allocator (freeing the block itself, say), finds a consistent heap and a
+  // block that is free, not one that can never be freed.
+  let overrun: string | null = null;
+  if (ag.padded) {
+    overrun = checkPadding(ag.arena, rb, q);
+    if (overrun !== null) repairCanary(ag.arena, rb, q);
   }
+  freeLive(ag, rb, q);
+  if (overrun !== null) ag.report('EFAULT', `${overrun}; found when it was freed, and freed`, q);
+}
+
+/** Free the live block q of page rb, whoever owns the page. */
+function freeLive(ag: Agent, rb: number, q: number): void {
   const meta = ag.meta;
   const owner = Atomics.load(meta, rb + C.R_OWNER);
   if (owner === ag.tid) {

@@ -10,8 +10,9 @@
  */
 import type { Agent } from './agents.js';
 import { BIN_BLOCK_SIZE, binOf } from './bins.js';
-import { canaryOf, checkFreed, setPadding } from './debug.js';
+import { canaryOf, checkFreed, checkPadding, paddingOf, setPadding } from './debug.js';
 import { checkSize, hex } from './errors.js';
+import { usableOf } from './free.js';
 import { getLink, pageExtend, pageInit, setLink } from './page.js';
 import type { Theap } from './page-queue.js';
 import { collectRetired, findPage } from './theap.js';
@@ -133,6 +134,14 @@ function allocHuge(ag: Agent, th: Theap, size: number, alignSlices: number, requ
   return b;
 }
 
+/** calloc's byte count c·s, or −1 after reporting EOVERFLOW (c·s ≥ 2^32). */
+export function callocSize(ag: Agent, c: number, s: number): number {
+  const total = c * s;
+  if (total < 4294967296) return total;
+  ag.report('EOVERFLOW', `allocation request is too large (${c} * ${s} bytes)`, 0);
+  return -1;
+}
+
 /** Out of memory: report ENOMEM (the default handler returns quietly) and return NULL. */
 export function nomem(ag: Agent, size: number): number {
   ag.report('ENOMEM', `unable to allocate ${size} bytes`, 0);
@@ -204,4 +213,33 @@ function allocAlignedRaw(ag: Agent, th: Theap, size: number, alignment: number):
     aBits[q >>> C.BITMAP_WORD_SHIFT] |= 1 << ((q >>> C.GRANULE_SHIFT) & 31);
   }
   return q;
+}
+
+/**
+ * realloc's decision for the live block q of page rb: −1 if it stays (in
+ * place when usable/2 ≤ size ≤ usable; padded modes also grow into the
+ * block's slack, moving the padding first), else the usable bytes the move
+ * copies. Padded modes check the padding either way (the fast free may not
+ * have): an overrun is reported before anything changes (a throwing handler
+ * leaves the block as it was), then repaired so it is reported once.
+ */
+export function reallocInPlace(ag: Agent, rb: number, q: number, size: number): number {
+  const usable = usableOf(ag, rb, q);
+  if (!ag.padded) return size <= usable && size >= usable / 2 && size > 0 ? -1 : usable;
+  const a = ag.arena;
+  const msg = checkPadding(a, rb, q);
+  if (msg !== null) {
+    ag.report('EFAULT', msg, q);
+    setPadding(a, rb, q, usable, false);
+  }
+  const room = paddingOf(a, rb, q) - q;
+  if (size > room || size < usable / 2 || size === 0) return usable;
+  if (size > usable) { // grow in place: the padding moves to the new end first, then the new bytes are filled
+    setPadding(a, rb, q, size, false);
+    if (ag.debug) ag.u8.fill(C.DEBUG_UNINIT_BYTE, q + usable, q + size);
+  }
+  // A shrink keeps the block's size (as mimalloc's padded builds do): were the
+  // requested size lowered, repeated halvings would keep a block of any size
+  // for a few bytes.
+  return -1;
 }

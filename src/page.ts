@@ -296,3 +296,21 @@ export function pageRebuild(a: Arena, rb: number): void {
   meta[rb + C.R_USED] = used;
   meta[rb + C.R_FLAGS] &= ~C.F_ZERO;
 }
+
+/**
+ * The fast paths' refill: FREE ran dry, so LOCAL_FREE becomes the new FREE
+ * (the part of mimalloc's `_mi_page_free_collect` that needs no atomics),
+ * unless other agents' frees wait on XTHREAD_FREE, which the generic path
+ * collects first. Returns the new FREE head, or 0. Under random frees a
+ * page's FREE runs dry every few mallocs, and the generic path costs ~10x
+ * this ((b): 4.8% of mallocs went there, 3.0% with the refill). A kill
+ * between the stores leaves lists that pageRebuild replaces anyway.
+ */
+export function takeLocalFree(mem: Int32Array, rb: number): number {
+  const b = mem[rb + C.R_LOCAL_FREE];
+  if (b === 0 || mem[rb + C.R_XTHREAD_FREE] !== 0) return 0;
+  mem[rb + C.R_FREE] = b; // the pop overwrites it, unless its checks send the call to the generic path
+  mem[rb + C.R_LOCAL_FREE] = 0;
+  mem[rb + C.R_FLAGS] &= ~C.F_ZERO;
+  return b;
+}

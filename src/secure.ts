@@ -116,3 +116,46 @@ export function brokenCanary(a: Arena, rb: number, from: number): number {
   }
   return 0;
 }
+
+/** DEBUG_PAD_BYTE in every byte of an int32 word: the slack pattern (debug.ts). */
+const PAD4 = C.DEBUG_PAD_BYTE * 0x01010101 | 0;
+
+/**
+ * Secure 4's fast malloc: DEBUG_PAD_BYTE over the slack bytes [e, e + 16)
+ * (and up to the word boundary after), never past the padding word padw:
+ * what debug.ts setPadding writes, by words. ≤ 5 stores; the first word is
+ * masked, so the user bytes before e keep theirs (calloc of a known-zero
+ * block relies on it).
+ */
+export function fillSlack(mem: Int32Array, e: number, padw: number): void {
+  let w = e >>> 2;
+  const sh = (e & 3) << 3;
+  if (sh !== 0) {
+    const m = -1 << sh;
+    mem[w] = (mem[w] & ~m) | (PAD4 & m);
+    w++;
+  }
+  const stop = (e + 19) >>> 2; // ⌈(e + 16) / 4⌉
+  const end = stop < padw ? stop : padw;
+  for (; w < end; w++) mem[w] = PAD4;
+}
+
+/**
+ * Secure 4's fast free: are the slack bytes [e, min(e + 16, pad)) still
+ * DEBUG_PAD_BYTE? Exactly the bytes debug.ts checkPadding checks, so that
+ * the generic path it defers to names the first one written. ≤ 5 loads.
+ */
+export function slackIntact(mem: Int32Array, e: number, pad: number): boolean {
+  const end = e + C.DEBUG_SLACK_CHECK < pad ? e + C.DEBUG_SLACK_CHECK : pad;
+  if (e >= end) return true;
+  let w = e >>> 2;
+  const last = (end - 1) >>> 2;
+  let m = -1 << ((e & 3) << 3);
+  for (;;) {
+    if (w === last && (end & 3) !== 0) m &= ~(-1 << ((end & 3) << 3));
+    if (((mem[w] ^ PAD4) & m) !== 0) return false;
+    if (w === last) return true;
+    w++;
+    m = -1;
+  }
+}

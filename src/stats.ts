@@ -5,9 +5,10 @@
  * records when asked (one pass over the records, O(slices)), so statistics
  * cost nothing until read and are the same whichever agent reads them.
  */
-import { countAgents } from './agents.js';
+import { type Agent, countAgents } from './agents.js';
 import { type Arena, blockStartOf } from './arena.js';
 import { hex } from './errors.js';
+import { usableOf } from './free.js';
 import { getLink } from './page.js';
 import { C } from './types.js';
 
@@ -163,4 +164,37 @@ export function formatLeaks(blocks: LiveBlock[], max = 20): string {
   }
   if (blocks.length > max) lines.push(`  … ${blocks.length - max} more`);
   return lines.join('\n');
+}
+
+/** What `leakReport` returns. */
+export interface LeakReport {
+  /** The live blocks, in address order. */
+  blocks: LiveBlock[];
+  /** Sum of their sizes. */
+  bytes: number;
+  /** A printable summary (at most 20 blocks listed). */
+  text: string;
+}
+
+/**
+ * @internal `leakReport`: the live blocks of the pages agent ag owns (or of
+ * every page), sizes as usableSize gives them, stacks where recorded.
+ */
+export function leakReportOf(ag: Agent, all: boolean): LeakReport {
+  const tid = ag.tid;
+  const blocks = liveBlocks(ag.arena, (o) => all || (o & C.OWNER_TID_MASK) === tid, (rb, q) => usableOf(ag, rb, q));
+  const st = ag.stacks;
+  if (st !== null) {
+    for (const b of blocks) {
+      const s = st.stackOf(b.address);
+      if (s !== undefined) b.stack = s;
+    }
+  }
+  return { blocks, bytes: blocks.reduce((t, b) => t + b.size, 0), text: formatLeaks(blocks) };
+}
+
+/** @internal Debug mode's report at detach: console.warn the live blocks of ag's pages, if any. */
+export function warnLeaks(ag: Agent): void {
+  const report = leakReportOf(ag, false);
+  if (report.blocks.length > 0) console.warn(`mimalloc-ts: agent ${ag.id} detaches with ${report.text}`);
 }

@@ -146,7 +146,7 @@ describe('secure mode', () => {
   });
 
   test('level 3: an overflow out of a block that is never handed out again is reported when its page goes back to the buffer', () => {
-    const { a, errors } = recording(16 * MiB, { secure: 4 });
+    const { a, errors } = recording(16 * MiB, { secure: 3 });
     const ps = Array.from({ length: 50 }, () => a.malloc(200));
     const q = ps[17];
     const r = ps[30];
