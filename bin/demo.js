@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The README's main job: several workers allocate from one shared allocator,
 // hand blocks to each other (cross-thread frees), detach, and the main thread
-// prints the statistics table.
+// prints the statistics table. The last worker "forgets" to detach: watch()
+// releases its agent when it exits, so its pages do not stay held.
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { Allocator } from '../dist/index.js';
 
@@ -14,8 +15,11 @@ if (isMainThread) {
   const transfer = new Int32Array(new SharedArrayBuffer(SLOTS * 4));
   const t0 = performance.now();
   const results = await Promise.all(Array.from({ length: WORKERS }, (_, i) => new Promise((resolve, reject) => {
-    const w = new Worker(new URL(import.meta.url), { workerData: { handle: a.handle, transfer, seed: i + 1 } });
-    w.on('message', resolve);
+    const w = new Worker(new URL(import.meta.url), { workerData: { transfer, seed: i + 1, detach: i < WORKERS - 1 } });
+    w.postMessage(a.watch(w)); // the handle; at its exit, watch releases the agent if the worker did not detach
+    let result;
+    w.on('message', (m) => { result = m; });
+    w.on('exit', () => resolve(result));
     w.on('error', reject);
   })));
   // free what the workers left in the transfer slots (blocks of agents that have detached)
@@ -25,12 +29,16 @@ if (isMainThread) {
     if (p !== 0) { a.free(p >>> 0); left++; }
   }
   const ms = performance.now() - t0;
-  for (const r of results) console.log(`worker agent ${r.agentId}: ${r.ops} malloc/free, ${r.remote} blocks handed to other workers`);
+  for (const r of results) {
+    console.log(`worker agent ${r.agentId}: ${r.ops} malloc/free, ${r.remote} blocks handed to other workers` +
+      (r.detached ? '' : `; exited without detach(): released by watch (attached: ${a.isAgentAttached(r.agentId)})`));
+  }
   console.log(`main freed ${left} blocks left in transfer slots; ${ms.toFixed(0)} ms`);
   a.check();
   a.printStats();
 } else {
-  const { handle, transfer, seed } = workerData;
+  const { transfer, seed, detach } = workerData;
+  const handle = await new Promise((resolve) => parentPort.once('message', resolve));
   const a = Allocator.attach(handle);
   let x = seed * 0x9e3779b1;
   const rnd = () => { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; return x >>> 0; };
@@ -52,6 +60,6 @@ if (isMainThread) {
   }
   for (const p of live) if (p !== 0) a.free(p >>> 0);
   const agentId = a.agentId;
-  a.detach();
-  parentPort.postMessage({ agentId, ops, remote });
+  if (detach) a.detach();
+  parentPort.postMessage({ agentId, ops, remote, detached: detach });
 }

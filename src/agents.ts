@@ -7,23 +7,90 @@
  *
  * ```
  *  header word  layout.agents + i·AGENT_WORDS   (Arena.agentRecord(i), i < MAX_AGENTS)
- *  ├ A_ID ┤ A_STATE ┤ A_INTENT_OP ┤ A_INTENT_START ┤ A_INTENT_COUNT ┤ A_REAPER ┤ … ┤
- *    id ≥ 1, 0 = free slot (a CAS 0 → id takes it; one store of 0 frees it)
+ *  ├ A_ID ┤ A_STATE ┤ A_INTENT_OP ┤ A_INTENT_START ┤ A_INTENT_COUNT ┤ A_REAPER ┤ A_THREAD ┤ A_NONCE ┤ … ┤
+ *    id ≥ 1, 0 = free slot (a CAS 0 → id takes it; one store of 0 frees it,
+ *    after A_THREAD is cleared: a record being taken never names a thread
+ *    before its new agent writes its own)
  * ```
  *
  * The `Agent` object is this agent's private state: its theaps, the retire
  * bookkeeping, its error handler and the reports it owes. Everything another
  * agent may need (ownership, page contents) is in the buffer, never here.
+ *
+ * Releasing an agent that can still run hands its pages to others while it
+ * goes on using them. What can be known is refused (`reapAgent`): the
+ * caller's own id, and any agent whose Allocator object is alive in the
+ * caller's realm (`liveHere`, a registry of WeakRefs by A_NONCE). What cannot
+ * be known (an agent of another thread that is still running) is detected by
+ * the released agent itself at its next generic call (`Agent.assertAttached`:
+ * its record no longer holds its id, or is being reaped), which throws and
+ * switches its fast paths off; until then its fast malloc may still pop
+ * blocks of pages that are no longer its own.
+ *
+ * Workers that end without detach(): `watchWorker` / `terminateWorker`
+ * release every agent whose A_THREAD names the ended thread (Node's
+ * `threadId`, read at attach through `process.getBuiltinModule`; elsewhere a
+ * token that the handle from `watch()` carries).
  */
 import { AgentContext, abandonAllOf, settleHeld } from './abandon.js';
 import { Arena } from './arena.js';
 import type { AllocStacks } from './debug.js';
-import { ErrorCode, ErrorHandler, hex } from './errors.js';
+import { ErrorCode, ErrorHandler, hex, show } from './errors.js';
+import type { AllocatorHandle, WatchableWorker } from './options.js';
 import { Theap } from './page-queue.js';
 import { C } from './types.js';
 
 /** Agent ids stay below this so that tid = id << 2 is a positive int32. */
 const MAX_AGENT_ID = 2 ** 29;
+
+/**
+ * This realm's Agent objects that may still run (attached, not detached, not
+ * known to be released), by the nonce of their record (A_NONCE). WeakRefs: an
+ * Allocator object dropped without detach() can never run again, so once it
+ * is garbage-collected its agent may be released like a dead worker's.
+ */
+const liveHere = new Map<number, WeakRef<Agent>[]>();
+const collected = new FinalizationRegistry<number>((nonce) => forgetHere(nonce, null));
+
+function forgetHere(nonce: number, ag: Agent | null): void {
+  const refs = liveHere.get(nonce);
+  if (refs === undefined) return;
+  const keep = refs.filter((r) => { const x = r.deref(); return x !== undefined && x !== ag && !x.detached; });
+  if (keep.length === 0) liveHere.delete(nonce);
+  else liveHere.set(nonce, keep);
+}
+
+/** The Agent object of this realm that holds record b with this id and may still run, or null. */
+function liveHereAt(a: Arena, b: number, id: number): Agent | null {
+  const refs = liveHere.get(Atomics.load(a.mem, b + C.A_NONCE));
+  if (refs === undefined) return null;
+  for (const r of refs) {
+    const x = r.deref();
+    if (x !== undefined && !x.detached && x.id === id && x.agentBase === b) return x;
+  }
+  return null;
+}
+
+/** @internal Tests: treat an agent of this realm as if its thread had ended (it must never be used again). */
+export function forgetLiveAgent(ag: Agent): void {
+  forgetHere(ag.nonce, ag);
+}
+
+/**
+ * The thread this code runs on, as A_THREAD records it: Node's
+ * `worker_threads.threadId` (0 on the main thread), read lazily through
+ * `process.getBuiltinModule` (Node ≥ 20.16; nothing is imported, so browsers
+ * load this module as it is); undefined where there is none.
+ */
+let ownThread: number | undefined | null = null;
+function ownThreadId(): number | undefined {
+  if (ownThread === null) {
+    const p = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
+    const wt = typeof p?.getBuiltinModule === 'function' ? p.getBuiltinModule('node:worker_threads') as { threadId?: unknown } | undefined : undefined;
+    ownThread = typeof wt?.threadId === 'number' && Number.isInteger(wt.threadId) ? wt.threadId : undefined;
+  }
+  return ownThread;
+}
 
 /**
  * One agent's state (mimalloc's `mi_tld_t` with its theaps). Owned by one
@@ -66,7 +133,14 @@ export class Agent implements AgentContext {
   /** false only with checkFree: false, whose fast paths keep no allocation bits: the generic paths then trust addresses. */
   readonly checksFree: boolean;
   errorHandler: ErrorHandler;
+  /** No call may touch the buffer any more: detached, or found released by another agent. */
   detached = false;
+  /** Set when this agent finds it was released (releaseAgent) while still running: what every later call throws. */
+  releasedMessage: string | null = null;
+  /** Called once when this agent finds it was released: its Allocator switches the fast paths off. */
+  onReleased: (() => void) | null = null;
+  /** This record's A_NONCE (the registry key of this realm's live agents). */
+  readonly nonce: number;
   /** Overflows found when pages were released, to report when the current call is complete: (address, size) pairs. */
   readonly pendingOverflows: number[] = [];
   /** allocStacks: the recorder, or null (off). */
@@ -100,12 +174,19 @@ export class Agent implements AgentContext {
     }
     if (base < 0) throw new Error(`mimalloc-ts: more than ${C.MAX_AGENTS} agents attached; detach() or releaseAgent() some first`);
     for (let k = C.A_ID + 1; k < C.AGENT_WORDS; k++) Atomics.store(mem, base + k, 0);
+    this.nonce = (Math.random() * 4294967296) | 0;
+    Atomics.store(mem, base + C.A_THREAD, ownThreadId() ?? 0);
+    Atomics.store(mem, base + C.A_NONCE, this.nonce);
     Atomics.store(mem, base + C.A_STATE, C.AGENT_ALIVE);
     this.id = id;
     this.tid = id << 2;
     this.agentBase = base;
     this.theap = new Theap(0, arena.rec(0));
     this.theaps[0] = this.theap;
+    const refs = liveHere.get(this.nonce);
+    if (refs === undefined) liveHere.set(this.nonce, [new WeakRef(this)]);
+    else refs.push(new WeakRef(this));
+    collected.register(this, this.nonce, this);
   }
 
   /** This agent's theap for a heap, if it has one. */
@@ -137,8 +218,42 @@ export class Agent implements AgentContext {
     this.errorHandler(code, message, address);
   }
 
+  /**
+   * Every generic entry: this object has not detached, and its record still
+   * holds its id, alive (one Atomics.load, then a plain load of the state:
+   * a stale ALIVE only defers the detection to the next call). A released
+   * agent throws here, before touching anything, from now on.
+   */
   assertAttached(): void {
-    if (this.detached) throw new Error('mimalloc-ts: this allocator object was detached');
+    if (this.detached) throw new Error(this.releasedMessage ?? 'mimalloc-ts: this allocator object was detached');
+    const base = this.agentBase;
+    if (Atomics.load(this.mem, base + C.A_ID) !== this.id || this.mem[base + C.A_STATE] !== C.AGENT_ALIVE) this.released();
+  }
+
+  /** Is this object still attached (not detached, not released)? Notes a release as assertAttached does, without throwing. */
+  isAttached(): boolean {
+    try { this.assertAttached(); return true; } catch { return false; }
+  }
+
+  /**
+   * This agent was released by another while it still ran: name the reaper
+   * while the record is not reused (reapAgent writes A_REAPER before it
+   * frees the record), stop the fast paths, forget this object, throw.
+   */
+  private released(): never {
+    const m = this.mem;
+    const base = this.agentBase;
+    const now = Atomics.load(m, base + C.A_ID);
+    const reaper = now === this.id || now === 0 ? Atomics.load(m, base + C.A_REAPER) : 0;
+    this.releasedMessage = `mimalloc-ts: this agent was released by ${reaper > 0 ? `agent ${reaper}` : 'another agent'} (releaseAgent) ` +
+      `while it was still running: agent ${this.id}'s pages belong to other agents now, and this allocator object can no longer allocate or free`;
+    this.detached = true;
+    this.theaps.length = 0;
+    forgetHere(this.nonce, this);
+    const off = this.onReleased;
+    this.onReleased = null;
+    if (off !== null) off();
+    throw new Error(this.releasedMessage);
   }
 }
 
@@ -170,6 +285,7 @@ export function countAgents(a: Arena): number {
  * releaseAgent finds the agent and finishes).
  */
 export function detachAgent(ag: Agent): void {
+  ag.assertAttached(); // released by another agent: throws, touching nothing (its pages are others' now)
   const meta = ag.meta;
   for (const th of ag.theaps) {
     if (!th) continue;
@@ -186,32 +302,173 @@ export function detachAgent(ag: Agent): void {
   }
   ag.detached = true;
   ag.theaps.length = 0;
+  forgetHere(ag.nonce, ag);
   abandonAllOf(ag, ag.tid, false); // none should be left; a safety net
+  Atomics.store(ag.mem, ag.agentBase + C.A_THREAD, 0);
   Atomics.store(ag.mem, ag.agentBase + C.A_ID, 0);
 }
 
 /**
  * Take over the pages of a terminated agent (`releaseAgent`). Finishes or
  * undoes the slice update it died in (its intent), then rebuilds and
- * abandons each of its pages. Returns false if no live agent has that id.
+ * abandons each of its pages. Returns false if no agent with that id is
+ * attached. Throws, changing nothing, for an agent known to be running: the
+ * caller itself, or an agent whose Allocator object is alive in this realm.
  */
 export function reapAgent(ag: Agent, id: number): boolean {
   const a = ag.arena;
-  const mem = a.mem;
   const b = findAgentRecord(a, id);
-  if (b < 0 || b === ag.agentBase) return false;
-  if (Atomics.compareExchange(mem, b + C.A_STATE, C.AGENT_ALIVE, C.AGENT_REAPING) !== C.AGENT_ALIVE) {
+  if (b < 0) return false;
+  if (b === ag.agentBase) {
+    throw new Error(`mimalloc-ts: releaseAgent(${id}) is this agent's own id: an agent cannot release itself (detach() it)`);
+  }
+  if (liveHereAt(a, b, id) !== null) {
+    throw new Error(`mimalloc-ts: releaseAgent(${id}): agent ${id} is attached in this thread and its allocator object has not detached: ` +
+      'only an agent that can no longer run may be released (detach() it instead)');
+  }
+  return takeOver(ag, b, id);
+}
+
+/** reapAgent's work, for record b holding `id`: false if another live reaper has it. */
+function takeOver(ag: Agent, b: number, id: number): boolean {
+  const a = ag.arena;
+  const mem = a.mem;
+  const won = Atomics.compareExchange(mem, b + C.A_STATE, C.AGENT_ALIVE, C.AGENT_REAPING) === C.AGENT_ALIVE;
+  if (!won) {
     // already being reaped: take over only if that reaper is gone (it was killed too and
     // has been released); every step below is idempotent
     if (Atomics.load(mem, b + C.A_STATE) !== C.AGENT_REAPING) return false;
     const reaper = Atomics.load(mem, b + C.A_REAPER);
     if (reaper !== 0 && findAgentRecord(a, reaper) >= 0) return false;
   }
+  if (Atomics.load(mem, b + C.A_ID) !== id) {
+    // another reaper finished first and the record was taken by a new agent: give its state back
+    // (pre-existing narrow race: a reaper descheduled between finding the record and the CAS)
+    if (won) Atomics.compareExchange(mem, b + C.A_STATE, C.AGENT_REAPING, C.AGENT_ALIVE);
+    return false;
+  }
   Atomics.store(mem, b + C.A_REAPER, ag.id);
   a.recoverIntent(b);
   abandonAllOf(ag, id << 2, true);
   Atomics.add(mem, C.H_REAPED, 1);
+  Atomics.store(mem, b + C.A_THREAD, 0);
   // one store frees the record: a kill before it leaves the record REAPING (never reused), never half-freed
   Atomics.store(mem, b + C.A_ID, 0);
   return true;
+}
+
+/**
+ * Release every agent whose record names `thread` (A_THREAD), a thread that
+ * has ended; agents alive in this realm are skipped (a token handle used in
+ * the wrong thread). A watcher that has detached (or was released) since
+ * does it through a temporary agent. Reports are made once every agent is
+ * released. Returns how many were.
+ */
+export function reapThread(ag: Agent, thread: number): number {
+  if (thread === 0) return 0;
+  if (!ag.isAttached()) {
+    const tmp = new Agent(ag.arena, ag.errorHandler);
+    try { return reapThread(tmp, thread); } finally { if (!tmp.detached) detachAgent(tmp); }
+  }
+  const a = ag.arena;
+  const mem = a.mem;
+  let n = 0;
+  for (let i = 0; i < C.MAX_AGENTS; i++) {
+    const b = a.agentRecord(i);
+    const id = Atomics.load(mem, b + C.A_ID);
+    if (id === 0 || b === ag.agentBase || Atomics.load(mem, b + C.A_THREAD) !== thread) continue;
+    if (liveHereAt(a, b, id) === null && takeOver(ag, b, id)) n++;
+  }
+  if (ag.pendingOverflows.length !== 0) ag.flushOverflows();
+  return n;
+}
+
+// ---------------------------------------------------------------------------
+// watch(worker) / terminate(worker)
+// ---------------------------------------------------------------------------
+
+/**
+ * attach with a handle from `watch()`: a token (< 0, a Web Worker's) names
+ * the worker the handle was made for; a Node thread id stands in only where
+ * this runtime cannot tell its own (Node < 20.16), as a forwarded handle
+ * would name the wrong thread.
+ */
+export function recordHandleThread(ag: Agent, thread: number): void {
+  if (thread < 0 || ownThreadId() === undefined) Atomics.store(ag.mem, ag.agentBase + C.A_THREAD, thread);
+}
+
+/** What a watcher remembers of a worker: the thread its agents name, and how many the exit listener released. */
+interface Watch {
+  thread: number;
+  released: number;
+  handle: AllocatorHandle;
+}
+
+/** Per watching agent, the workers it watches (a WeakMap: a dropped Worker object is forgotten). */
+const watches = new WeakMap<Agent, WeakMap<object, Watch>>();
+
+/** After a Web Worker's terminate(): a page gets no signal when the worker has stopped. */
+const WEB_TERMINATE_GRACE_MS = 100;
+
+function isNodeWorker(w: WatchableWorker): boolean {
+  return typeof w.threadId === 'number';
+}
+
+function checkWorker(w: unknown, what: string): WatchableWorker {
+  if (w === null || typeof w !== 'object' || typeof (w as WatchableWorker).terminate !== 'function') {
+    throw new TypeError(`${what}: expected a Worker (node:worker_threads or a Web Worker), got ${show(w)}`);
+  }
+  return w as WatchableWorker;
+}
+
+/**
+ * `watch(worker)`: a Node worker's agents are released at its 'exit' event
+ * (every agent whose A_THREAD is its threadId); a Web Worker gets a token
+ * (< 0, from H_NEXT_TOKEN) in the returned handle, recorded by attach, for
+ * `terminate`. Returns the handle to post to the worker. Idempotent.
+ */
+export function watchWorker(ag: Agent, worker: unknown, handle: AllocatorHandle): AllocatorHandle {
+  const w = checkWorker(worker, 'watch');
+  let mine = watches.get(ag);
+  const known = mine?.get(w);
+  if (known !== undefined) return known.handle;
+  let thread: number;
+  if (isNodeWorker(w)) {
+    thread = w.threadId as number;
+    if (!(thread > 0)) throw new Error(`watch: this worker has already exited (threadId ${thread}); watch a worker when it is created`);
+    if (typeof w.once !== 'function') throw new TypeError('watch: a worker with a threadId needs once(\'exit\', fn), as node:worker_threads has');
+  } else {
+    thread = -(Atomics.add(ag.mem, C.H_NEXT_TOKEN, 1) + 1);
+  }
+  const entry: Watch = { thread, released: 0, handle: { kind: handle.kind, buffer: handle.buffer, thread } };
+  if (mine === undefined) watches.set(ag, mine = new WeakMap());
+  mine.set(w, entry);
+  if (isNodeWorker(w)) (w.once as (e: 'exit', f: () => void) => unknown).call(w, 'exit', () => { entry.released += reapThread(ag, thread); });
+  return entry.handle;
+}
+
+/**
+ * `terminate(worker)`: terminate it and, once it has stopped, release its
+ * agents. Node: after the Promise of `worker.terminate()` (the worker has
+ * exited). Web Worker: after WEB_TERMINATE_GRACE_MS, as a page gets no
+ * signal; it must have been watched (its agents carry the token).
+ * Arguments are checked before the worker is touched.
+ */
+export function terminateWorker(ag: Agent, worker: unknown): Promise<number> {
+  const w = checkWorker(worker, 'terminate');
+  const entry = watches.get(ag)?.get(w);
+  let thread = entry?.thread;
+  if (thread === undefined) {
+    if (!isNodeWorker(w)) throw new Error('terminate: watch(worker) first: a Web Worker has no thread id, so its agents are known by the token of the handle watch() returns');
+    if (!((w.threadId as number) > 0)) throw new Error(`terminate: this worker has already exited (threadId ${w.threadId}) and was not watched: release its agents with releaseAgent(id)`);
+    thread = w.threadId as number;
+  }
+  const t = thread;
+  const stopping = w.terminate();
+  const stopped = isNodeWorker(w) ? Promise.resolve(stopping) : new Promise((resolve) => setTimeout(resolve, WEB_TERMINATE_GRACE_MS));
+  return stopped.then(() => {
+    const before = entry?.released ?? 0;
+    const n = reapThread(ag, t);
+    return n + before;
+  });
 }

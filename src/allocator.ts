@@ -36,7 +36,7 @@
  * a page this agent owns the same (an `Atomics.load` here measured ~4 ns:
  * V8 does not inline it as a plain load). Every other call is generic.
  */
-import { Agent, detachAgent, findAgentRecord, reapAgent } from './agents.js';
+import { Agent, detachAgent, findAgentRecord, reapAgent, recordHandleThread, terminateWorker, watchWorker } from './agents.js';
 import { Arena } from './arena.js';
 import { goodSizeIn } from './bins.js';
 import { checkHeap } from './check.js';
@@ -46,7 +46,7 @@ import { freeGeneric, usableOf, validate } from './free.js';
 import { takeLocalFree } from './page.js';
 import { allocAligned, callocSize, mallocGeneric, reallocInPlace, zeroNew } from './malloc.js';
 import {
-  AllocatorHandle, AllocatorOptions, AttachOptions, parseAttachOptions, parseCreateOptions, parseLeakReportOptions,
+  AllocatorHandle, AllocatorOptions, AttachOptions, WatchableWorker, parseAttachOptions, parseCreateOptions, parseLeakReportOptions,
 } from './options.js';
 import { LeakReport, StatsSnapshot, collectStats, formatStats, leakReportOf, warnLeaks } from './stats.js';
 import { fillSlack, slackIntact } from './secure.js';
@@ -97,6 +97,7 @@ export class Allocator {
     }
     const ag = new Agent(arena, onError ?? defaultErrorHandler);
     this.ag = ag;
+    ag.onReleased = () => this.fastPathsOff(); // found released by another agent: its generic paths throw from then on
     this.arena = arena;
     this.mem = arena.mem;
     this.size = arena.size;
@@ -131,6 +132,7 @@ export class Allocator {
     const arena = new Arena(cfg.buffer);
     arena.validateHeader();
     const al = Allocator.forArena(arena, cfg.onError);
+    if (cfg.thread !== undefined) recordHandleThread(al.ag, cfg.thread); // a handle from watch(worker)
     if (cfg.allocStacks > 0) al.recordStacks(cfg.allocStacks);
     return al;
   }
@@ -351,7 +353,8 @@ export class Allocator {
    * the agent died in is finished or undone; each of its pages is rebuilt
    * from its allocation bitmap and abandoned for reclaim. Returns false if no
    * attached agent has that id (it detached, or was released already).
-   * Only call it for an agent that can no longer run.
+   * Only for an agent that can no longer run: throws, changing nothing, for
+   * this agent's own id and for an agent attached in this thread and not detached.
    */
   releaseAgent(id: number): boolean {
     if (typeof id !== 'number') throw new TypeError(`releaseAgent: id must be a number, got ${show(id)}`);
@@ -367,6 +370,12 @@ export class Allocator {
     if (typeof id !== 'number') throw new TypeError(`isAgentAttached: id must be a number, got ${show(id)}`);
     return findAgentRecord(this.arena, id) >= 0;
   }
+
+  /** Release the agents `worker` leaves attached when it ends (Node: at its 'exit'); returns the handle to post to it (README, "Workers that end"). */
+  watch(worker: WatchableWorker): AllocatorHandle { return watchWorker(this.ag, worker, this.handle); }
+
+  /** `worker.terminate()`, then release its agents; resolves to how many were released (README, "Workers that end"). */
+  terminate(worker: WatchableWorker): Promise<number> { return terminateWorker(this.ag, worker); }
 
   /**
    * The live blocks in the pages this agent owns (by default), or in every

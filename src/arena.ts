@@ -92,6 +92,10 @@ export class Arena {
   readonly padded: boolean;
 
   constructor(buffer: ArrayBufferLike) {
+    const n = buffer.byteLength;
+    if (!(n >= C.MIN_SIZE && n - (n % C.SLICE_SIZE) <= C.MAX_SIZE)) { // before any view: V8's messages say nothing of the limits
+      throw new RangeError(`mimalloc-ts: a buffer of ${n} bytes cannot hold an allocator (${C.MIN_SIZE} to ${C.MAX_SIZE} bytes: 1 MiB to 4 GiB − 64 KiB)`);
+    }
     this.buffer = buffer;
     const sliceCount = Math.floor(buffer.byteLength / (1 << C.SLICE_SHIFT));
     this.layout = computeLayout(sliceCount);

@@ -116,6 +116,22 @@ export interface AttachOptions {
 export interface AllocatorHandle {
   readonly kind: 'mimalloc-ts';
   readonly buffer: SharedArrayBuffer;
+  /**
+   * Set in the handle `watch(worker)` returns: the thread the agents that
+   * attach with it belong to (a Web Worker's token, < 0; for a Node worker
+   * its threadId, used only where attach cannot read its own thread id).
+   */
+  readonly thread?: number;
+}
+
+/**
+ * What `watch` and `terminate` accept: a Node `worker_threads` Worker (it has
+ * a `threadId` and an 'exit' event) or a Web Worker (only `terminate()`).
+ */
+export interface WatchableWorker {
+  terminate(): unknown;
+  readonly threadId?: number;
+  once?(event: 'exit', listener: (exitCode: number) => void): unknown;
 }
 
 /** @internal `AllocatorOptions`, validated and with every default applied. */
@@ -135,6 +151,8 @@ export interface AttachConfig {
   buffer: SharedArrayBuffer;
   onError: ErrorHandler | undefined;
   allocStacks: number;
+  /** The handle's `thread`, if any. */
+  thread: number | undefined;
 }
 
 const CREATE_KEYS = new Set(['size', 'shared', 'buffer', 'onError', 'secure', 'debug', 'allocStacks', 'checkFree']);
@@ -204,6 +222,9 @@ export function parseCreateOptions(opts: unknown): CreateConfig {
       throw new TypeError(`options.${o.size !== undefined ? 'size' : 'shared'} cannot be given with options.buffer (the buffer's byteLength is the size, its kind says shared)`);
     }
     if (b.byteLength < C.MIN_SIZE) throw new RangeError(`options.buffer must hold at least ${C.MIN_SIZE} bytes, got ${b.byteLength}`);
+    if (roundedSize(b) > C.MAX_SIZE) {
+      throw new RangeError(`options.buffer must hold at most ${C.MAX_SIZE} bytes (4 GiB − 64 KiB; its byteLength is rounded down to a multiple of 64 KiB), got ${b.byteLength}`);
+    }
     return { buffer: b, knownZero: false, onError, secure, debug, allocStacks, checkFree };
   }
   let size = checkInteger(o, 'size', C.DEFAULT_SIZE, C.MIN_SIZE, C.MAX_SIZE);
@@ -221,8 +242,21 @@ export function parseAttachOptions(handle: unknown, opts: unknown): AttachConfig
   if (h === null || typeof h !== 'object' || !isSab(h.buffer)) {
     throw new TypeError(`Allocator.attach: expected the handle of an allocator (allocator.handle), got ${show(handle)}`);
   }
+  const n = h.buffer.byteLength;
+  if (n < C.MIN_SIZE || roundedSize(h.buffer) > C.MAX_SIZE) {
+    throw new RangeError(`Allocator.attach: the handle's buffer holds ${n} bytes, and an allocator's buffer holds ${C.MIN_SIZE} to ${C.MAX_SIZE} bytes (1 MiB to 4 GiB − 64 KiB): not the handle of an allocator`);
+  }
+  const t = h.thread;
+  if (t !== undefined && (typeof t !== 'number' || !Number.isInteger(t) || t < -(2 ** 31) || t >= 2 ** 31)) {
+    throw new TypeError(`Allocator.attach: the handle's thread must be an int32 (as watch() makes it), got ${show(t)}`);
+  }
   const o = checkObject(opts, ATTACH_KEYS, 'Allocator.attach');
-  return { buffer: h.buffer, onError: checkHandler(o), allocStacks: checkInteger(o, 'allocStacks', 0, 0, 2 ** 31) };
+  return { buffer: h.buffer, onError: checkHandler(o), allocStacks: checkInteger(o, 'allocStacks', 0, 0, 2 ** 31), thread: t };
+}
+
+/** The bytes of a buffer an allocator would use: its byteLength rounded down to a multiple of 64 KiB. */
+function roundedSize(b: ArrayBufferLike): number {
+  return b.byteLength - (b.byteLength % C.SLICE_SIZE);
 }
 
 /** @internal Validate `leakReport`'s options; returns `all`. */

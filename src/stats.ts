@@ -40,6 +40,24 @@ export interface StatsSnapshot {
   capacityBytes: number;
   /** Agents attached now. */
   agents: number;
+  /**
+   * Every attached agent (in id order) with the pages it holds: a worker
+   * that ended without detach() (and was not released) shows here with its
+   * pages, whatever `used` says.
+   */
+  agentPages: AgentPages[];
+}
+
+/** One attached agent in `StatsSnapshot.agentPages`. */
+export interface AgentPages {
+  agentId: number;
+  /** The thread it attached from: Node's threadId (0: the main thread or unknown), or a watch() token (< 0). */
+  thread: number;
+  /** Pages it holds (owns, or holds outside its queues) and their bytes (slices × 64 KiB). */
+  pages: number;
+  bytes: number;
+  /** Bytes in live blocks of those pages (as `used`). */
+  used: number;
 }
 
 /**
@@ -68,8 +86,18 @@ export function collectStats(a: Arena): StatsSnapshot {
   const st: StatsSnapshot = {
     reserved: a.size, committed: (Atomics.load(a.mem, C.H_COMMITTED) - a.headerSlices) * C.SLICE_SIZE,
     metadata: a.headerSlices * C.SLICE_SIZE, used: 0, pagesBytes: 0, pages: 0, smallPages: 0, mediumPages: 0,
-    largePages: 0, hugePages: 0, abandonedPages: 0, blocks: 0, capacityBytes: 0, agents: countAgents(a),
+    largePages: 0, hugePages: 0, abandonedPages: 0, blocks: 0, capacityBytes: 0, agents: countAgents(a), agentPages: [],
   };
+  const byTid = new Map<number, AgentPages>();
+  for (let i = 0; i < C.MAX_AGENTS; i++) {
+    const b = a.agentRecord(i);
+    const id = Atomics.load(meta, b + C.A_ID);
+    if (id === 0) continue;
+    const e = { agentId: id, thread: Atomics.load(meta, b + C.A_THREAD), pages: 0, bytes: 0, used: 0 };
+    st.agentPages.push(e);
+    byTid.set(id << 2, e);
+  }
+  st.agentPages.sort((x, y) => x.agentId - y.agentId);
   for (let s = a.headerSlices; s < a.sliceCount; s++) {
     const rb = a.rec(s);
     if (Atomics.load(meta, rb + C.R_STATE) !== C.STATE_IN_USE) continue;
@@ -85,7 +113,14 @@ export function collectStats(a: Arena): StatsSnapshot {
     else if (slices === 1) st.smallPages++;
     else if (slices <= 8) st.mediumPages++;
     else st.largePages++;
-    if (Atomics.load(meta, rb + C.R_OWNER) === C.OWNER_ABANDONED) st.abandonedPages++;
+    const owner = Atomics.load(meta, rb + C.R_OWNER);
+    if (owner === C.OWNER_ABANDONED) st.abandonedPages++;
+    const e = byTid.get(owner & C.OWNER_TID_MASK);
+    if (e !== undefined) {
+      e.pages++;
+      e.bytes += slices * C.SLICE_SIZE;
+      e.used += used * bs;
+    }
     if (slices > 1) s += slices - 1;
   }
   return st;
@@ -111,6 +146,10 @@ export function formatStats(st: StatsSnapshot): string {
     ['used', amount(st.used), `${st.blocks} live blocks`],
     ['agents', String(st.agents), 'attached'],
   ];
+  for (const e of st.agentPages) {
+    rows.push([`agent ${e.agentId}`, amount(e.bytes), `${e.pages} page${e.pages === 1 ? '' : 's'}, ${amount(e.used)} used` +
+      (e.thread > 0 ? ` (thread ${e.thread})` : e.thread < 0 ? ` (token ${e.thread})` : '')]);
+  }
   const w0 = Math.max(...rows.map((r) => r[0].length));
   const w1 = Math.max(...rows.map((r) => r[1].length));
   const lines = [`${'heap stats'.padEnd(w0)}  ${'amount'.padStart(w1)}  `];

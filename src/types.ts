@@ -145,10 +145,11 @@ export const enum C {
    * keys per page (R_CANARY) instead of one per buffer; the page record's
    * fast-path fields, keys included, in its first cache line. 4: bins
    * renumbered (BIN_HUGE = BIN_LARGE_MAX + 1), abandoned bitmaps only for
-   * bins a size maps to. An agent of another version must not attach: it
-   * would misread the buffer.
+   * bins a size maps to. 5: agent records name their thread (A_THREAD)
+   * and carry a nonce (A_NONCE); H_NEXT_TOKEN. An agent of another version
+   * must not attach: it would misread the buffer.
    */
-  VERSION = 4,
+  VERSION = 5,
 
   /** Maximum simultaneously attached agents (main thread + workers). */
   MAX_AGENTS = 256,
@@ -211,6 +212,11 @@ export const enum C {
    * reaped agent.
    */
   H_REAPED = 9,
+  /**
+   * Thread tokens handed out by `watch()` for workers that have no thread id
+   * (browsers): atomic counter, the n-th token is −n (A_THREAD).
+   */
+  H_NEXT_TOKEN = 10,
   H_ABANDONED_COUNT = 16, // ABANDONED_BINS atomic counters of mapped abandoned pages (a hint), words 16..76
   H_FIXED_WORDS = 128,
 
@@ -283,7 +289,22 @@ export const enum C {
   A_INTENT_OP = 2, // INTENT_* in flight (atomic)
   A_INTENT_START = 3, // first slice of the range
   A_INTENT_COUNT = 4, // slices in the range
-  A_REAPER = 5, // id of the agent taking this one over (state REAPING)
+  A_REAPER = 5, // id of the agent taking this one over (state REAPING); kept after the record is freed, until it is reused
+  /**
+   * The thread the agent runs on, for `watch(worker)` / `terminate(worker)`,
+   * which release every agent of a thread that has ended: Node's
+   * `worker_threads.threadId` (> 0; 0 on the main thread), or where the
+   * runtime has none (browsers) the token (< 0) of the handle the worker
+   * attached with; 0 = unknown. Written once at attach.
+   */
+  A_THREAD = 6,
+  /**
+   * Random, written once at attach: with A_ID it names the Agent object in
+   * the realm that attached it (agents.ts keeps a registry of the live ones
+   * per realm), so `releaseAgent` can refuse an agent that is alive in the
+   * caller's own thread whichever SharedArrayBuffer object it attached through.
+   */
+  A_NONCE = 7,
   AGENT_FREE = 0,
   AGENT_ALIVE = 1,
   AGENT_REAPING = 2,

@@ -4,7 +4,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Allocator, AllocatorError } from '../dist/index.js';
 import { C } from '../dist/types.js';
-import { KiB, MiB, recording } from './lib/helpers.js';
+import { KiB, MiB, asTerminated, recording } from './lib/helpers.js';
 
 function maxUsable(n) {
   return n + Math.max(16, n / 4);
@@ -1041,8 +1041,7 @@ describe('handle, attach, detach, releaseAgent (same thread)', () => {
     const b = Allocator.attach(structuredClone(a.handle));
     const ps = [];
     for (let i = 0; i < 50; i++) { const p = b.malloc(200); a.u8.fill(i + 1, p, p + 200); ps.push(p); }
-    const id = b.agentId;
-    // b is now treated as killed: it is never used again.
+    const id = asTerminated(b); // b is now treated as killed: it is never used again
     assert.equal(a.releaseAgent(id), true);
     a.check();
     ps.forEach((p, i) => expectFilled(a, p, 200, i + 1));

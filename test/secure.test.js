@@ -8,7 +8,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Allocator } from '../dist/index.js';
 import { C } from '../dist/types.js';
-import { MiB, recording } from './lib/helpers.js';
+import { MiB, asTerminated, recording } from './lib/helpers.js';
 
 /** The slice of p (a small page is one slice). */
 function pageOf(p) { return p >>> C.SLICE_SHIFT; }
@@ -175,7 +175,7 @@ describe('secure mode: reports that must not cut an operation short or repeat', 
     b.u8.fill(0x41, x, x + 28); // an overrun through x's canary
     b.free(x); // fast path: the canary is not read; the page is now empty
     // b dies here (no detach)
-    assert.throws(() => a.releaseAgent(b.agentId), (e) => e.code === 'EFAULT' && e.address === x && /returned to the buffer/.test(e.message));
+    assert.throws(() => a.releaseAgent(asTerminated(b)), (e) => e.code === 'EFAULT' && e.address === x && /returned to the buffer/.test(e.message));
     assert.equal(a.isAgentAttached(b.agentId), false, 'the reap finished before the report');
     a.check();
     a.free(keep); // the dead agent's live block, adopted

@@ -2,6 +2,7 @@
 // file (`npm test` runs test/*.test.js only); nothing runs when this module is loaded.
 import { format } from 'node:util';
 import { Allocator } from '../../dist/index.js';
+import { forgetLiveAgent } from '../../dist/agents.js';
 
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
@@ -23,6 +24,17 @@ export function recording(size = 64 * MiB, extra = {}) {
     onError: (code, message, address) => { errors.push({ code, message, address }); },
   });
   return { a, errors };
+}
+
+/**
+ * Treats agent `b`, attached in this thread, as if its thread had ended, and returns its id:
+ * releaseAgent refuses an agent whose allocator object is alive in the caller's thread, so a
+ * test that simulates a terminated worker in one thread declares it dead first. `b` must not be
+ * used again (if it is, its next generic call throws "released").
+ */
+export function asTerminated(b) {
+  forgetLiveAgent(b.ag);
+  return b.agentId;
 }
 
 /**
