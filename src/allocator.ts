@@ -19,7 +19,7 @@
  * | malloc: canary + A-bit test        |   | ✓ | ✓ | |
  * | malloc: set A bit                  | ✓ | ✓ | ✓ | |
  * | malloc: clear the link word        | ✓ | (requested size over the link) | (the same) | ✓ |
- * | malloc: 0xDE over ≤ 16 slack bytes |   |   | ✓ | |
+ * | malloc: 0xDE over ≤ 4 slack bytes  |   |   | ✓ | |
  * | free: A-bit test (the whole validity check) | ✓ | ✓ | ✓ | |
  * | free: owner, F_ALIGNED/F_FULL test | ✓ | ✓ | ✓ | ✓ |
  * | free: XTHREAD_FREE empty test      | ✓ | ✓ | ✓ | |
@@ -525,13 +525,13 @@ class SecureAllocator extends Allocator {
 }
 
 /**
- * Secure level 4: level 3's fast paths plus mimalloc's full padding check
- * (MI_PADDING_CHECK): malloc writes 0xDE over up to 16 slack bytes after the
- * request (secure.ts fillSlack), and every free, this one included, checks
- * the canary, the size word and that slack, so a one-byte overrun is found
- * at the free of its block (the generic path names the first byte written,
- * frees the block, then reports). Over level 3: the slack stores, and at
- * free the loads of the block's last cache line (level 3 defers them).
+ * Secure level 4: level 3's fast paths plus mimalloc's padding check at every
+ * free (MI_PADDING_CHECK): malloc writes 0xDE over the first SECURE_SLACK_CHECK
+ * (4) slack bytes after the request, and every free, this one included, checks
+ * the canary, the size word and those bytes, so a one-byte overrun is found at
+ * the free of its block (the generic path names the first byte written, frees
+ * the block, then reports). Over level 3: ~2 stores at malloc, ~4 loads at
+ * free (BENCHMARKS.md "Secure mode overhead").
  */
 class Secure4Allocator extends Allocator {
   override malloc(n: number): number {
@@ -551,8 +551,9 @@ class Secure4Allocator extends Allocator {
             mem[padw] === (((padw << 2) ^ mem[rb + C.R_CANARY]) & ~0xff) && (a & bit) === 0) { // secure.ts canary, as SecureAllocator
           mem[rb + C.R_FREE] = next;
           mem[rb + C.R_USED] = (mem[rb + C.R_USED] + 1) | 0;
-          mem[padw + 1] = (bs - C.PADDING - n) | 0; // the size word, then the slack, then the A bit
-          fillSlack(mem, (b >>> 0) + n, padw);
+          const d = (bs - C.PADDING - n) | 0;
+          mem[padw + 1] = d; // the size word, then the slack pattern, then the A bit
+          fillSlack(mem, ((b + n) | 0) >>> 2, d, padw);
           mem[aw] = a | bit;
           return b >>> 0;
         }
@@ -572,12 +573,10 @@ class Secure4Allocator extends Allocator {
         if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & (C.F_ALIGNED | C.F_FULL)) === 0 &&
             mem[rb + C.R_XTHREAD_FREE] === 0) {
           const bs = mem[rb + C.R_BLOCK_SIZE];
-          const pad = p + bs - C.PADDING;
+          const pad = (p + bs - C.PADDING) | 0;
           const padw = pad >>> 2;
-          const delta = mem[padw + 1];
-          // the canary (secure.ts canary, written out), a size word inside the block, the slack: else generic (reports)
-          if (mem[padw] === ((pad ^ mem[rb + C.R_CANARY]) & ~0xff) && (delta >>> 0) <= ((bs - C.PADDING) >>> 0) &&
-              slackIntact(mem, pad - delta, pad)) {
+          // the canary (secure.ts canary, written out), a size word inside the block, the slack: else generic
+          if (mem[padw] === ((pad ^ mem[rb + C.R_CANARY]) & ~0xff) && slackIntact(mem, pad, bs)) {
             mem[this.aBase + w] = aw ^ bit;
             const local = mem[rb + C.R_LOCAL_FREE];
             mem[padw + 1] = Math.imul(local ^ mem[rb + C.R_KEY1], mem[rb + C.R_KEY0]); // setLink, over the size word

@@ -156,7 +156,8 @@ export function nomem(ag: Agent, size: number): number {
  */
 export function zeroNew(ag: Agent, p: number, n: number): void {
   const rb = ag.pageMap[p >>> C.SLICE_SHIFT];
-  if (((ag.meta[rb + C.R_FLAGS] & C.F_ZERO) === 0 && (n > 4 || ag.secure >= 3)) || ag.debug) zero(ag, p, n);
+  // (secure 4: the fast malloc's slack pattern may cover the last bytes of the request)
+  if (((ag.meta[rb + C.R_FLAGS] & C.F_ZERO) === 0 && (n > 4 || ag.secure >= 3)) || ag.debug || ag.secure >= 4) zero(ag, p, n);
 }
 
 /**
