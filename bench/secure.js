@@ -51,6 +51,12 @@ if (!existsSync(DIST_INDEX) && !opt('dists')) {
   console.error(`${path.relative(process.cwd(), DIST_INDEX)} is missing: run \`npm run build\` first`);
   process.exit(2);
 }
+// --native: build (or find) the MI_SECURE libraries first, while this process holds no
+// allocators: a fork with gigabytes of SharedArrayBuffers reserved can fail for lack of memory
+const nativeLib = argv.includes('--native')
+  ? spawnSync('bash', [path.join(BENCH_DIR, 'peers', 'build-mimalloc-secure.sh')], { encoding: 'utf8' })
+  : null;
+
 // the configurations measured side by side: every level of every build; the first is the reference
 const dists = (opt('dists')?.split(',') ?? [path.dirname(DIST_INDEX)]).map((d) => path.resolve(d));
 const configs = [];
@@ -74,7 +80,7 @@ const out = [];
 const json = { date: new Date().toISOString(), levels, dists, rows: {} };
 
 /** One table: per level, min and median ns/unit and both overheads vs level 0. */
-function report(title, unit, samples) {
+function report(title, unit, samples, target = out) {
   const base = samples[0];
   const mn = (v) => Math.min(...v);
   const rows = samples.length === configs.length ? configs.map((c) => c.label) : levels.map((l) => `level ${l}`);
@@ -84,14 +90,14 @@ function report(title, unit, samples) {
     const v = samples[i];
     lines.push(`${rows[i].padEnd(w)} ${fmt(mn(v)).padStart(8)} ${fmt(median(v)).padStart(8)} ${(i ? pct(mn(v) / mn(base) - 1) : '').padStart(16)} ${(i ? pct(median(v) / median(base) - 1) : '').padStart(19)}`);
   }
-  out.push(lines.join('\n'), '');
+  target.push(lines.join('\n'), '');
 }
 
 /**
  * A replay table: header lines, then add(name, samples per level) per trace
  * and end() for the geomean row; overheads vs level 0 by min and by median.
  */
-function replayTable(title, labels) {
+function replayTable(title, labels, target = out) {
   const lines = [title, `trace            ${labels.map((l, i) => l.padStart(i ? 31 : 16)).join('')}`];
   const rmin = labels.map(() => []);
   const rmed = labels.map(() => []);
@@ -114,10 +120,74 @@ function replayTable(title, labels) {
         for (let i = 1; i < labels.length; i++) row += `(${pct(geomean(rmin[i]) - 1)} / ${pct(geomean(rmed[i]) - 1)})`.padStart(31);
         lines.push(row);
       }
-      out.push(lines.join('\n'), '');
+      target.push(lines.join('\n'), '');
     },
   };
 }
+
+// the traces, listed (and parsed to bench/build/traces) before anything runs: --native replays them too
+const TRACES = tracesDir(REPO, argv);
+const onlyTraces = opt('only')?.split(',');
+const replayFiles = workloads.includes('replay') && existsSync(TRACES)
+  ? readdirSync(TRACES).filter((f) => f.endsWith('.trace.gz')).filter((f) => !onlyTraces || onlyTraces.includes(f.replace(/\.trace\.gz$/, ''))).sort().map((f) => path.join(TRACES, f))
+  : [];
+for (const f of replayFiles) await ensureBin(f, BUILD_DIR);
+
+// ---- native mimalloc at each MI_SECURE level (reference), run first: a fork from a process
+// holding gigabytes of SharedArrayBuffers can fail for lack of memory ----------------------
+
+const nativeOut = [];
+if (argv.includes('--native')) {
+  const lib = nativeLib;
+  const micro = path.join(BUILD_DIR, 'native_micro_mimalloc');
+  const replay = path.join(BUILD_DIR, 'native_replay_mimalloc');
+  if (lib.status !== 0) {
+    nativeOut.push(`native: skipped (${lib.error?.message ?? (lib.stderr || '').trim().split('\n').pop()})`, '');
+  } else if (!existsSync(micro) || !existsSync(replay)) {
+    nativeOut.push('native: skipped (bench/build/native_*_mimalloc missing: run `npm run bench:peers`)', '');
+  } else {
+    const dir = lib.stdout.trim().split('\n').pop();
+    const env = (level) => ({ ...process.env, LD_LIBRARY_PATH: path.join(dir, `l${level}`) });
+    const run = (bin, args, level) => {
+      const r = spawnSync(bin, args, { encoding: 'utf8', env: env(level), timeout: 120_000 });
+      if (r.status !== 0) throw new Error(`${path.basename(bin)} (MI_SECURE=${level}): exit ${r.status ?? r.signal}: ${(r.stderr || '').trim()}`);
+      return JSON.parse(r.stdout);
+    };
+    const nreps = quick ? 1 : 3;
+    json.rows.native = { a: levels.map(() => []), b: levels.map(() => []), replay: {} };
+    if (workloads.includes('ab')) {
+      log(`native mimalloc (a), (b): ${nreps} interleaved runs of MI_SECURE ${levels.join(', ')}`);
+      const args = Object.entries(PARAMS).filter(([k]) => !['passes', 'c_passes'].includes(k)).map(([k, v]) => `${k}=${v}`);
+      if (quick) args.push('reps=3');
+      for (let r = 0; r < nreps; r++) {
+        for (let i = 0; i < levels.length; i++) {
+          const o = run(micro, [...args, 'workloads=ab'], levels[i]);
+          json.rows.native.a[i].push(...o.a.samples);
+          json.rows.native.b[i].push(...o.b.samples);
+        }
+      }
+      report('native mimalloc, (a) (per level: the samples of all runs; the same loop in C)', 'ns/op', json.rows.native.a, nativeOut);
+      report('native mimalloc, (b)', 'ns/op', json.rows.native.b, nativeOut);
+    }
+    if (replayFiles.length > 0) {
+      const table = replayTable('native mimalloc, replay: ns per event, min / median; overhead vs MI_SECURE=0 (min / median)', levels.map((l) => `level ${l}`), nativeOut);
+      const reps = Number(opt('reps') ?? (quick ? 3 : 5));
+      for (const f of replayFiles) {
+        const name = path.basename(f).replace(/\.trace\.gz$/, '');
+        const binFile = path.join(BUILD_DIR, 'traces', `${name}.bin`);
+        const ev = opt('events') ?? (quick ? '300000' : null); // the same prefix as the JavaScript replays
+        const evArgs = ev !== null ? [`events=${ev}`] : [];
+        const res = levels.map(() => []);
+        log(`native replay ${name}: ${reps} interleaved runs of MI_SECURE ${levels.join(', ')}`);
+        for (let r = 0; r < reps; r++) for (let i = 0; i < levels.length; i++) res[i].push(run(replay, [binFile, ...evArgs], levels[i]).ns_per_event);
+        table.add(name, res);
+        json.rows.native.replay[name] = levels.map((l, i) => ({ level: l, samples: res[i] }));
+      }
+      table.end();
+    }
+  }
+}
+
 
 // ---- (a) and (b) --------------------------------------------------------------
 
@@ -154,21 +224,17 @@ if (workloads.includes('ab')) {
 
 // ---- replay -------------------------------------------------------------------
 
-let replayFiles = [];
 if (workloads.includes('replay')) {
-  const TRACES = tracesDir(REPO, argv);
   if (!existsSync(TRACES)) {
     out.push(`replay: skipped, no traces at ${TRACES} (put them there, or pass --traces=DIR or set MIMALLOC_TRACES)`, '');
   } else {
-    const only = opt('only')?.split(',');
-    const files = readdirSync(TRACES).filter((f) => f.endsWith('.trace.gz')).filter((f) => !only || only.includes(f.replace(/\.trace\.gz$/, ''))).sort();
+    const files = replayFiles.map((f) => path.basename(f));
     const reps = Number(opt('reps') ?? (quick ? 3 : 5));
     const maxEvents = Number(opt('events') ?? (quick ? 300_000 : Infinity));
     const cores = [];
     for (const c of configs) cores.push(await import(`./lib/replay-core.js?config=${c.key}`));
     const table = replayTable(`replay: ns per event, min / median of the reps; overhead vs ${configs[0].label} (min / median)`, configs.map((c) => c.label));
     json.rows.replay = {};
-    replayFiles = files.map((f) => path.join(TRACES, f));
     for (const file of files) {
       const { binFile } = await ensureBin(path.join(TRACES, file), BUILD_DIR);
       const name = file.replace(/\.trace\.gz$/, '');
@@ -194,58 +260,7 @@ if (workloads.includes('replay')) {
   }
 }
 
-// ---- native mimalloc at each MI_SECURE level (reference) ----------------------
-
-if (argv.includes('--native')) {
-  const lib = spawnSync('bash', [path.join(BENCH_DIR, 'peers', 'build-mimalloc-secure.sh')], { encoding: 'utf8' });
-  const micro = path.join(BUILD_DIR, 'native_micro_mimalloc');
-  const replay = path.join(BUILD_DIR, 'native_replay_mimalloc');
-  if (lib.status !== 0) {
-    out.push(`native: skipped (${(lib.stderr || '').trim().split('\n').pop()})`, '');
-  } else if (!existsSync(micro) || !existsSync(replay)) {
-    out.push('native: skipped (bench/build/native_*_mimalloc missing: run `npm run bench:peers`)', '');
-  } else {
-    const dir = lib.stdout.trim().split('\n').pop();
-    const env = (level) => ({ ...process.env, LD_LIBRARY_PATH: path.join(dir, `l${level}`) });
-    const run = (bin, args, level) => {
-      const r = spawnSync(bin, args, { encoding: 'utf8', env: env(level), timeout: 120_000 });
-      if (r.status !== 0) throw new Error(`${path.basename(bin)} (MI_SECURE=${level}): exit ${r.status ?? r.signal}: ${(r.stderr || '').trim()}`);
-      return JSON.parse(r.stdout);
-    };
-    const nreps = quick ? 1 : 3;
-    json.rows.native = { a: levels.map(() => []), b: levels.map(() => []), replay: {} };
-    if (workloads.includes('ab')) {
-      log(`native mimalloc (a), (b): ${nreps} interleaved runs of MI_SECURE ${levels.join(', ')}`);
-      const args = Object.entries(PARAMS).filter(([k]) => !['passes', 'c_passes'].includes(k)).map(([k, v]) => `${k}=${v}`);
-      if (quick) args.push('reps=3');
-      for (let r = 0; r < nreps; r++) {
-        for (let i = 0; i < levels.length; i++) {
-          const o = run(micro, [...args, 'workloads=ab'], levels[i]);
-          json.rows.native.a[i].push(...o.a.samples);
-          json.rows.native.b[i].push(...o.b.samples);
-        }
-      }
-      report('native mimalloc, (a) (per level: the samples of all runs; the same loop in C)', 'ns/op', json.rows.native.a);
-      report('native mimalloc, (b)', 'ns/op', json.rows.native.b);
-    }
-    if (replayFiles.length > 0) {
-      const table = replayTable('native mimalloc, replay: ns per event, min / median; overhead vs MI_SECURE=0 (min / median)', levels.map((l) => `level ${l}`));
-      const reps = Number(opt('reps') ?? (quick ? 3 : 5));
-      for (const f of replayFiles) {
-        const name = path.basename(f).replace(/\.trace\.gz$/, '');
-        const binFile = path.join(BUILD_DIR, 'traces', `${name}.bin`);
-        const ev = opt('events') ?? (quick ? '300000' : null); // the same prefix as the JavaScript replays
-        const evArgs = ev !== null ? [`events=${ev}`] : [];
-        const res = levels.map(() => []);
-        log(`native replay ${name}: ${reps} interleaved runs of MI_SECURE ${levels.join(', ')}`);
-        for (let r = 0; r < reps; r++) for (let i = 0; i < levels.length; i++) res[i].push(run(replay, [binFile, ...evArgs], levels[i]).ns_per_event);
-        table.add(name, res);
-        json.rows.native.replay[name] = levels.map((l, i) => ({ level: l, samples: res[i] }));
-      }
-      table.end();
-    }
-  }
-}
+out.push(...nativeOut);
 
 const c1 = cpuTicks();
 const busy = c0 && c1 ? Math.max(0, c1.busy - c0.busy - (c1.self - c0.self)) : 0;

@@ -547,13 +547,14 @@ class Secure4Allocator extends Allocator {
         const aw = this.aBase + (b >>> C.BITMAP_WORD_SHIFT);
         const bit = 1 << ((b >>> C.GRANULE_SHIFT) & 31);
         const a = mem[aw];
+        const cv = mem[padw];
         if ((next === 0 || ((next ^ b) & C.SECURE_LINK_MASK) === 0) &&
-            mem[padw] === (((padw << 2) ^ mem[rb + C.R_CANARY]) & ~0xff) && (a & bit) === 0) { // secure.ts canary, as SecureAllocator
+            cv === (((padw << 2) ^ mem[rb + C.R_CANARY]) & ~0xff) && (a & bit) === 0) { // secure.ts canary, as SecureAllocator
           mem[rb + C.R_FREE] = next;
           mem[rb + C.R_USED] = (mem[rb + C.R_USED] + 1) | 0;
           const d = (bs - C.PADDING - n) | 0;
           mem[padw + 1] = d; // the size word, then the slack pattern, then the A bit
-          fillSlack(mem, ((b + n) | 0) >>> 2, d, padw);
+          fillSlack(mem, ((b + n) | 0) >>> 2, d, cv);
           mem[aw] = a | bit;
           return b >>> 0;
         }

@@ -132,8 +132,8 @@ export function brokenCanary(a: Arena, rb: number, from: number): number {
  * slack, e's word is the canary's and the canary is what is stored; the
  * second store is e's word again unless d ≥ 5.
  */
-export function fillSlack(mem: Int32Array, sw: number, d: number, padw: number): void {
-  const v = (C.PAD4 & ((-d) >> 31)) | (mem[padw] & ~((-d) >> 31));
+export function fillSlack(mem: Int32Array, sw: number, d: number, canaryWord: number): void {
+  const v = (C.PAD4 & ((-d) >> 31)) | (canaryWord & ~((-d) >> 31));
   mem[sw] = v;
   mem[sw + (((4 - d) >> 31) & 1)] = v;
 }
