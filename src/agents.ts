@@ -364,11 +364,16 @@ function takeOver(ag: Agent, b: number, id: number): boolean {
  * does it through a temporary agent. Reports are made once every agent is
  * released. Returns how many were.
  */
-export function reapThread(ag: Agent, thread: number): number {
+export function reapThread(ag: Agent, thread: number, flush = true): number {
   if (thread === 0) return 0;
   if (!ag.isAttached()) {
     const tmp = new Agent(ag.arena, ag.errorHandler);
-    try { return reapThread(tmp, thread); } finally { if (!tmp.detached) detachAgent(tmp); }
+    try {
+      return reapThread(tmp, thread, flush);
+    } finally {
+      if (!tmp.detached) detachAgent(tmp);
+      ag.pendingOverflows.push(...tmp.pendingOverflows); // (unflushed: the caller's to report)
+    }
   }
   const a = ag.arena;
   const mem = a.mem;
@@ -379,7 +384,24 @@ export function reapThread(ag: Agent, thread: number): number {
     if (id === 0 || b === ag.agentBase || Atomics.load(mem, b + C.A_THREAD) !== thread) continue;
     if (liveHereAt(a, b, id) === null && takeOver(ag, b, id)) n++;
   }
-  if (ag.pendingOverflows.length !== 0) ag.flushOverflows();
+  if (flush && ag.pendingOverflows.length !== 0) ag.flushOverflows();
+  return n;
+}
+
+/**
+ * The exit listener of watch(): no caller to throw to (the default handler
+ * throws for EFAULT: an uncaught exception would end the process), so the
+ * reports of the release wait for the watcher's next call, as reports of
+ * page releases do; a watcher that has detached cannot report: a warning.
+ */
+function reapAtExit(ag: Agent, thread: number): number {
+  const n = reapThread(ag, thread, false);
+  if (!ag.isAttached() && ag.pendingOverflows.length !== 0) {
+    const q = ag.pendingOverflows.splice(0);
+    for (let i = 0; i < q.length; i += 2) {
+      console.warn(`mimalloc-ts: buffer overflow in block ${hex(q[i])} (size ${q[i + 1]}) found when an exited worker's pages were released (the watching agent has detached: nobody to report it to)`);
+    }
+  }
   return n;
 }
 
@@ -443,7 +465,7 @@ export function watchWorker(ag: Agent, worker: unknown, handle: AllocatorHandle)
   const entry: Watch = { thread, released: 0, handle: { kind: handle.kind, buffer: handle.buffer, thread } };
   if (mine === undefined) watches.set(ag, mine = new WeakMap());
   mine.set(w, entry);
-  if (isNodeWorker(w)) (w.once as (e: 'exit', f: () => void) => unknown).call(w, 'exit', () => { entry.released += reapThread(ag, thread); });
+  if (isNodeWorker(w)) (w.once as (e: 'exit', f: () => void) => unknown).call(w, 'exit', () => { entry.released += reapAtExit(ag, thread); });
   return entry.handle;
 }
 

@@ -292,7 +292,7 @@ export class Allocator {
     const rb = validate(ag, q, 'realloc');
     if (rb === 0) return 0;
     const usable = reallocInPlace(ag, rb, q, size);
-    if (usable < 0) return q;
+    if (usable < 0) return usable === -1 ? q : 0;
     const nb = this.malloc(size); // the fast path when it can: reallocs that move are common (ripgrep: 18% of calls)
     if (nb === 0) return 0;
     this._u8.copyWithin(nb, q, q + Math.min(usable, size));
@@ -484,7 +484,7 @@ class SecureAllocator extends Allocator {
         // a link into the page (or NULL), an intact canary (I5) and a block that is not live (a
         // corrupted link that lands on a live block must not make two owners), else the generic path reports
         if ((next === 0 || ((next ^ b) & C.SECURE_LINK_MASK) === 0) &&
-            mem[padw] === (((padw << 2) ^ mem[rb + C.R_CANARY]) & ~0xff) && (a & bit) === 0) { // (*)
+            mem[padw] === ((((padw << 2) ^ mem[rb + C.R_CANARY]) & ~0xff) | C.CANARY_LOW_BYTE) && (a & bit) === 0) { // (*)
           mem[rb + C.R_FREE] = next;
           mem[rb + C.R_USED] = (mem[rb + C.R_USED] + 1) | 0;
           mem[padw + 1] = (bs - C.PADDING - n) | 0; // the requested size over the link (debug.ts layout), before the A bit
@@ -549,7 +549,7 @@ class Secure4Allocator extends Allocator {
         const a = mem[aw];
         const cv = mem[padw];
         if ((next === 0 || ((next ^ b) & C.SECURE_LINK_MASK) === 0) &&
-            cv === (((padw << 2) ^ mem[rb + C.R_CANARY]) & ~0xff) && (a & bit) === 0) { // secure.ts canary, as SecureAllocator
+            cv === ((((padw << 2) ^ mem[rb + C.R_CANARY]) & ~0xff) | C.CANARY_LOW_BYTE) && (a & bit) === 0) { // secure.ts canary, as SecureAllocator
           mem[rb + C.R_FREE] = next;
           mem[rb + C.R_USED] = (mem[rb + C.R_USED] + 1) | 0;
           const d = (bs - C.PADDING - n) | 0;
@@ -577,7 +577,7 @@ class Secure4Allocator extends Allocator {
           const pad = (p + bs - C.PADDING) | 0;
           const padw = pad >>> 2;
           // the canary (secure.ts canary, written out), a size word inside the block, the slack: else generic
-          if (mem[padw] === ((pad ^ mem[rb + C.R_CANARY]) & ~0xff) && slackIntact(mem, pad, bs)) {
+          if (mem[padw] === (((pad ^ mem[rb + C.R_CANARY]) & ~0xff) | C.CANARY_LOW_BYTE) && slackIntact(mem, pad, bs)) {
             mem[this.aBase + w] = aw ^ bit;
             const local = mem[rb + C.R_LOCAL_FREE];
             mem[padw + 1] = Math.imul(local ^ mem[rb + C.R_KEY1], mem[rb + C.R_KEY0]); // setLink, over the size word

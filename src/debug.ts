@@ -87,7 +87,11 @@ export function checkPadding(a: Arena, rb: number, q: number): string | null {
   const mem = a.mem;
   const delta = mem[(pad >>> 2) + 1];
   const want = canaryOf(a, rb, pad);
-  const sizeOk = delta >= 0 && delta <= pad - q;
+  const got = mem[pad >>> 2];
+  // The size word follows the canary: trusted while the canary's last byte is intact (an
+  // overrun that stopped inside the canary did not reach it), else the size is not named
+  // and the first changed byte is looked for in the canary only.
+  const sizeOk = delta >= 0 && delta <= pad - q && ((got ^ want) >>> 24) === 0;
   const size = sizeOk ? pad - q - delta : -1;
   const u8 = a.u8;
   if (sizeOk && slackChecked(a)) { // the slack first: it lies before the canary, so a contiguous overrun starts there
@@ -98,7 +102,6 @@ export function checkPadding(a: Arena, rb: number, q: number): string | null {
       }
     }
   }
-  const got = mem[pad >>> 2];
   if (got !== want || !sizeOk) {
     const x = got ^ want;
     const at = pad - q + (x !== 0 ? (31 - Math.clz32(x & -x)) >>> 3 : 4); // first changed byte (little-endian), else the size word

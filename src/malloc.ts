@@ -217,7 +217,8 @@ function allocAlignedRaw(ag: Agent, th: Theap, size: number, alignment: number):
 }
 
 /**
- * realloc's decision for the live block q of page rb: −1 if it stays (in
+ * realloc's decision for the live block q of page rb: −2 if the error
+ * handler freed it while an overrun was reported, −1 if it stays (in
  * place when usable/2 ≤ size ≤ usable; padded modes also grow into the
  * block's slack, moving the padding first), else the usable bytes the move
  * copies. Padded modes check the padding either way (the fast free may not
@@ -230,8 +231,14 @@ export function reallocInPlace(ag: Agent, rb: number, q: number, size: number): 
   const a = ag.arena;
   const msg = checkPadding(a, rb, q);
   if (msg !== null) {
-    ag.report('EFAULT', msg, q);
-    setPadding(a, rb, q, usable, false);
+    setPadding(a, rb, q, usable, false); // repaired first: a free by the handler does not report it again
+    ag.report('EFAULT', msg, q); // a throwing handler: the block stays live, as it was but for its padding
+    // A handler that returns may have freed the block (it is told its address): then there is
+    // nothing left to resize, and realloc returns NULL. (One that frees it and gets the same
+    // address back from malloc is not told apart from one that did nothing.)
+    const w = q >>> C.BITMAP_WORD_SHIFT;
+    const bit = 1 << ((q >>> C.GRANULE_SHIFT) & 31);
+    if ((ag.aBits[w] & bit) === 0 || (Atomics.load(ag.rBits, w) & bit) !== 0) return -2;
   }
   const room = paddingOf(a, rb, q) - q;
   if (size > room || size < usable / 2 || size === 0) return usable;

@@ -171,7 +171,9 @@ function checkObject(opts: unknown, known: Set<string>, what: string): Record<st
   if (unknown.length !== 0) {
     throw new TypeError(`${what}: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')} (known: ${[...known].join(', ')})`);
   }
-  return opts as Record<string, unknown>;
+  const own: Record<string, unknown> = {}; // own properties only: an inherited `size` is not an option either
+  for (const k of Object.keys(opts)) own[k] = (opts as Record<string, unknown>)[k];
+  return own;
 }
 
 function checkBoolean(o: Record<string, unknown>, name: string, dflt: boolean): boolean {

@@ -39,10 +39,11 @@ let keyPoolNext = keyPool.length;
  * (R_CANARY; types.ts I5): the one formula every path uses (page extension,
  * the release scan, debug.ts's padding checks; allocator.ts's secure malloc
  * writes it out, for the reason given there).
- * Its low byte is 0, so a missing string terminator stops there (mimalloc #951).
+ * Its low byte is CANARY_LOW_BYTE, not 0 as mimalloc's (#951): a NUL written
+ * just past a request with no slack must change it (types.ts I5).
  */
 export function canary(pad: number, key: number): number {
-  return (pad ^ key) & ~0xff;
+  return ((pad ^ key) & ~0xff) | C.CANARY_LOW_BYTE;
 }
 
 /** The inverse of an odd k modulo 2^32 (Newton's iteration: each step doubles the correct low bits, 3 → 48); 0 for k = 0. */

@@ -59,13 +59,15 @@
  *   it outside any queue. Only the holder of a page writes its plain fields.
  * - I5 canaries (secure ≥ 3): every block below capacity, live or free, has
  *   canary(pad) at pad = blockStart + blockSize − PADDING, where
- *   canary(x) = (x ^ key) & ~0xff (key: the page's CANARY, random per page
- *   life, so a stale canary left in the slices by an earlier page of the
- *   same block size never passes, and apart from the link keys, which a
- *   canary gives away 24 bits of; the low byte is 0 so a missing string
- *   terminator stops there, mimalloc #951; a hash of x would hide nothing
- *   more, as any public bijection of x ^ key gives the key away from one
- *   canary just the same). pageExtend writes it;
+ *   canary(x) = ((x ^ key) & ~0xff) | CANARY_LOW_BYTE (key: the page's
+ *   CANARY, random per page life, so a stale canary left in the slices by
+ *   an earlier page of the same block size never passes, and apart from the
+ *   link keys, which a canary gives away 24 bits of; a hash of x would hide
+ *   nothing more, as any public bijection of x ^ key gives the key away from
+ *   one canary just the same). The low byte is fixed and not 0: mimalloc
+ *   makes it 0 (#951: a missing string terminator stops there), which lets
+ *   the commonest off-by-one, a NUL written just past a block with no
+ *   slack, pass every check; here detection wins. pageExtend writes it;
  *   setPadding (generic malloc, realloc) and the repairs after a report
  *   write the same value again; nothing else writes it. An overrun out of a
  *   block breaks I5 for that block; the break is reported when the block is
@@ -145,11 +147,11 @@ export const enum C {
    * keys per page (R_CANARY) instead of one per buffer; the page record's
    * fast-path fields, keys included, in its first cache line. 4: bins
    * renumbered (BIN_HUGE = BIN_LARGE_MAX + 1), abandoned bitmaps only for
-   * bins a size maps to. 5: agent records name their thread (A_THREAD)
+   * bins a size maps to. 6: canaries end in CANARY_LOW_BYTE, not 0. 5: agent records name their thread (A_THREAD)
    * and carry a nonce (A_NONCE); H_NEXT_TOKEN. An agent of another version
    * must not attach: it would misread the buffer.
    */
-  VERSION = 5,
+  VERSION = 6,
 
   /** Maximum simultaneously attached agents (main thread + workers). */
   MAX_AGENTS = 256,
@@ -283,6 +285,8 @@ export const enum C {
   DEBUG_UNINIT_BYTE = 0xd0, // fresh allocations (not zalloc/calloc)
   DEBUG_FREED_BYTE = 0xdf, // freed blocks and never-used blocks on a free list
   DEBUG_PAD_BYTE = 0xde, // slack between the requested size and the padding
+  /** The canary's low byte (I5): the byte just past a request with no slack; not 0, which a NUL terminator would leave intact. */
+  CANARY_LOW_BYTE = 0x9b,
   /** DEBUG_PAD_BYTE in every byte of an int32 word. */
   PAD4 = (DEBUG_PAD_BYTE * 0x01010101) | 0,
   /** Freed fill and its check on reuse cover at most this many bytes of a block. */
