@@ -19,7 +19,7 @@
  * | malloc: canary + A-bit test        |   | ✓ | ✓ | |
  * | malloc: set A bit                  | ✓ | ✓ | ✓ | |
  * | malloc: clear the link word        | ✓ | (requested size over the link) | (the same) | ✓ |
- * | malloc: 0xDE over ≤ 4 slack bytes  |   |   | ✓ | |
+ * | malloc: 0xDE to the end of the request's word |   |   | ✓ | |
  * | free: A-bit test (the whole validity check) | ✓ | ✓ | ✓ | |
  * | free: owner, F_ALIGNED/F_FULL test | ✓ | ✓ | ✓ | ✓ |
  * | free: XTHREAD_FREE empty test      | ✓ | ✓ | ✓ | |
@@ -526,12 +526,12 @@ class SecureAllocator extends Allocator {
 
 /**
  * Secure level 4: level 3's fast paths plus mimalloc's padding check at every
- * free (MI_PADDING_CHECK): malloc writes 0xDE over the first SECURE_SLACK_CHECK
- * (4) slack bytes after the request, and every free, this one included, checks
- * the canary, the size word and those bytes, so a one-byte overrun is found at
- * the free of its block (the generic path names the first byte written, frees
- * the block, then reports). Over level 3: ~2 stores at malloc, ~4 loads at
- * free (BENCHMARKS.md "Secure mode overhead").
+ * free (MI_PADDING_CHECK): malloc writes 0xDE from the request's end to the
+ * end of its 4-byte word (secure.ts fillSlack), and every free, this one
+ * included, checks the canary, the size word and those bytes, so a one-byte
+ * overrun is found at the free of its block (the generic path names the
+ * first byte written, frees the block, then reports). Over level 3: a store
+ * at malloc, two loads at free (BENCHMARKS.md "Secure mode overhead").
  */
 class Secure4Allocator extends Allocator {
   override malloc(n: number): number {

@@ -15,8 +15,8 @@
  * when the buffer's header says debug (the fast paths are off then); the
  * padding is shared with secure ≥ 3, which writes canary and size, and at
  * secure 4 the 0xDE slack too (mimalloc's padding check at MI_SECURE ≥ 3),
- * over SECURE_SLACK_CHECK bytes after the request (debug: DEBUG_SLACK_CHECK),
- * checked at every free.
+ * from the request's end to the end of its 4-byte word (debug:
+ * DEBUG_SLACK_CHECK bytes), checked at every free.
  */
 import { type Arena, blockStartOf } from './arena.js';
 import { canary } from './secure.js';
@@ -30,14 +30,14 @@ export function paddingOf(a: Arena, rb: number, q: number): number {
   return b + meta[rb + C.R_BLOCK_SIZE] - C.PADDING;
 }
 
-/** Do blocks carry the 0xDE slack pattern (debug: 16 bytes, secure 4: 4)? */
+/** Do blocks carry the 0xDE slack pattern (debug: 16 bytes, secure 4: 1–4)? */
 export function slackChecked(a: Arena): boolean {
   return a.debug || a.secure >= 4;
 }
 
-/** How many slack bytes after the request carry the pattern: 16 in debug mode, 4 at secure 4. */
-function slackLength(a: Arena): number {
-  return a.debug ? C.DEBUG_SLACK_CHECK : C.SECURE_SLACK_CHECK;
+/** How many slack bytes after the request ending at e carry the pattern: 16 in debug mode, to the end of e's word at secure 4 (secure.ts). */
+function slackLength(a: Arena, e: number): number {
+  return a.debug ? C.DEBUG_SLACK_CHECK : 4 - (e & 3);
 }
 
 /** Canary of the padding at `pad` in page rb. */
@@ -65,7 +65,7 @@ export function setPadding(a: Arena, rb: number, q: number, size: number, fillUn
   const pad = paddingOf(a, rb, q);
   const u8 = a.u8;
   if (fillUninit) u8.fill(C.DEBUG_UNINIT_BYTE, q, q + size);
-  if (slackChecked(a)) u8.fill(C.DEBUG_PAD_BYTE, q + size, Math.min(q + size + slackLength(a), pad)); // (secure 3: canary only)
+  if (slackChecked(a)) u8.fill(C.DEBUG_PAD_BYTE, q + size, Math.min(q + size + slackLength(a, q + size), pad)); // (secure 3: canary only)
   a.mem[pad >>> 2] = canaryOf(a, rb, pad);
   a.mem[(pad >>> 2) + 1] = pad - (q + size);
 }
@@ -95,7 +95,7 @@ export function checkPadding(a: Arena, rb: number, q: number): string | null {
   const size = sizeOk ? pad - q - delta : -1;
   const u8 = a.u8;
   if (sizeOk && slackChecked(a)) { // the slack first: it lies before the canary, so a contiguous overrun starts there
-    const end = Math.min(q + size + slackLength(a), pad);
+    const end = Math.min(q + size + slackLength(a, q + size), pad);
     for (let i = q + size; i < end; i++) {
       if (u8[i] !== C.DEBUG_PAD_BYTE) {
         return `buffer overflow in block ${hex(q)} of size ${size}: write after ${i - q + 1} bytes (byte ${i - q} is 0x${u8[i].toString(16)})`;

@@ -119,24 +119,26 @@ export function brokenCanary(a: Arena, rb: number, from: number): number {
 }
 
 /*
- * Secure 4's slack pattern on the fast paths (types.ts SECURE_SLACK_CHECK:
- * the bytes [e, e + min(d, 4)) after a request ending at e, d bytes of slack
- * before the padding at pad), for allocator.ts's Secure4Allocator. Out of
- * the fast paths' bodies so that those stay under V8's inlining limit (460 bytes of bytecode: over it, malloc and
- * free are calls, measured +2.7 ns/op); branch-free, so a mispredict never
- * waits on the block's cold line.
+ * Secure 4's slack pattern: DEBUG_PAD_BYTE from the request's end e to the
+ * end of e's 4-byte word (1–4 bytes; fewer if the slack d is shorter, none
+ * if d = 0, where the canary follows at once). Every contiguous overrun
+ * writes byte e, so it is caught at the free of its block, with one store at
+ * malloc and one load at free: the next word too (a 4-byte pattern) cost
+ * ~0.8 ns/op more on (a), 16 bytes ~6 ns (BENCHMARKS.md "Secure mode
+ * overhead"); mimalloc and debug mode check 16 bytes of slack. For
+ * allocator.ts's Secure4Allocator, out of the fast paths' bodies so that
+ * those stay under V8's inlining limit (460 bytes of bytecode: over it,
+ * malloc and free are calls, +2.7 ns/op); branch-free.
  */
 
 /**
- * Two whole-word stores: the bytes of e's word (sw) before e are the new
+ * One whole-word store at e's word sw: its bytes before e are the new
  * block's own, not yet written (zalloc zeroes them at this level); with no
- * slack, e's word is the canary's and the canary is what is stored; the
- * second store is e's word again unless d ≥ 5.
+ * slack, e's word is the canary's, and the canary is what is stored.
  */
 export function fillSlack(mem: Int32Array, sw: number, d: number, canaryWord: number): void {
   const v = (C.PAD4 & ((-d) >> 31)) | (canaryWord & ~((-d) >> 31));
   mem[sw] = v;
-  mem[sw + (((4 - d) >> 31) & 1)] = v;
 }
 
 /** Is the size word at pad + 4 inside the block, and the pattern after the request intact? */
@@ -145,6 +147,5 @@ export function slackIntact(mem: Int32Array, pad: number, bs: number): boolean {
   const e = (pad - d) | 0;
   const sw = e >>> 2;
   const r = (e & 3) << 3;
-  return (d >>> 0) <= ((bs - C.PADDING) >>> 0) &&
-    ((((mem[sw] ^ C.PAD4) >>> r) & ((-d) >> 31)) | ((((mem[sw + 1] ^ C.PAD4) << (31 - r)) << 1) & ((3 - d) >> 31))) === 0;
+  return (d >>> 0) <= ((bs - C.PADDING) >>> 0) && (((mem[sw] ^ C.PAD4) >>> r) & ((-d) >> 31)) === 0;
 }

@@ -274,14 +274,7 @@ export const enum C {
    * first.
    */
   LINK_FROM_END = 4,
-  DEBUG_SLACK_CHECK = 16,
-  /**
-   * Secure 4 writes and checks DEBUG_PAD_BYTE in this many slack bytes after
-   * the request (or all of them, if fewer): every contiguous overrun writes
-   * the first of them. (mimalloc and debug mode: 16; four keep the fast
-   * paths' check to two words, branch-free: secure.ts slackLo.)
-   */
-  SECURE_SLACK_CHECK = 4,
+  DEBUG_SLACK_CHECK = 16, // debug mode's slack pattern (secure 4: to the end of the request's last word, secure.ts)
   DEBUG_UNINIT_BYTE = 0xd0, // fresh allocations (not zalloc/calloc)
   DEBUG_FREED_BYTE = 0xdf, // freed blocks and never-used blocks on a free list
   DEBUG_PAD_BYTE = 0xde, // slack between the requested size and the padding

@@ -25,8 +25,8 @@ const CASES = [
   ['realloc(malloc(10), 300)', (a) => [a.realloc(a.malloc(10), 300), 300]],
 ];
 
-/** Slack bytes after the request that carry the pattern: 16 in debug mode (as mimalloc), 4 at secure 4 (types.ts SECURE_SLACK_CHECK). */
-const CHECKED = (mode) => (mode.debug ? 16 : 4);
+/** Slack bytes after a request of n bytes that carry the pattern: 16 in debug mode (as mimalloc), to the end of the request's 4-byte word at secure 4 (secure.ts). */
+const CHECKED = (mode, n) => (mode.debug ? 16 : 4 - (n & 3));
 
 /** What the report of a write `at` bytes past a request of n bytes with `slack` bytes of slack must say. */
 function expectedText(n, at, slack, checked = 16) {
@@ -67,7 +67,7 @@ for (const mode of [{ secure: 4 }, { debug: true }]) {
     // sizes whose slack is known (block = goodSize(n + 8) in these small bins): every checked byte
     for (const [n, slack] of [[17, 7], [100, 4], [300, 12], [1000, 16], [30, 2], [24, 0], [5, 3], [4, 4], [3, 5]]) {
       test(`malloc(${n}) (${slack} bytes of slack): a write at any checked slack byte or the canary is reported, naming that byte; unchecked slack is not`, () => {
-        const checked = CHECKED(mode);
+        const checked = CHECKED(mode, n);
         for (let at = 0; at < slack + 4; at++) {
           const { a, errors } = recording(16 * MiB, mode);
           for (let i = 0; i < 3; i++) a.free(a.malloc(n)); // the fast paths too, once a block is reused
@@ -86,7 +86,7 @@ for (const mode of [{ secure: 4 }, { debug: true }]) {
     }
 
     test('malloc(5000): slack bytes past the checked ones are not checked (as mimalloc past 16); the checked ones are', () => {
-      const checked = CHECKED(mode);
+      const checked = CHECKED(mode, 5000);
       const { a, errors } = recording(16 * MiB, mode);
       const p = a.malloc(5000); // 112 bytes of slack
       a.u8[p + 5000 + checked] = 0x33; // the first unchecked slack byte
