@@ -395,7 +395,12 @@ export function reapThread(ag: Agent, thread: number, flush = true): number {
  * page releases do; a watcher that has detached cannot report: a warning.
  */
 function reapAtExit(ag: Agent, thread: number): number {
-  const n = reapThread(ag, thread, false);
+  let n = 0;
+  try {
+    n = reapThread(ag, thread, false);
+  } catch (e) { // (a detached watcher with every agent record taken: no agent to release with)
+    console.warn(`mimalloc-ts: the agents of exited thread ${thread} could not be released: ${(e as Error).message}`);
+  }
   if (!ag.isAttached() && ag.pendingOverflows.length !== 0) {
     const q = ag.pendingOverflows.splice(0);
     for (let i = 0; i < q.length; i += 2) {
