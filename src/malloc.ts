@@ -156,8 +156,12 @@ export function nomem(ag: Agent, size: number): number {
  */
 export function zeroNew(ag: Agent, p: number, n: number): void {
   const rb = ag.pageMap[p >>> C.SLICE_SHIFT];
-  // (secure 4: the fast malloc's slack pattern may cover the last bytes of the request)
-  if (((ag.meta[rb + C.R_FLAGS] & C.F_ZERO) === 0 && (n > 4 || ag.secure >= 3)) || ag.debug || ag.secure >= 4) zero(ag, p, n);
+  if (((ag.meta[rb + C.R_FLAGS] & C.F_ZERO) === 0 && (n > 4 || ag.secure >= 3)) || ag.debug) {
+    zero(ag, p, n);
+  } else if (ag.secure >= 4) { // a known-zero block but for the request's last word, which the fast malloc's slack store covers
+    const u8 = ag.u8;
+    for (let i = p + n - ((p + n) & 3); i < p + n; i++) u8[i] = 0;
+  }
 }
 
 /**
