@@ -220,14 +220,20 @@ export class Agent implements AgentContext {
 
   /**
    * Every generic entry: this object has not detached, and its record still
-   * holds its id, alive (one Atomics.load, then a plain load of the state:
-   * a stale ALIVE only defers the detection to the next call). A released
-   * agent throws here, before touching anything, from now on.
+   * holds its id and is not being reaped (one Atomics.load, then plain loads
+   * of the state and the reaper: a stale value only defers the detection to
+   * the next call). REAPING counts only once a reaper has named itself: a
+   * reaper that lost a race sets REAPING on a record reused by a new agent
+   * for an instant, before it sees the new id and gives the state back, and
+   * the new agent must not take that for its own release. A released agent
+   * throws here, before touching anything, from now on.
    */
   assertAttached(): void {
     if (this.detached) throw new Error(this.releasedMessage ?? 'mimalloc-ts: this allocator object was detached');
     const base = this.agentBase;
-    if (Atomics.load(this.mem, base + C.A_ID) !== this.id || this.mem[base + C.A_STATE] !== C.AGENT_ALIVE) this.released();
+    const m = this.mem;
+    if (Atomics.load(m, base + C.A_ID) !== this.id ||
+        (m[base + C.A_STATE] !== C.AGENT_ALIVE && m[base + C.A_REAPER] !== 0)) this.released();
   }
 
   /** Is this object still attached (not detached, not released)? Notes a release as assertAttached does, without throwing. */

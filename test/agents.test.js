@@ -332,3 +332,24 @@ describe('buffer sizes: our messages, naming the limits', () => {
     }
   });
 });
+
+test('a reaper that lost its race marks a reused record REAPING for an instant: the new agent does not take it for its own release', () => {
+  const a = Allocator.create({ size: 16 * MiB });
+  const b = Allocator.attach(a.handle);
+  const mem = a.i32;
+  let rec = -1;
+  for (let i = 0; i < C.MAX_AGENTS; i++) {
+    const r = a.arena.agentRecord(i);
+    if (Atomics.load(mem, r + C.A_ID) === b.agentId) rec = r;
+  }
+  assert.ok(rec >= 0);
+  Atomics.store(mem, rec + C.A_STATE, C.AGENT_REAPING); // the stale reaper's CAS, before it sees the id and gives the state back
+  const p = b.malloc(5000); // a generic call: assertAttached runs
+  assert.notEqual(p, 0);
+  Atomics.store(mem, rec + C.A_STATE, C.AGENT_ALIVE);
+  b.free(p);
+  // a reaper that named itself is a release
+  Atomics.store(mem, rec + C.A_STATE, C.AGENT_REAPING);
+  Atomics.store(mem, rec + C.A_REAPER, a.agentId);
+  assert.throws(() => b.malloc(5000), /released by agent/);
+});
