@@ -35,6 +35,8 @@ export function binOf(size: number): number {
 export const BIN_BLOCK_SIZE = new Int32Array(C.BIN_COUNT);
 /** @internal Slices of a fresh page for each bin (small 1, medium 8, large 64). */
 export const BIN_PAGE_SLICES = new Int32Array(C.BIN_COUNT);
+/** @internal The same with SECURE_GUARD bytes kept after the last block (secure ≥ 1): an exact fit would hold one block less. */
+export const BIN_PAGE_SLICES_GUARDED = new Int32Array(C.BIN_COUNT);
 /** @internal For the fast path: bin of each wsize 0..SMALL_WSIZE_MAX. */
 export const WSIZE_BIN = new Uint8Array(C.SMALL_WSIZE_MAX + 1);
 
@@ -47,7 +49,8 @@ export const WSIZE_BIN = new Uint8Array(C.SMALL_WSIZE_MAX + 1);
     const bs = BIN_BLOCK_SIZE[b];
     if (bs === 0) continue;
     BIN_PAGE_SLICES[b] = bs <= C.SMALL_OBJ_SIZE_MAX ? C.SMALL_PAGE_SLICES
-      : bs <= C.MEDIUM_OBJ_SIZE_MAX ? C.MEDIUM_PAGE_SLICES : C.LARGE_PAGE_SLICES;
+      : bs <= C.MEDIUM_OBJ_SIZE_MAX ? C.MEDIUM_PAGE_SLICES : fittedPageSlices(bs, 0);
+    BIN_PAGE_SLICES_GUARDED[b] = bs <= C.MEDIUM_OBJ_SIZE_MAX ? BIN_PAGE_SLICES[b] : fittedPageSlices(bs, C.SECURE_GUARD);
   }
   for (let w = 0; w <= C.SMALL_WSIZE_MAX; w++) WSIZE_BIN[w] = binOfWsize(w);
   // load-time checks of what types.ts cannot derive
@@ -56,7 +59,39 @@ export const WSIZE_BIN = new Uint8Array(C.SMALL_WSIZE_MAX + 1);
   if (binOfWsize(C.LARGE_OBJ_WSIZE_MAX) !== C.BIN_LARGE_MAX) throw new Error('invariant: BIN_LARGE_MAX is the bin of LARGE_OBJ_SIZE_MAX');
   if (binOfWsize(C.LARGE_OBJ_WSIZE_MAX + 1) !== C.BIN_HUGE) throw new Error('invariant: larger requests map to BIN_HUGE');
   if (C.H_ABANDONED_COUNT + C.ABANDONED_BINS > C.H_FIXED_WORDS) throw new Error('invariant: the abandoned counters fit in the fixed header words');
+  for (let b = 0; b < C.BIN_COUNT; b++) { // every page holds a block, guard or not
+    const bs = BIN_BLOCK_SIZE[b];
+    if (bs === 0) continue;
+    if (BIN_PAGE_SLICES[b] * C.SLICE_SIZE < bs || BIN_PAGE_SLICES_GUARDED[b] * C.SLICE_SIZE < bs + C.SECURE_GUARD) {
+      throw new Error(`invariant: the pages of bin ${b} hold a block of ${bs} bytes`);
+    }
+  }
 })();
+
+/**
+ * Slices of a page for blocks of bs > SMALL_OBJ_SIZE_MAX bytes: the fewest
+ * (up to MEDIUM_PAGE_SLICES) whose tail after the last block is at most an
+ * eighth of the page, else the one with the smallest tail. In a bounded
+ * buffer every slice a page reserves is gone for everything else, and each
+ * agent keeps a partly used page per size class: mimalloc's 512 KiB medium
+ * and 4 MiB large pages kept most of a 64 MiB buffer in pages with a few
+ * blocks each (bench:fill). Block sizes here are multiples of 16 KiB or
+ * finer, so a few slices usually hold whole blocks with no tail at all
+ * (96 KiB blocks: 3 slices, 2 blocks). Cost: more page initialisations per
+ * block for these sizes (a page holds 1–13 blocks instead of 6–40).
+ */
+function fittedPageSlices(bs: number, guard: number): number {
+  let best = 0;
+  let bestTail = 1;
+  const least = Math.max(1, Math.ceil((bs + guard) / C.SLICE_SIZE));
+  for (let n = least; n <= Math.max(least, C.MEDIUM_PAGE_SLICES); n++) {
+    const bytes = n * C.SLICE_SIZE;
+    const tail = (bytes - Math.floor((bytes - guard) / bs) * bs) / bytes;
+    if (tail <= 1 / 8) return n;
+    if (best === 0 || tail < bestTail) { best = n; bestTail = tail; }
+  }
+  return best;
+}
 
 /** @internal Bytes per block in a singleton page for a request of `size` bytes: whole slices. */
 export function hugeBlockSize(size: number): number {

@@ -15,7 +15,7 @@
  */
 import { reclaimAbandoned, releasePage, settleHeld } from './abandon.js';
 import type { Agent } from './agents.js';
-import { BIN_BLOCK_SIZE, BIN_PAGE_SLICES } from './bins.js';
+import { BIN_BLOCK_SIZE, BIN_PAGE_SLICES, BIN_PAGE_SLICES_GUARDED } from './bins.js';
 import { pageCollect, pageExtend, pageInit } from './page.js';
 import type { Theap } from './page-queue.js';
 import { C } from './types.js';
@@ -86,10 +86,10 @@ export function findPage(ag: Agent, th: Theap, bin: number): number {
 function freshPage(ag: Agent, th: Theap, bin: number): number {
   const a = ag.arena;
   const bs = BIN_BLOCK_SIZE[bin];
-  let slices = BIN_PAGE_SLICES[bin];
-  // medium and large pages sit on multiples of their size, so freed ones
-  // leave aligned holes that the next page of that kind fits exactly
-  let s = a.claimSlices(ag.agentBase, slices, slices);
+  let slices = a.secure > 0 ? BIN_PAGE_SLICES_GUARDED[bin] : BIN_PAGE_SLICES[bin];
+  // pages of a power-of-two size sit on multiples of it, so freed ones leave
+  // aligned holes that the next page of that size fits exactly
+  let s = a.claimSlices(ag.agentBase, slices, (slices & (slices - 1)) === 0 ? slices : 1);
   if (s < 0 && slices > 1) s = a.claimSlices(ag.agentBase, slices, 1);
   if (s < 0) {
     collectRetired(ag, th, true);

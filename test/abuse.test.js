@@ -63,7 +63,7 @@ function assertCoverage(run) {
     'no memory ENOMEM': 150,
     'no memory EOVERFLOW': 30,
     'cross-agent free': 500,
-    'double free of a singleton block': 5,
+    'double free of a singleton block': 3,
     rotate: 5,
   };
   for (const [k, n] of Object.entries(min)) {
