@@ -19,8 +19,10 @@
  * An address is a byte offset into the buffer (u32); 0 is NULL and lies in
  * the header, so no block can ever have address 0. The memory after the
  * header is cut into 64 KiB *slices*; a *page* is a run of slices holding
- * blocks of one size (mimalloc v3: small = 1 slice, medium = 8, large = 64,
- * singleton = exactly one block of any number of slices).
+ * blocks of one size (small = 1 slice, medium = 8 as mimalloc v3; large =
+ * the fewest slices, up to 8, that fit their blocks with at most an eighth
+ * left over, bins.ts fittedPageSlices, where v3 takes 64 slices; singleton
+ * = exactly one block of any number of slices).
  *
  * ## Header regions (all Int32 words; offsets are word indices)
  *
@@ -173,7 +175,6 @@ export const enum C {
   /** Page kinds by block size; the /6 keeps the tail waste of a page ≤ 1/6·block. */
   SMALL_PAGE_SLICES = 1, // 64 KiB
   MEDIUM_PAGE_SLICES = 8, // 512 KiB
-  LARGE_PAGE_SLICES = 64, // 4 MiB
   SMALL_OBJ_SIZE_MAX = (((SMALL_PAGE_SLICES * SLICE_SIZE) - 4096) / 6) | 0, // 10240
   MEDIUM_OBJ_SIZE_MAX = (((MEDIUM_PAGE_SLICES * SLICE_SIZE) - 4096) / 6) | 0, // 86698
 
