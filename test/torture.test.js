@@ -25,6 +25,7 @@ import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { Allocator, goodSize } from '../dist/index.js';
 import { C } from '../dist/types.js';
+import { BIN_PAGE_SLICES, BIN_PAGE_SLICES_GUARDED, binOf } from '../dist/bins.js';
 import { MiB } from './lib/helpers.js';
 import { makeRng, sleep } from './workers/common.js';
 import {
@@ -78,7 +79,7 @@ for (const [secure, KILLS] of [[0, KILLS_DEFAULT], [4, KILLS_SECURE]]) {
     addClasses(10240, 81920);
     for (const [lo, hi] of LARGE_RANGES) addClasses(lo, hi);
     let pageSet = 0;
-    const pageBytes = (bs) => C.SLICE_SIZE * (bs <= C.SMALL_OBJ_SIZE_MAX ? C.SMALL_PAGE_SLICES : bs <= C.MEDIUM_OBJ_SIZE_MAX ? C.MEDIUM_PAGE_SLICES : C.LARGE_PAGE_SLICES);
+    const pageBytes = (bs) => C.SLICE_SIZE * (secure > 0 ? BIN_PAGE_SLICES_GUARDED : BIN_PAGE_SLICES)[binOf(bs)]; // the build's page sizes
     for (const bs of classes) pageSet += pageBytes(bs);
     const memoryBound = (peak) => 2 * peak + (2 * WORKERS + 1) * pageSet;
 
