@@ -455,9 +455,10 @@ class UncheckedAllocator extends Allocator {
  * from the block (the canary waits for the block's reuse: I5). ~40
  * instructions per malloc+free pair over the default paths (BENCHMARKS.md).
  *
- * Fast-path bins are one-slice pages (asserted in bins.ts), so "a link into
- * this page" is "8-byte aligned, in the block's 64 KiB slice": an xor and a
- * mask. A link that passes but is no block start below capacity fails the
+ * Fast-path bins are small pages, whole and on a 64 KiB boundary at secure
+ * ≥ 3 (asserted in bins.ts, kept by theap.ts freshPage), so "a link into
+ * this page" is "8-byte aligned, in the block's 64 KiB region": an xor and
+ * a mask (types.ts SECURE_LINK_MASK). A link that passes but is no block start below capacity fails the
  * next pop's canary check (a per-page-life key: a stale canary of an earlier
  * page in the slice does not pass).
  *

@@ -10,7 +10,7 @@
  * undo a multi-word update that agent died in the middle of (see `recoverIntent`).
  *
  * Cost: a claim scans the free-slice bitmap from the lowest slice, 32 slices
- * per word (a 1 GiB buffer is 512 words), once per new page (≥ 64 KiB of
+ * per word (a 1 GiB buffer is 2048 words), once per new page (≥ 16 KiB of
  * blocks), plus one CAS per bitmap word of the run.
  */
 import { C } from './types.js';
@@ -94,7 +94,7 @@ export class Arena {
   constructor(buffer: ArrayBufferLike) {
     const n = buffer.byteLength;
     if (!(n >= C.MIN_SIZE && n - (n % C.SLICE_SIZE) <= C.MAX_SIZE)) { // before any view: V8's messages say nothing of the limits
-      throw new RangeError(`mimalloc-ts: a buffer of ${n} bytes cannot hold an allocator (${C.MIN_SIZE} to ${C.MAX_SIZE} bytes: 1 MiB to 4 GiB − 64 KiB)`);
+      throw new RangeError(`mimalloc-ts: a buffer of ${n} bytes cannot hold an allocator (${C.MIN_SIZE} to ${C.MAX_SIZE} bytes: 1 MiB to 4 GiB − 16 KiB)`);
     }
     this.buffer = buffer;
     const sliceCount = Math.floor(buffer.byteLength / (1 << C.SLICE_SHIFT));

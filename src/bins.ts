@@ -33,7 +33,7 @@ export function binOf(size: number): number {
 
 /** @internal Block size in bytes of each bin (0 for unused bins and the huge/full bins). */
 export const BIN_BLOCK_SIZE = new Int32Array(C.BIN_COUNT);
-/** @internal Slices of a fresh page for each bin (small 1, medium 8, large 64). */
+/** @internal Slices of a fresh page for each bin (small 4, medium 8, large fitted: bins.ts fittedPageSlices). */
 export const BIN_PAGE_SLICES = new Int32Array(C.BIN_COUNT);
 /** @internal The same with SECURE_GUARD bytes kept after the last block (secure ≥ 1): an exact fit would hold one block less. */
 export const BIN_PAGE_SLICES_GUARDED = new Int32Array(C.BIN_COUNT);
@@ -55,7 +55,9 @@ export const WSIZE_BIN = new Uint8Array(C.SMALL_WSIZE_MAX + 1);
   for (let w = 0; w <= C.SMALL_WSIZE_MAX; w++) WSIZE_BIN[w] = binOfWsize(w);
   // load-time checks of what types.ts cannot derive
   // the secure fast path's link check (types.ts SECURE_LINK_MASK) relies on it
-  if (BIN_PAGE_SLICES[WSIZE_BIN[C.SMALL_WSIZE_MAX]] !== 1) throw new Error('invariant: fast-path bins live in one-slice pages');
+  if (BIN_PAGE_SLICES[WSIZE_BIN[C.SMALL_WSIZE_MAX]] !== C.SMALL_PAGE_SLICES || BIN_PAGE_SLICES_GUARDED[WSIZE_BIN[C.SMALL_WSIZE_MAX]] !== C.SMALL_PAGE_SLICES) {
+    throw new Error('invariant: fast-path bins live in small pages');
+  }
   if (binOfWsize(C.LARGE_OBJ_WSIZE_MAX) !== C.BIN_LARGE_MAX) throw new Error('invariant: BIN_LARGE_MAX is the bin of LARGE_OBJ_SIZE_MAX');
   if (binOfWsize(C.LARGE_OBJ_WSIZE_MAX + 1) !== C.BIN_HUGE) throw new Error('invariant: larger requests map to BIN_HUGE');
   if (C.H_ABANDONED_COUNT + C.ABANDONED_BINS > C.H_FIXED_WORDS) throw new Error('invariant: the abandoned counters fit in the fixed header words');
@@ -69,22 +71,24 @@ export const WSIZE_BIN = new Uint8Array(C.SMALL_WSIZE_MAX + 1);
 })();
 
 /**
- * Slices of a page for blocks of bs > SMALL_OBJ_SIZE_MAX bytes: the fewest
- * (up to MEDIUM_PAGE_SLICES) whose tail after the last block is at most an
- * eighth of the page, else the one with the smallest tail. In a bounded
- * buffer every slice a page reserves is gone for everything else, and each
- * agent keeps a partly used page per size class: mimalloc's 512 KiB medium
- * and 4 MiB large pages kept most of a 64 MiB buffer in pages with a few
- * blocks each (bench:fill). Block sizes here are multiples of 16 KiB or
+ * Slices of a page for blocks of bs > MEDIUM_OBJ_SIZE_MAX bytes: the fewest
+ * (searching up to GROW_MAX_SLICES) whose tail after the last block is at
+ * most an eighth of the page, else the one with the smallest tail. In a
+ * bounded buffer every slice a page reserves is gone for everything else,
+ * and each agent keeps a partly used page per size class: mimalloc's
+ * 4 MiB large pages kept most of a 64 MiB buffer in pages with a few
+ * blocks each (bench:fill). Block sizes here are multiples of 4 KiB or
  * finer, so a few slices usually hold whole blocks with no tail at all
- * (96 KiB blocks: 3 slices, 2 blocks). Cost: more page initialisations per
- * block for these sizes (a page holds 1–13 blocks instead of 6–40).
+ * (28 KiB blocks: 7 slices, 4 blocks; 96 KiB: 6 slices, 1 block). Cost:
+ * more page initialisations per block (a page holds 1–8 blocks instead of
+ * v3's 8–170), which theap.ts freshPage buys back for bins that churn by
+ * growing their pages (types.ts GROW_MAX).
  */
 function fittedPageSlices(bs: number, guard: number): number {
   let best = 0;
   let bestTail = 1;
   const least = Math.max(1, Math.ceil((bs + guard) / C.SLICE_SIZE));
-  for (let n = least; n <= Math.max(least, C.MEDIUM_PAGE_SLICES); n++) {
+  for (let n = least; n <= Math.max(least, C.GROW_MAX_SLICES); n++) {
     const bytes = n * C.SLICE_SIZE;
     const tail = (bytes - Math.floor((bytes - guard) / bs) * bs) / bytes;
     if (tail <= 1 / 8) return n;

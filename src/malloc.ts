@@ -12,7 +12,7 @@ import type { Agent } from './agents.js';
 import { BIN_BLOCK_SIZE, binOf } from './bins.js';
 import { canaryOf, checkFreed, checkPadding, paddingOf, setPadding } from './debug.js';
 import { checkSize, hex } from './errors.js';
-import { usableOf } from './free.js';
+import { freeGeneric, usableOf } from './free.js';
 import { getLink, pageExtend, pageInit, setLink } from './page.js';
 import type { Theap } from './page-queue.js';
 import { collectRetired, findPage } from './theap.js';
@@ -112,7 +112,7 @@ function popBlock(ag: Agent, rb: number, size: number): number {
 
 /**
  * A singleton page of whole slices for one block (> 512 KiB, or alignment
- * > 64 KiB). v3 abandons singleton pages as soon as their block is handed
+ * > 16 KiB, a slice). v3 abandons singleton pages as soon as their block is handed
  * out: whichever agent frees the block takes the page and releases it.
  */
 function allocHuge(ag: Agent, th: Theap, size: number, alignSlices: number, request: number): number {
@@ -185,7 +185,8 @@ function zero(ag: Agent, p: number, n: number): void {
 /**
  * `n` bytes at a multiple of `alignment` (a power of two, validated) in
  * theap th. Sizes whose bin block is a multiple of the alignment are
- * naturally aligned (pages start on 64 KiB); otherwise the block is
+ * naturally aligned where their page starts on a multiple of the alignment
+ * (checked; always so up to a slice, 16 KiB); otherwise the block is
  * over-allocated and the page marked F_ALIGNED; alignments above 64 KiB get
  * a singleton page on an aligned slice.
  */
@@ -199,12 +200,20 @@ export function allocAligned(ag: Agent, th: Theap, size: number, alignment: numb
 function allocAlignedRaw(ag: Agent, th: Theap, size: number, alignment: number): number {
   if (size > REQUEST_MAX) return nomem(ag, size);
   const need = ag.padded ? size + C.PADDING : size;
-  if (alignment > C.SLICE_SIZE) return allocHuge(ag, th, need, alignment / C.SLICE_SIZE, size);
-  if (need > C.LARGE_OBJ_SIZE_MAX) return allocHuge(ag, th, need, 1, size);
+  const alignSlices = alignment > C.SLICE_SIZE ? alignment / C.SLICE_SIZE : 1; // a singleton page starts on a slice
+  if (alignment > C.SMALL_PAGE_SIZE) return allocHuge(ag, th, need, alignSlices, size);
+  if (need > C.LARGE_OBJ_SIZE_MAX) return allocHuge(ag, th, need, alignSlices, size);
   const want = Math.max(size, alignment);
-  if (!ag.padded && BIN_BLOCK_SIZE[binOf(want)] % alignment === 0) return allocSize(ag, th, want, false);
+  if (!ag.padded && BIN_BLOCK_SIZE[binOf(want)] % alignment === 0) {
+    const b = allocSize(ag, th, want, false);
+    // aligned if its page starts on a multiple of the alignment: always up to
+    // a slice; above, usually (pages of 2^k slices are claimed on a multiple of
+    // their size, theap.ts freshPage), not when memory was short
+    if (b === 0 || (b & (alignment - 1)) === 0) return b;
+    freeGeneric(ag, b);
+  }
   const over = size + alignment - C.WORD; // allocSize adds the padding itself
-  if (over + (need - size) > C.LARGE_OBJ_SIZE_MAX) return allocHuge(ag, th, need, 1, size);
+  if (over + (need - size) > C.LARGE_OBJ_SIZE_MAX) return allocHuge(ag, th, need, alignSlices, size);
   const b = allocSize(ag, th, over, false);
   if (b === 0) return 0;
   const q = Math.ceil(b / alignment) * alignment;

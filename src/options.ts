@@ -21,8 +21,8 @@ export interface AllocatorOptions {
    * operating system commits a SharedArrayBuffer's pages when first written).
    *
    * @defaultValue 256 MiB
-   * Constraint: an integer, 1 MiB ≤ size ≤ 4 GiB − 64 KiB; rounded up to a
-   * multiple of 64 KiB. Not with `buffer` (whose byteLength is the size).
+   * Constraint: an integer, 1 MiB ≤ size ≤ 4 GiB − 16 KiB; rounded up to a
+   * multiple of 16 KiB. Not with `buffer` (whose byteLength is the size).
    */
   size?: number;
   /**
@@ -37,7 +37,7 @@ export interface AllocatorOptions {
   /**
    * Manage this existing buffer instead of creating one. Its contents are
    * overwritten (the allocator's header is written at offset 0); its
-   * byteLength, rounded down to a multiple of 64 KiB, is the size.
+   * byteLength, rounded down to a multiple of 16 KiB, is the size.
    *
    * @defaultValue none: a new buffer of `size` bytes
    * Constraint: a SharedArrayBuffer or ArrayBuffer of at least 1 MiB.
@@ -225,7 +225,7 @@ export function parseCreateOptions(opts: unknown): CreateConfig {
     }
     if (b.byteLength < C.MIN_SIZE) throw new RangeError(`options.buffer must hold at least ${C.MIN_SIZE} bytes, got ${b.byteLength}`);
     if (roundedSize(b) > C.MAX_SIZE) {
-      throw new RangeError(`options.buffer must hold at most ${C.MAX_SIZE} bytes (4 GiB − 64 KiB; its byteLength is rounded down to a multiple of 64 KiB), got ${b.byteLength}`);
+      throw new RangeError(`options.buffer must hold at most ${C.MAX_SIZE} bytes (4 GiB − 16 KiB; its byteLength is rounded down to a multiple of 16 KiB), got ${b.byteLength}`);
     }
     return { buffer: b, knownZero: false, onError, secure, debug, allocStacks, checkFree };
   }
@@ -246,7 +246,7 @@ export function parseAttachOptions(handle: unknown, opts: unknown): AttachConfig
   }
   const n = h.buffer.byteLength;
   if (n < C.MIN_SIZE || roundedSize(h.buffer) > C.MAX_SIZE) {
-    throw new RangeError(`Allocator.attach: the handle's buffer holds ${n} bytes, and an allocator's buffer holds ${C.MIN_SIZE} to ${C.MAX_SIZE} bytes (1 MiB to 4 GiB − 64 KiB): not the handle of an allocator`);
+    throw new RangeError(`Allocator.attach: the handle's buffer holds ${n} bytes, and an allocator's buffer holds ${C.MIN_SIZE} to ${C.MAX_SIZE} bytes (1 MiB to 4 GiB − 16 KiB): not the handle of an allocator`);
   }
   const t = h.thread;
   if (t !== undefined && (typeof t !== 'number' || !Number.isInteger(t) || t < -(2 ** 31) || t >= 2 ** 31)) {
@@ -256,7 +256,7 @@ export function parseAttachOptions(handle: unknown, opts: unknown): AttachConfig
   return { buffer: h.buffer, onError: checkHandler(o), allocStacks: checkInteger(o, 'allocStacks', 0, 0, 2 ** 31), thread: t };
 }
 
-/** The bytes of a buffer an allocator would use: its byteLength rounded down to a multiple of 64 KiB. */
+/** The bytes of a buffer an allocator would use: its byteLength rounded down to a multiple of 16 KiB (a slice). */
 function roundedSize(b: ArrayBufferLike): number {
   return b.byteLength - (b.byteLength % C.SLICE_SIZE);
 }

@@ -52,6 +52,13 @@ export class Theap {
    * against the page's record and drops it.
    */
   retired = new Int32Array(16);
+  /**
+   * Per bin: how many times the bin's next medium or large page is doubled
+   * (0..GROW_MAX; theap.ts freshPage, types.ts GROW_MAX). Raised when the
+   * retire heartbeat releases an emptied page of the bin, reset when a claim
+   * of the grown size fails.
+   */
+  readonly grow = new Uint8Array(C.BIN_COUNT);
   /** Entries in use in `retired`. */
   retiredCount = 0;
 

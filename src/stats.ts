@@ -25,7 +25,7 @@ export interface StatsSnapshot {
   metadata: number;
   /** Bytes in live blocks (block sizes; blocks freed by another agent and not yet collected by the owner are not counted). */
   used: number;
-  /** Bytes in pages right now (slices × 64 KiB). */
+  /** Bytes in pages right now (whole 16 KiB slices). */
   pagesBytes: number;
   pages: number;
   smallPages: number;
@@ -53,7 +53,7 @@ export interface AgentPages {
   agentId: number;
   /** The thread it attached from: Node's threadId (0: the main thread or unknown), or a watch() token (< 0). */
   thread: number;
-  /** Pages it holds (owns, or holds outside its queues) and their bytes (slices × 64 KiB). */
+  /** Pages it holds (owns, or holds outside its queues) and their bytes (whole 16 KiB slices). */
   pages: number;
   bytes: number;
   /** Bytes in live blocks of those pages (as `used`). */
@@ -110,8 +110,8 @@ export function collectStats(a: Arena): StatsSnapshot {
     st.blocks += used;
     st.capacityBytes += meta[rb + C.R_CAPACITY] * bs;
     if ((meta[rb + C.R_FLAGS] & C.FLAG_BIN_MASK) === C.BIN_HUGE) st.hugePages++;
-    else if (slices === 1) st.smallPages++;
-    else if (slices <= 8) st.mediumPages++;
+    else if (bs <= C.SMALL_OBJ_SIZE_MAX) st.smallPages++; // (a small bin's one-slice page, claimed when memory was short, too)
+    else if (bs <= C.MEDIUM_OBJ_SIZE_MAX) st.mediumPages++;
     else st.largePages++;
     const owner = Atomics.load(meta, rb + C.R_OWNER);
     if (owner === C.OWNER_ABANDONED) st.abandonedPages++;

@@ -82,21 +82,42 @@ export function findPage(ag: Agent, th: Theap, bin: number): number {
   return rb;
 }
 
-/** Claim slices for a new page of `bin`; falls back to a smaller page when memory is short. 0 when none. */
+/**
+ * Claim slices for a new page of `bin`; falls back to a smaller page when
+ * memory is short. 0 when none.
+ *
+ * Page size: the bin's (bins.ts), for medium and large bins doubled
+ * th.grow[bin] times (types.ts GROW_MAX: a bin whose emptied pages were
+ * released is claiming again, so a bigger page amortises the claim) while
+ * the buffer's high-water mark is below half of it. Small
+ * pages sit on a SMALL_PAGE_SIZE boundary (types.ts SECURE_LINK_MASK); when
+ * none is free, below secure 3, a one-slice page inside such a boundary.
+ */
 function freshPage(ag: Agent, th: Theap, bin: number): number {
   const a = ag.arena;
   const bs = BIN_BLOCK_SIZE[bin];
-  let slices = a.secure > 0 ? BIN_PAGE_SLICES_GUARDED[bin] : BIN_PAGE_SLICES[bin];
+  const base = a.secure > 0 ? BIN_PAGE_SLICES_GUARDED[bin] : BIN_PAGE_SLICES[bin];
+  const small = base === C.SMALL_PAGE_SLICES && bs <= C.SMALL_OBJ_SIZE_MAX;
+  let slices = base;
+  // grown pages only while the buffer's high-water mark is below half of it:
+  // where memory is tight, every partly used page counts (bench:fill churn rows)
+  const roomy = Atomics.load(a.mem, C.H_COMMITTED) < a.sliceCount >>> 1;
+  for (let g = small || !roomy ? 0 : th.grow[bin]; g > 0 && slices * 2 <= C.GROW_MAX_SLICES; g--) slices *= 2;
   // pages of a power-of-two size sit on multiples of it, so freed ones leave
   // aligned holes that the next page of that size fits exactly
   let s = a.claimSlices(ag.agentBase, slices, (slices & (slices - 1)) === 0 ? slices : 1);
-  if (s < 0 && slices > 1) s = a.claimSlices(ag.agentBase, slices, 1);
+  if (s < 0 && slices !== base) { // memory is short: forget the growth
+    th.grow[bin] = 0;
+    slices = base;
+    s = a.claimSlices(ag.agentBase, slices, (slices & (slices - 1)) === 0 ? slices : 1);
+  }
+  if (s < 0 && slices > 1 && !small) s = a.claimSlices(ag.agentBase, slices, 1);
   if (s < 0) {
     collectRetired(ag, th, true);
-    s = a.claimSlices(ag.agentBase, slices, 1);
+    s = a.claimSlices(ag.agentBase, slices, small ? slices : 1);
   }
   const guard = a.secure > 0 ? C.SECURE_GUARD : 0;
-  if (s < 0 && slices > 1) { // memory is short: a page just big enough for one block
+  if (s < 0 && slices > 1 && !(small && a.secure >= 3)) { // memory is short: a page just big enough for one block
     slices = Math.max(1, Math.ceil((bs + guard) / C.SLICE_SIZE));
     s = a.claimSlices(ag.agentBase, slices, 1);
   }
@@ -123,7 +144,7 @@ export function pageEmptied(ag: Agent, rb: number): void {
   // then reuses its pages instead of returning and re-claiming slices
   // through the shared, atomic slice bitmap every round, which measured as
   // contention between workers. Expired pages go back on the heartbeat.
-  const cycles = BIN_PAGE_SLICES[bin] === 1 ? C.RETIRE_CYCLES_SMALL : C.RETIRE_CYCLES_OTHER;
+  const cycles = BIN_PAGE_SLICES[bin] === C.SMALL_PAGE_SLICES ? C.RETIRE_CYCLES_SMALL : C.RETIRE_CYCLES_OTHER;
   meta[rb + C.R_FLAGS] = (meta[rb + C.R_FLAGS] & ~C.RETIRE_MASK) | (cycles << C.RETIRE_SHIFT);
   const s = (rb - ag.recBase) >>> C.REC_SHIFT;
   if (ag.retiredIn[s] !== th.heapId + 1) { // not in th's list yet (an entry elsewhere is dropped as stale)
@@ -160,6 +181,8 @@ export function collectRetired(ag: Agent, th: Theap, force: boolean): void {
       ag.retiredIn[s] = 0;
     } else if (force || cycles === 1) {
       ag.retiredIn[s] = 0;
+      const bin = f & C.FLAG_BIN_MASK;
+      if (!force && th.grow[bin] < C.GROW_MAX) th.grow[bin]++; // turnover: this bin's next page is bigger
       th.remove(meta, f & C.FLAG_BIN_MASK, rb);
       releasePage(ag, rb);
     } else {

@@ -18,11 +18,21 @@
  *
  * An address is a byte offset into the buffer (u32); 0 is NULL and lies in
  * the header, so no block can ever have address 0. The memory after the
- * header is cut into 64 KiB *slices*; a *page* is a run of slices holding
- * blocks of one size (small = 1 slice, medium = 8 as mimalloc v3; large =
- * the fewest slices, up to 8, that fit their blocks with at most an eighth
- * left over, bins.ts fittedPageSlices, where v3 takes 64 slices; singleton
- * = exactly one block of any number of slices).
+ * header is cut into 16 KiB *slices*; a *page* is a run of slices holding
+ * blocks of one size: small = 4 slices (64 KiB, as mimalloc v3's small
+ * pages) on a 64 KiB boundary; medium = 8 slices (128 KiB, where v3 takes
+ * 512 KiB); large = the fewest slices that fit their blocks with at most an
+ * eighth left over (bins.ts fittedPageSlices; v3 takes 4 MiB); medium and
+ * large pages doubled up to GROW_MAX times for a bin whose pages an agent
+ * keeps emptying and claiming again (theap.ts freshPage); singleton =
+ * exactly one block of whole slices.
+ *
+ * Why 16 KiB slices, not v3's 64 KiB: here the buffer is the address space,
+ * and every (agent, size class) keeps a partly used page; with 64 KiB
+ * slices and 512 KiB medium pages, four agents left a third to half of a
+ * 64 MiB buffer in such pages at the first NULL (bench:fill). What it
+ * costs: the page records (128 B per slice) take 0.8 % of the buffer
+ * instead of 0.2 %, and the slice bitmap is four times longer to scan.
  *
  * ## Header regions (all Int32 words; offsets are word indices)
  *
@@ -124,7 +134,6 @@
 // Base constants
 // ---------------------------------------------------------------------------
 
-/** log2 of the slice size: 64 KiB slices, as mimalloc's arenas. */
 /**
  * Every constant of the design, as one `const enum`: TypeScript inlines each
  * use as a literal. (Imported ES module constants are not constant-folded by
@@ -132,8 +141,9 @@
  * measured at several instructions per use.) Use as `C.NAME`.
  */
 export const enum C {
-  SLICE_SHIFT = 16,
-  SLICE_SIZE = 1 << SLICE_SHIFT, // 65536
+  /** log2 of the slice size: 16 KiB slices (mimalloc's arenas: 64 KiB; see "The buffer" above). */
+  SLICE_SHIFT = 14,
+  SLICE_SIZE = 1 << SLICE_SHIFT, // 16384
   /** Size-class word: bins are counted in 8-byte words (mimalloc's 64-bit table). */
   WORD_SHIFT = 3,
   WORD = 1 << WORD_SHIFT, // 8: the minimum block size and alignment
@@ -150,10 +160,11 @@ export const enum C {
    * fast-path fields, keys included, in its first cache line. 4: bins
    * renumbered (BIN_HUGE = BIN_LARGE_MAX + 1), abandoned bitmaps only for
    * bins a size maps to. 6: canaries end in CANARY_LOW_BYTE, not 0. 5: agent records name their thread (A_THREAD)
-   * and carry a nonce (A_NONCE); H_NEXT_TOKEN. An agent of another version
+   * and carry a nonce (A_NONCE); H_NEXT_TOKEN. 7: 16 KiB slices (small
+   * pages 4 slices on a 64 KiB boundary). An agent of another version
    * must not attach: it would misread the buffer.
    */
-  VERSION = 6,
+  VERSION = 7,
 
   /** Maximum simultaneously attached agents (main thread + workers). */
   MAX_AGENTS = 256,
@@ -172,11 +183,29 @@ export const enum C {
   /** Blocks larger than this live in singleton (huge) pages: 512 KiB, as v3. */
   LARGE_OBJ_SIZE_MAX = 512 * 1024,
   LARGE_OBJ_WSIZE_MAX = LARGE_OBJ_SIZE_MAX >>> WORD_SHIFT, // 65536
-  /** Page kinds by block size; the /6 keeps the tail waste of a page ≤ 1/6·block. */
-  SMALL_PAGE_SLICES = 1, // 64 KiB
-  MEDIUM_PAGE_SLICES = 8, // 512 KiB
-  SMALL_OBJ_SIZE_MAX = (((SMALL_PAGE_SLICES * SLICE_SIZE) - 4096) / 6) | 0, // 10240
-  MEDIUM_OBJ_SIZE_MAX = (((MEDIUM_PAGE_SLICES * SLICE_SIZE) - 4096) / 6) | 0, // 86698
+  /**
+   * Page kinds by block size; the /6 keeps the tail waste of a page ≤ 1/6·block.
+   * Small pages are claimed on a SMALL_PAGE_SIZE boundary and never cross one
+   * (the secure fast path's link check, SECURE_LINK_MASK, relies on it).
+   */
+  SMALL_PAGE_SLICES = 4,
+  SMALL_PAGE_SIZE = SMALL_PAGE_SLICES * SLICE_SIZE, // 64 KiB
+  MEDIUM_PAGE_SLICES = 8, // 128 KiB
+  SMALL_OBJ_SIZE_MAX = ((SMALL_PAGE_SIZE - 4096) / 6) | 0, // 10240
+  MEDIUM_OBJ_SIZE_MAX = (((MEDIUM_PAGE_SLICES * SLICE_SIZE) - 4096) / 6) | 0, // 21162
+  /**
+   * A bin of medium or large pages whose emptied pages an agent released
+   * (the retire heartbeat) gets pages 2x larger each time, up to 2^GROW_MAX
+   * times its fitted size and at most GROW_MAX_SLICES (theap.ts freshPage):
+   * node-tsc's 28–32 KiB blocks otherwise took a fresh one-block page per
+   * malloc (+50 % on its replay). Fill-to-NULL loses nothing by it (no page
+   * is emptied there); a program that churns such blocks gets mimalloc's
+   * amortisation back. Only while the buffer's high-water mark is below half
+   * of it (a program near its buffer's end needs every slice); a failed
+   * claim resets the bin to its fitted size.
+   */
+  GROW_MAX = 3,
+  GROW_MAX_SLICES = 16, // 256 KiB
 
   /**
    * The bin of the largest non-huge request, binOf(LARGE_OBJ_SIZE_MAX): 4
@@ -419,10 +448,12 @@ export const enum C {
   REC_BASE_MASK = 0x3fffffff,
   /**
    * Secure fast-path link check: (next ^ block) & SECURE_LINK_MASK is 0 iff
-   * next is 8-byte aligned and in the block's 64 KiB slice, which for the
-   * one-slice small pages the fast path serves (bins.ts asserts it) is its page.
+   * next is 8-byte aligned and in the block's 64 KiB-aligned region, which
+   * for the small pages the fast path serves (bins.ts asserts it) is its
+   * page: at secure ≥ 3 a small page is always a whole, aligned
+   * SMALL_PAGE_SIZE (theap.ts freshPage never shrinks it there).
    */
-  SECURE_LINK_MASK = ~(SLICE_SIZE - 8),
+  SECURE_LINK_MASK = ~(SMALL_PAGE_SIZE - 8),
 
   STATE_FREE = 0,
   STATE_IN_USE = 1,

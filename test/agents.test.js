@@ -307,12 +307,12 @@ describe('buffer sizes: our messages, naming the limits', () => {
   test('attach to a handle whose buffer is too small for any allocator: a RangeError naming 1 MiB', () => {
     for (const n of [0, 16, 17, 64 * KiB, MiB - 8]) {
       assert.throws(() => Allocator.attach({ kind: 'mimalloc-ts', buffer: new SharedArrayBuffer(n) }),
-        (e) => e instanceof RangeError && e.message === `Allocator.attach: the handle's buffer holds ${n} bytes, and an allocator's buffer holds ${MiB} to ${2 ** 32 - 64 * KiB} bytes (1 MiB to 4 GiB − 64 KiB): not the handle of an allocator`,
+        (e) => e instanceof RangeError && e.message === `Allocator.attach: the handle's buffer holds ${n} bytes, and an allocator's buffer holds ${MiB} to ${2 ** 32 - 16 * KiB} bytes (1 MiB to 4 GiB − 16 KiB): not the handle of an allocator`,
         `${n} bytes`);
     }
   });
 
-  test('create({ buffer }) of 4 GiB or more: a RangeError naming 4 GiB − 64 KiB, the buffer untouched; attach likewise', (t) => {
+  test('create({ buffer }) of 4 GiB or more: a RangeError naming 4 GiB − 16 KiB, the buffer untouched; attach likewise', (t) => {
     for (const n of [2 ** 32, 2 ** 32 + 64 * KiB]) {
       let b;
       try {
@@ -324,11 +324,11 @@ describe('buffer sizes: our messages, naming the limits', () => {
       const i32 = new Int32Array(b, 0, 64);
       i32[5] = 12345;
       assert.throws(() => Allocator.create({ buffer: b }),
-        (e) => e instanceof RangeError && e.message === `options.buffer must hold at most ${2 ** 32 - 64 * KiB} bytes (4 GiB − 64 KiB; its byteLength is rounded down to a multiple of 64 KiB), got ${n}`,
+        (e) => e instanceof RangeError && e.message === `options.buffer must hold at most ${2 ** 32 - 16 * KiB} bytes (4 GiB − 16 KiB; its byteLength is rounded down to a multiple of 16 KiB), got ${n}`,
         `${n} bytes`);
       assert.deepEqual([i32[0], i32[1], i32[5]], [0, 0, 12345], 'the buffer is untouched');
       assert.throws(() => Allocator.attach({ kind: 'mimalloc-ts', buffer: b }),
-        (e) => e instanceof RangeError && /^Allocator\.attach: the handle's buffer holds \d+ bytes, and an allocator's buffer holds 1048576 to 4294901760 bytes/.test(e.message));
+        (e) => e instanceof RangeError && /^Allocator\.attach: the handle's buffer holds \d+ bytes, and an allocator's buffer holds 1048576 to 4294950912 bytes/.test(e.message));
     }
   });
 });

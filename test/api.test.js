@@ -49,11 +49,11 @@ describe('exports and creation', () => {
     assert.equal(a.stats().reserved, 256 * MiB);
   });
 
-  test('size is rounded up to a multiple of 64 KiB', () => {
+  test('size is rounded up to a multiple of 16 KiB (a slice)', () => {
     const a = Allocator.create({ size: MiB + 1 });
-    assert.equal(a.buffer.byteLength, MiB + 64 * KiB);
-    const b = Allocator.create({ size: 3 * MiB + 64 * KiB - 7 });
-    assert.equal(b.buffer.byteLength, 3 * MiB + 64 * KiB);
+    assert.equal(a.buffer.byteLength, MiB + 16 * KiB);
+    const b = Allocator.create({ size: 3 * MiB + 16 * KiB - 7 });
+    assert.equal(b.buffer.byteLength, 3 * MiB + 16 * KiB);
     const c = Allocator.create({ size: 2 * MiB });
     assert.equal(c.buffer.byteLength, 2 * MiB);
   });
