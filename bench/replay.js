@@ -480,7 +480,7 @@ out.push(
   'notes:\n' +
     [
       'RSS counts touched pages only, and the replay touches at most the first 4 KiB of a block, so RSS can be below "ideal" when big blocks are live.',
-      'mimalloc-ts committed = high-water mark of the 64 KiB slices handed to pages (touched or not; the buffer header, ~3% of it, excluded); pagesBytes = bytes in pages at that moment.',
+      'mimalloc-ts committed = high-water mark of the slices handed to pages (touched or not; the buffer header, ~4% of it, excluded); pagesBytes = bytes in pages at that moment.',
       ...[...new Set(notes)],
       ...(checks.length ? checks : ['after every rep all live objects were freed; mimalloc-ts: stats().used === 0 and check() passed (nocheck: check() skipped)']),
     ]
