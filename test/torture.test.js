@@ -67,9 +67,9 @@ for (const [secure, KILLS] of [[0, KILLS_DEFAULT], [4, KILLS_SECURE]]) {
       own.push([p, n, s >>> 0]);
     }
     // One page of each size class the workers use (a worker's partly used
-    // pages): small blocks (<= 10 KiB) on 64 KiB pages, medium (<= 85 KiB) on
-    // 512 KiB pages, large (<= 512 KiB) on 4 MiB pages; huge blocks take
-    // their own slices and are counted in LIVE.
+    // pages), at the build's page size for the class (BIN_PAGE_SLICES; pages
+    // grown for churning bins are at most GROW_MAX_SLICES, covered by the 2x
+    // of peak live); huge blocks take their own slices and are counted in LIVE.
     // (block sizes: in padded modes goodSize(n) is n itself, so the class of a
     // request is the default-mode good size of the request plus its padding)
     const classes = new Set();

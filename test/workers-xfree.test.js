@@ -10,7 +10,7 @@ import { fillBlock, verifyBlock, Remote } from './workers/common.js';
 
 const CMD = new URL('./workers/cmd-worker.js', import.meta.url);
 const SIZES = [8, 16, 24, 40, 64, 96, 128, 200, 256, 512, 1000, 1024, 2048, 4000, 8192, 10000, 20000];
-const SMALL_SIZES = SIZES.filter((n) => n <= 10000); // blocks of single-slice (64 KiB) pages
+const SMALL_SIZES = SIZES.filter((n) => n <= 10000); // blocks of small (64 KiB) pages
 
 // A failed assertion must not leave workers running (the process would not end).
 afterEach(() => Remote.killAll());
