@@ -458,8 +458,8 @@ class UncheckedAllocator extends Allocator {
  * Fast-path bins are small pages, whole and on a 64 KiB boundary at secure
  * ≥ 3 (asserted in bins.ts, kept by theap.ts freshPage), so "a link into
  * this page" is "8-byte aligned, in the block's 64 KiB region": an xor and
- * a mask (types.ts SECURE_LINK_MASK). A link that passes but is no block start below capacity fails the
- * next pop's canary check (a per-page-life key: a stale canary of an earlier
+ * a mask (types.ts SECURE_LINK_MASK). A link that passes but is no block
+ * start below capacity fails the next pop's canary check (a per-page-life key: a stale canary of an earlier
  * page in the slice does not pass).
  *
  * (*) secure.ts `canary(pad, key)`, written out (here and in Secure4Allocator):

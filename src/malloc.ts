@@ -112,7 +112,7 @@ function popBlock(ag: Agent, rb: number, size: number): number {
 
 /**
  * A singleton page of whole slices for one block (> 512 KiB, or alignment
- * > 16 KiB, a slice). v3 abandons singleton pages as soon as their block is handed
+ * > 64 KiB). v3 abandons singleton pages as soon as their block is handed
  * out: whichever agent frees the block takes the page and releases it.
  */
 function allocHuge(ag: Agent, th: Theap, size: number, alignSlices: number, request: number): number {

@@ -89,15 +89,15 @@ export function findPage(ag: Agent, th: Theap, bin: number): number {
  * Page size: the bin's (bins.ts), for medium and large bins doubled
  * th.grow[bin] times (types.ts GROW_MAX: a bin whose emptied pages were
  * released is claiming again, so a bigger page amortises the claim) while
- * the buffer's high-water mark is below half of it. Small
- * pages sit on a SMALL_PAGE_SIZE boundary (types.ts SECURE_LINK_MASK); when
- * none is free, below secure 3, a one-slice page inside such a boundary.
+ * the buffer's high-water mark is below half of it. Small pages sit on a
+ * SMALL_PAGE_SIZE boundary (types.ts SECURE_LINK_MASK); when none is free,
+ * below secure 3, a one-slice page inside such a boundary.
  */
 function freshPage(ag: Agent, th: Theap, bin: number): number {
   const a = ag.arena;
   const bs = BIN_BLOCK_SIZE[bin];
   const base = a.secure > 0 ? BIN_PAGE_SLICES_GUARDED[bin] : BIN_PAGE_SLICES[bin];
-  const small = base === C.SMALL_PAGE_SLICES && bs <= C.SMALL_OBJ_SIZE_MAX;
+  const small = bs <= C.SMALL_OBJ_SIZE_MAX; // (a large bin may have pages of SMALL_PAGE_SLICES too)
   let slices = base;
   // grown pages only while the buffer's high-water mark is below half of it:
   // where memory is tight, every partly used page counts (bench:fill churn rows)
@@ -183,7 +183,7 @@ export function collectRetired(ag: Agent, th: Theap, force: boolean): void {
       ag.retiredIn[s] = 0;
       const bin = f & C.FLAG_BIN_MASK;
       if (!force && th.grow[bin] < C.GROW_MAX) th.grow[bin]++; // turnover: this bin's next page is bigger
-      th.remove(meta, f & C.FLAG_BIN_MASK, rb);
+      th.remove(meta, bin, rb);
       releasePage(ag, rb);
     } else {
       meta[rb + C.R_FLAGS] = (f & ~C.RETIRE_MASK) | ((cycles - 1) << C.RETIRE_SHIFT);
