@@ -144,7 +144,7 @@ export function pageEmptied(ag: Agent, rb: number): void {
   // then reuses its pages instead of returning and re-claiming slices
   // through the shared, atomic slice bitmap every round, which measured as
   // contention between workers. Expired pages go back on the heartbeat.
-  const cycles = BIN_PAGE_SLICES[bin] === C.SMALL_PAGE_SLICES ? C.RETIRE_CYCLES_SMALL : C.RETIRE_CYCLES_OTHER;
+  const cycles = BIN_BLOCK_SIZE[bin] <= C.SMALL_OBJ_SIZE_MAX ? C.RETIRE_CYCLES_SMALL : C.RETIRE_CYCLES_OTHER;
   meta[rb + C.R_FLAGS] = (meta[rb + C.R_FLAGS] & ~C.RETIRE_MASK) | (cycles << C.RETIRE_SHIFT);
   const s = (rb - ag.recBase) >>> C.REC_SHIFT;
   if (ag.retiredIn[s] !== th.heapId + 1) { // not in th's list yet (an entry elsewhere is dropped as stale)
