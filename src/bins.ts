@@ -35,6 +35,11 @@ export function binOf(size: number): number {
 export const BIN_BLOCK_SIZE = new Int32Array(C.BIN_COUNT);
 /** @internal Slices of a fresh page for each bin (small 4, medium 8, large fitted: bins.ts fittedPageSlices). */
 export const BIN_PAGE_SLICES = new Int32Array(C.BIN_COUNT);
+/**
+ * @internal Slices of the first page a theap takes for a small bin (types.ts
+ * FIRST_PAGE_BLOCKS): the fewest of 1, 2, 4 that hold FIRST_PAGE_BLOCKS blocks.
+ */
+export const BIN_FIRST_PAGE_SLICES = new Int32Array(C.BIN_COUNT);
 /** @internal The same with SECURE_GUARD bytes kept after the last block (secure ≥ 1): an exact fit would hold one block less. */
 export const BIN_PAGE_SLICES_GUARDED = new Int32Array(C.BIN_COUNT);
 /** @internal For the fast path: bin of each wsize 0..SMALL_WSIZE_MAX. */
@@ -51,6 +56,9 @@ export const WSIZE_BIN = new Uint8Array(C.SMALL_WSIZE_MAX + 1);
     BIN_PAGE_SLICES[b] = bs <= C.SMALL_OBJ_SIZE_MAX ? C.SMALL_PAGE_SLICES
       : bs <= C.MEDIUM_OBJ_SIZE_MAX ? C.MEDIUM_PAGE_SLICES : fittedPageSlices(bs, 0);
     BIN_PAGE_SLICES_GUARDED[b] = bs <= C.MEDIUM_OBJ_SIZE_MAX ? BIN_PAGE_SLICES[b] : fittedPageSlices(bs, C.SECURE_GUARD);
+    let first = 1;
+    while (first < C.SMALL_PAGE_SLICES && first * C.SLICE_SIZE < C.FIRST_PAGE_BLOCKS * bs) first *= 2;
+    BIN_FIRST_PAGE_SLICES[b] = bs <= C.SMALL_OBJ_SIZE_MAX ? first : BIN_PAGE_SLICES[b];
   }
   for (let w = 0; w <= C.SMALL_WSIZE_MAX; w++) WSIZE_BIN[w] = binOfWsize(w);
   // load-time checks of what types.ts cannot derive

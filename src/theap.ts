@@ -15,7 +15,7 @@
  */
 import { reclaimAbandoned, releasePage, settleHeld } from './abandon.js';
 import type { Agent } from './agents.js';
-import { BIN_BLOCK_SIZE, BIN_PAGE_SLICES, BIN_PAGE_SLICES_GUARDED } from './bins.js';
+import { BIN_BLOCK_SIZE, BIN_FIRST_PAGE_SLICES, BIN_PAGE_SLICES, BIN_PAGE_SLICES_GUARDED } from './bins.js';
 import { pageCollect, pageExtend, pageInit } from './page.js';
 import type { Theap } from './page-queue.js';
 import { C } from './types.js';
@@ -103,6 +103,11 @@ function freshPage(ag: Agent, th: Theap, bin: number): number {
   // where memory is tight, every partly used page counts (bench:fill churn rows)
   const roomy = Atomics.load(a.mem, C.H_COMMITTED) < a.sliceCount >>> 1;
   for (let g = small || !roomy ? 0 : th.grow[bin]; g > 0 && slices * 2 <= C.GROW_MAX_SLICES; g--) slices *= 2;
+  // a small bin's first page in this theap is smaller (bins.ts
+  // BIN_FIRST_PAGE_SLICES): most of the ~36 small bins an agent touches hold
+  // a few blocks, and four agents kept 4–7 MiB of a 64 MiB buffer in such
+  // pages at the first NULL (BENCHMARKS.md). Not at secure ≥ 3 (SECURE_LINK_MASK).
+  if (small && a.secure < 3 && th.count[bin] === 0 && th.count[bin + C.BIN_COUNT] === 0) slices = BIN_FIRST_PAGE_SLICES[bin];
   // pages of a power-of-two size sit on multiples of it, so freed ones leave
   // aligned holes that the next page of that size fits exactly
   let s = a.claimSlices(ag.agentBase, slices, (slices & (slices - 1)) === 0 ? slices : 1);

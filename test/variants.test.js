@@ -13,6 +13,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Allocator, goodSize } from '../dist/index.js';
+import { C } from '../dist/types.js';
 import { MiB, hex, captureWarnings } from './lib/helpers.js';
 
 const OPS = 20000;
@@ -474,7 +475,7 @@ describe('one operation sequence on every variant', () => {
 });
 
 /**
- * Runs a sequence that never empties a page (the first block handed out in each 64 KiB slice
+ * Runs a sequence that never empties a page (the first block handed out in each slice
  * is pinned: never freed nor reallocated; no huge blocks, which are freed straight back) on
  * `a`, choosing frees and reallocs among the other blocks; returns the ops with the addresses.
  */
@@ -489,7 +490,7 @@ function pinnedSequence(a, seed, count) {
   const ops = [];
   const got = (i, p) => {
     assert.notEqual(p, 0, `op ${i}: NULL`);
-    if (slices.has(p >>> 16)) free.push(i); else slices.add(p >>> 16);
+    if (slices.has(p >>> C.SLICE_SHIFT)) free.push(i); else slices.add(p >>> C.SLICE_SHIFT);
     at.set(i, p);
   };
   for (let i = 0; i < count; i++) {
