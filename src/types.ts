@@ -161,7 +161,8 @@ export const enum C {
    * renumbered (BIN_HUGE = BIN_LARGE_MAX + 1), abandoned bitmaps only for
    * bins a size maps to. 6: canaries end in CANARY_LOW_BYTE, not 0. 5: agent records name their thread (A_THREAD)
    * and carry a nonce (A_NONCE); H_NEXT_TOKEN. 7: 16 KiB slices (small
-   * pages 4 slices on a 64 KiB boundary). An agent of another version
+   * pages 4 slices on a 64 KiB boundary); 8 bins per power of two above
+   * 16 KiB (BIN_LARGE_MAX 80). An agent of another version
    * must not attach: it would misread the buffer.
    */
   VERSION = 7,
@@ -215,15 +216,21 @@ export const enum C {
   GROW_MAX_SLICES = 16, // 256 KiB
 
   /**
-   * The bin of the largest non-huge request, binOf(LARGE_OBJ_SIZE_MAX): 4
-   * bins per power of two above 64 B give 4·⌊log2(65535)⌋ + 3 − 3 = 60
-   * (TypeScript cannot take a log here: bins.ts checks it at load).
+   * Size classes are 8 per power of two from wsize − 1 = 2^FINE_LOG words
+   * (16 KiB) up, 4 below (bins.ts).
    */
-  BIN_LARGE_MAX = 60,
+  FINE_LOG = 11,
+  /**
+   * The bin of the largest non-huge request, binOf(LARGE_OBJ_SIZE_MAX): 4
+   * bins per power of two from 64 B to 16 KiB, then 8 per power of two, give
+   * 4·11 − 3 + 8·(15 − 11) + 7 = 80 (TypeScript cannot take a log here:
+   * bins.ts checks it at load).
+   */
+  BIN_LARGE_MAX = 80,
   /** Singleton pages (blocks over LARGE_OBJ_SIZE_MAX): never queued, never mapped as abandoned. */
-  BIN_HUGE = BIN_LARGE_MAX + 1, // 61
+  BIN_HUGE = BIN_LARGE_MAX + 1, // 81
   /** Bins 0..BIN_HUGE; a theap's queue of full pages of bin b is queue b + BIN_COUNT. */
-  BIN_COUNT = BIN_HUGE + 1, // 62
+  BIN_COUNT = BIN_HUGE + 1, // 82
   /** Abandoned bitmaps (and counters): one per bin that a page can be mapped under, 0..BIN_LARGE_MAX. */
   ABANDONED_BINS = BIN_LARGE_MAX + 1,
 
