@@ -86,32 +86,45 @@ export function findPage(ag: Agent, th: Theap, bin: number): number {
  * Claim slices for a new page of `bin`; falls back to a smaller page when
  * memory is short. 0 when none.
  *
- * Page size: the bin's (bins.ts), for medium and large bins doubled
- * th.grow[bin] times (types.ts GROW_MAX: a bin whose emptied pages were
- * released is claiming again, so a bigger page amortises the claim) while
- * the buffer's high-water mark is below half of it. Small pages sit on a
- * SMALL_PAGE_SIZE boundary (types.ts SECURE_LINK_MASK); when none is free,
- * below secure 3, a one-slice page inside such a boundary.
+ * Page size, by the buffer's high-water mark (a cheap, shared measure of how
+ * full it is; H_COMMITTED):
+ * - in its last eighth (types.ts TIGHT_SHIFT) the smallest page that serves:
+ *   one block's slices for medium and large bins, the first-page size for
+ *   small ones (below secure 3): near the end of a bounded buffer every
+ *   agent's partly used page per size class is what is lost at the first
+ *   NULL (bench:fill), and more claims are the lesser cost;
+ * - else the bin's (bins.ts), but a small bin's first page in this theap is
+ *   smaller (BIN_FIRST_PAGE_SLICES, below secure 3): most of the ~36 small
+ *   bins an agent touches hold a few blocks, and four agents kept 4–7 MiB of
+ *   a 64 MiB buffer in such pages at the first NULL;
+ * - while the mark is below half the buffer, medium and large pages doubled
+ *   th.grow[bin] times (types.ts GROW_MAX: a bin whose emptied pages were
+ *   released is claiming again; a bigger page amortises the claim).
+ * Small pages sit on a multiple of their size, within a SMALL_PAGE_SIZE
+ * boundary (types.ts SECURE_LINK_MASK: at secure ≥ 3 always whole).
  */
 function freshPage(ag: Agent, th: Theap, bin: number): number {
   const a = ag.arena;
   const bs = BIN_BLOCK_SIZE[bin];
-  const base = a.secure > 0 ? BIN_PAGE_SLICES_GUARDED[bin] : BIN_PAGE_SLICES[bin];
+  const guard = a.secure > 0 ? C.SECURE_GUARD : 0;
   const small = bs <= C.SMALL_OBJ_SIZE_MAX; // (a large bin may have pages of SMALL_PAGE_SLICES too)
+  const shrink = small && a.secure < 3; // small pages may be smaller than SMALL_PAGE_SLICES
+  const one = Math.max(1, Math.ceil((bs + guard) / C.SLICE_SIZE)); // a page for one block
+  const base = a.secure > 0 ? BIN_PAGE_SLICES_GUARDED[bin] : BIN_PAGE_SLICES[bin];
+  const hwm = Atomics.load(a.mem, C.H_COMMITTED);
   let slices = base;
-  // grown pages only while the buffer's high-water mark is below half of it:
-  // where memory is tight, every partly used page counts (bench:fill churn rows)
-  const roomy = Atomics.load(a.mem, C.H_COMMITTED) < a.sliceCount >>> 1;
-  for (let g = small || !roomy ? 0 : th.grow[bin]; g > 0 && slices * 2 <= C.GROW_MAX_SLICES; g--) slices *= 2;
-  // a small bin's first page in this theap is smaller (bins.ts
-  // BIN_FIRST_PAGE_SLICES): most of the ~36 small bins an agent touches hold
-  // a few blocks, and four agents kept 4–7 MiB of a 64 MiB buffer in such
-  // pages at the first NULL (BENCHMARKS.md). Not at secure ≥ 3 (SECURE_LINK_MASK).
-  if (small && a.secure < 3 && th.count[bin] === 0 && th.count[bin + C.BIN_COUNT] === 0) slices = BIN_FIRST_PAGE_SLICES[bin];
+  if (hwm >= a.sliceCount - (a.sliceCount >>> C.TIGHT_SHIFT)) {
+    if (!small) slices = one;
+    else if (shrink) slices = BIN_FIRST_PAGE_SLICES[bin];
+  } else if (small) {
+    if (shrink && th.count[bin] === 0 && th.count[bin + C.BIN_COUNT] === 0) slices = BIN_FIRST_PAGE_SLICES[bin];
+  } else if (hwm < a.sliceCount >>> 1) {
+    for (let g = th.grow[bin]; g > 0 && slices * 2 <= C.GROW_MAX_SLICES; g--) slices *= 2;
+  }
   // pages of a power-of-two size sit on multiples of it, so freed ones leave
   // aligned holes that the next page of that size fits exactly
   let s = a.claimSlices(ag.agentBase, slices, (slices & (slices - 1)) === 0 ? slices : 1);
-  if (s < 0 && slices !== base) { // memory is short: forget the growth
+  if (s < 0 && slices > base) { // memory is short: forget the growth
     th.grow[bin] = 0;
     slices = base;
     s = a.claimSlices(ag.agentBase, slices, (slices & (slices - 1)) === 0 ? slices : 1);
@@ -121,15 +134,14 @@ function freshPage(ag: Agent, th: Theap, bin: number): number {
     collectRetired(ag, th, true);
     s = a.claimSlices(ag.agentBase, slices, small ? slices : 1);
   }
-  const guard = a.secure > 0 ? C.SECURE_GUARD : 0;
-  if (s < 0 && slices > 1 && !(small && a.secure >= 3)) { // memory is short: a page just big enough for one block
-    slices = Math.max(1, Math.ceil((bs + guard) / C.SLICE_SIZE));
+  if (s < 0 && slices > one && (!small || shrink)) { // memory is short: a page just big enough for one block
+    slices = one;
     s = a.claimSlices(ag.agentBase, slices, 1);
   }
   if (s < 0) return 0;
   const fresh = a.takeFresh(s, slices);
   const rb = a.rec(s);
-  const reserved = Math.floor((slices * C.SLICE_SIZE - guard) / bs); // ≥ 1: every bin's pages hold 6+ blocks
+  const reserved = Math.floor((slices * C.SLICE_SIZE - guard) / bs); // ≥ 1: every page holds a block
   pageInit(a, ag.agentBase, s, slices, bin, bs, reserved, th.heapId, ag.tid, ag.tid, fresh);
   return rb;
 }

@@ -207,6 +207,13 @@ export const enum C {
    */
   GROW_MAX = 3,
   /**
+   * Once the buffer's high-water mark is in its last 2^-TIGHT_SHIFT (an
+   * eighth), new pages are the smallest that serve (theap.ts freshPage):
+   * +1–2 points at the first NULL with four workers (bench:fill; a
+   * sixteenth and a thirtieth measured less).
+   */
+  TIGHT_SHIFT = 3,
+  /**
    * A theap's first page of a small bin has the fewest slices (1, 2 or 4)
    * that hold this many blocks (bins.ts BIN_FIRST_PAGE_SLICES): an agent
    * touches ~36 small bins, most of them for a few blocks. Measured 4, 8,
