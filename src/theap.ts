@@ -89,8 +89,9 @@ export function findPage(ag: Agent, th: Theap, bin: number): number {
  * Page size, by the buffer's high-water mark (a cheap, shared measure of how
  * full it is; H_COMMITTED):
  * - in its last eighth (types.ts TIGHT_SHIFT) the smallest page that serves:
- *   one block's slices for medium and large bins, the first-page size for
- *   small ones (below secure 3): near the end of a bounded buffer every
+ *   one block's slices, a single slice for small bins (below secure 3; one
+ *   slice measured +1.5–2 points over the first-page size in the 64 KiB
+ *   rows with four workers): near the end of a bounded buffer every
  *   agent's partly used page per size class is what is lost at the first
  *   NULL (bench:fill), and more claims are the lesser cost;
  * - else the bin's (bins.ts), but a small bin's first page in this theap is
@@ -115,7 +116,7 @@ function freshPage(ag: Agent, th: Theap, bin: number): number {
   let slices = base;
   if (hwm >= a.sliceCount - (a.sliceCount >>> C.TIGHT_SHIFT)) {
     if (!small) slices = one;
-    else if (shrink) slices = BIN_FIRST_PAGE_SLICES[bin];
+    else if (shrink) slices = one;
   } else if (small) {
     if (shrink && th.count[bin] === 0 && th.count[bin + C.BIN_COUNT] === 0) slices = BIN_FIRST_PAGE_SLICES[bin];
   } else if (hwm < a.sliceCount >>> 1) {
