@@ -229,11 +229,14 @@ export const enum C {
   FINE_LOG = 11,
   /**
    * The bin of the largest non-huge request, binOf(LARGE_OBJ_SIZE_MAX): 4
-   * bins per power of two from 64 B to 16 KiB, then 8 per power of two, give
-   * 4·11 − 3 + 8·(15 − 11) + 7 = 80 (TypeScript cannot take a log here:
-   * bins.ts checks it at load).
+   * bins per power of two from 64 B to 2^FINE_LOG words, then 8, up to
+   * w = 65535 (b = 15, its top bin 7): 4·11 − 3 + 8·(15 − 11) + 7 = 80
+   * (the 15 is ⌊log2(LARGE_OBJ_WSIZE_MAX − 1)⌋, which TypeScript cannot
+   * take: bins.ts checks the result at load). FINE_LOG 7–10 measured: the
+   * 4 KiB rows of bench:fill gain up to 2.4 points, the 64 KiB–256 KiB rows
+   * with four workers lose up to 5 (partly used small pages of more bins).
    */
-  BIN_LARGE_MAX = 80,
+  BIN_LARGE_MAX = 4 * FINE_LOG - 3 + 8 * (15 - FINE_LOG) + 7, // 80
   /** Singleton pages (blocks over LARGE_OBJ_SIZE_MAX): never queued, never mapped as abandoned. */
   BIN_HUGE = BIN_LARGE_MAX + 1, // 81
   /** Bins 0..BIN_HUGE; a theap's queue of full pages of bin b is queue b + BIN_COUNT. */
