@@ -40,9 +40,8 @@ export function computeLayout(sliceCount: number): Layout {
   const pageMap = abandoned + C.ABANDONED_BINS * sliceWords;
   const records = (pageMap + sliceCount + C.REC_WORDS - 1) & ~(C.REC_WORDS - 1);
   const aBits = records + sliceCount * C.REC_WORDS;
-  const bitmapWords = sliceCount << (C.SLICE_SHIFT - C.BITMAP_WORD_SHIFT); // 256 per slice
-  const rBits = aBits + bitmapWords;
-  const headerWords = rBits + bitmapWords;
+  const rBits = aBits + (sliceCount << (C.SLICE_SHIFT - C.BITMAP_WORD_SHIFT)); // 64 words per slice
+  const headerWords = rBits + (sliceCount << (C.SLICE_SHIFT - C.R_WORD_SHIFT)); // 32 per slice
   const headerSlices = Math.ceil((headerWords * 4) / (1 << C.SLICE_SHIFT));
   return { sliceCount, sliceWords, agents, freeMap, dirtyMap, abandoned, pageMap, records, aBits, rBits, headerWords, headerSlices };
 }
@@ -76,7 +75,7 @@ export class Arena {
   readonly recBase: number;
   /** slice → record base of the covering page, 0 if none. */
   readonly pageMap: Int32Array;
-  /** A and R bitmaps, one bit per 8-byte granule of the whole buffer. */
+  /** A and R bitmaps, one bit per 8-byte (A) and 16-byte (R) granule of the whole buffer. */
   readonly aBits: Int32Array;
   readonly rBits: Int32Array;
   readonly sliceCount: number;

@@ -4,7 +4,7 @@
  * power of two above 16 KiB.
  *
  *   wsize = ⌈n / 8⌉ (0 counts as 1)
- *   wsize ≤ 8            → bin = wsize (8, 16, 24, … 64 B)
+ *   wsize ≤ 8            → bin = max(wsize, 2) (16, 24, … 64 B; types.ts MIN_BLOCK)
  *   wsize > 65536 words  → BIN_HUGE (singleton pages)
  *   otherwise            w = wsize − 1, b = ⌊log2 w⌋,
  *     b < FINE_LOG       → bin = 4b + ((w >> (b−2)) & 3) − 3
@@ -27,7 +27,7 @@ export function binOfWsize(wsize: number): number {
   // unused) to give every block 16-byte alignment; blocks here promise 8, and
   // the odd bins save a quarter to a third of the memory of 17..24, 33..40
   // and 49..56-byte requests (and of 9..16-byte ones with secure padding)
-  if (wsize <= 8) return wsize <= 1 ? 1 : wsize;
+  if (wsize <= 8) return wsize <= 2 ? 2 : wsize; // (bin 1, 8-byte blocks, unused: types.ts MIN_BLOCK)
   if (wsize > C.LARGE_OBJ_WSIZE_MAX) return C.BIN_HUGE;
   const w = wsize - 1;
   const b = 31 - Math.clz32(w);

@@ -20,6 +20,10 @@ function bitOf(bits: Int32Array, p: number): boolean {
   return (bits[p >>> C.BITMAP_WORD_SHIFT] & (1 << ((p >>> C.GRANULE_SHIFT) & 31))) !== 0;
 }
 
+function rBitOf(rBits: Int32Array, p: number): boolean {
+  return (rBits[p >>> C.R_WORD_SHIFT] & (1 << ((p >>> C.R_GRANULE_SHIFT) & 31))) !== 0;
+}
+
 function popcount(x: number): number {
   x = x - ((x >>> 1) & 0x55555555);
   x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
@@ -43,6 +47,7 @@ export function checkHeap(a: Arena): void {
     if (Atomics.load(mem, b + C.A_STATE) === C.AGENT_ALIVE) live.add(id);
   }
   const wordsPerSlice = 1 << (C.SLICE_SHIFT - C.BITMAP_WORD_SHIFT);
+  const rWordsPerSlice = 1 << (C.SLICE_SHIFT - C.R_WORD_SHIFT);
   let orphans = 0;
   for (let s = a.headerSlices; s < a.sliceCount; s++) {
     const free = a.isSliceFree(s);
@@ -51,7 +56,9 @@ export function checkHeap(a: Arena): void {
       if (pm[s] !== 0) fail(`I1: slice ${s} is free but the page map names page ${a.sliceOfRec(pm[s])}`);
       for (let w = s * wordsPerSlice; w < (s + 1) * wordsPerSlice; w++) {
         if (aBits[w] !== 0) fail(`I2: free slice ${s} has allocation bits set near ${hex(w << C.BITMAP_WORD_SHIFT)}`);
-        if (rBits[w] !== 0) fail(`I3: free slice ${s} has remote-free bits set near ${hex(w << C.BITMAP_WORD_SHIFT)}`);
+      }
+      for (let w = s * rWordsPerSlice; w < (s + 1) * rWordsPerSlice; w++) {
+        if (rBits[w] !== 0) fail(`I3: free slice ${s} has remote-free bits set near ${hex(w << C.R_WORD_SHIFT)}`);
       }
       continue;
     }
@@ -123,7 +130,7 @@ function checkPage(a: Arena, rb: number, live: Set<number>): number {
       const idx = Math.floor(off / bs);
       if (idx >= cap) fail(`I2: ${name}: allocation bit at ${hex(q)} beyond capacity ${cap}`);
       if (!aligned && off % bs !== 0) fail(`I2: ${name}: allocation bit at ${hex(q)}, inside block ${idx} (size ${bs})`);
-      if (a.padded && !bitOf(rBits, q)) {
+      if (a.padded && !rBitOf(rBits, q)) {
         const msg = checkPadding(a, rb, q);
         if (msg !== null) fail(`D1: ${msg}`);
       }
@@ -146,7 +153,7 @@ function checkPage(a: Arena, rb: number, live: Set<number>): number {
       if (seen.has(b)) fail(`I3: ${name}: block ${hex(b)} is on the free lists twice`);
       seen.add(b);
       if (remote) {
-        if (!bitOf(aBits, q) || !bitOf(rBits, q)) fail(`I3: ${name}: remote-freed block ${hex(q)} lacks its A/R bits`);
+        if (!bitOf(aBits, q) || !rBitOf(rBits, q)) fail(`I3: ${name}: remote-freed block ${hex(q)} lacks its A/R bits`);
       } else if (bitOf(aBits, q)) {
         fail(`I3: ${name}: block ${hex(q)} is on ${list} but marked allocated`);
       } else if (a.debug) {
@@ -167,7 +174,7 @@ function checkPage(a: Arena, rb: number, live: Set<number>): number {
   }
   // R bits only on blocks waiting on xthreadFree
   let rCount = 0;
-  for (let p = ps; p < end; p += 256) rCount += popcount(rBits[p >>> C.BITMAP_WORD_SHIFT]);
+  for (let p = ps; p < end; p += 1 << C.R_WORD_SHIFT) rCount += popcount(rBits[p >>> C.R_WORD_SHIFT]);
   if (rCount < nRemote) fail(`I3: ${name}: ${rCount} remote-free bits but ${nRemote} blocks on xthreadFree`);
   return rCount - nRemote;
 }

@@ -113,7 +113,7 @@ function freeHeld(ag: Agent, rb: number, q: number): string | null {
   const meta = ag.meta;
   const w = q >>> C.BITMAP_WORD_SHIFT;
   const bit = 1 << ((q >>> C.GRANULE_SHIFT) & 31);
-  if (((ag.aBits[w] & bit) === 0 && ag.checksFree) || (Atomics.load(ag.rBits, w) & bit) !== 0) {
+  if (((ag.aBits[w] & bit) === 0 && ag.checksFree) || (Atomics.load(ag.rBits, q >>> C.R_WORD_SHIFT) & (1 << ((q >>> C.R_GRANULE_SHIFT) & 31))) !== 0) {
     return `double free of block ${hex(q)} (size ${meta[rb + C.R_BLOCK_SIZE]})`;
   }
   ag.aBits[w] &= ~bit;
@@ -130,13 +130,15 @@ function freeRemote(ag: Agent, rb: number, q: number): void {
   const meta = ag.meta;
   const w = q >>> C.BITMAP_WORD_SHIFT;
   const bit = 1 << ((q >>> C.GRANULE_SHIFT) & 31);
-  const old = Atomics.or(ag.rBits, w, bit); // 1.
-  if ((old & bit) !== 0) {
+  const rw = q >>> C.R_WORD_SHIFT;
+  const rbit = 1 << ((q >>> C.R_GRANULE_SHIFT) & 31);
+  const old = Atomics.or(ag.rBits, rw, rbit); // 1.
+  if ((old & rbit) !== 0) {
     ag.report('EAGAIN', `double free of block ${hex(q)} (size ${meta[rb + C.R_BLOCK_SIZE]}): already freed by another agent`, q);
     return;
   }
   if ((ag.aBits[w] & bit) === 0 && ag.checksFree) { // the owner collected an earlier free of it meanwhile
-    Atomics.and(ag.rBits, w, ~bit);
+    Atomics.and(ag.rBits, rw, ~rbit);
     ag.report('EAGAIN', `double free of block ${hex(q)} (size ${meta[rb + C.R_BLOCK_SIZE]})`, q);
     return;
   }
@@ -170,7 +172,7 @@ export function validate(ag: Agent, q: number, what: string): number {
     if ((ag.aBits[w] & bit) !== 0) {
       const rb = ag.pageMap[q >>> C.SLICE_SHIFT];
       if (rb !== 0 && Atomics.load(meta, rb + C.R_STATE) === C.STATE_IN_USE) {
-        if ((Atomics.load(ag.rBits, w) & bit) === 0) return rb;
+        if ((Atomics.load(ag.rBits, q >>> C.R_WORD_SHIFT) & (1 << ((q >>> C.R_GRANULE_SHIFT) & 31))) === 0) return rb;
         ag.report('EAGAIN', `${what}: block ${hex(q)} (size ${meta[rb + C.R_BLOCK_SIZE]}) was already freed by another agent`, q);
         return 0;
       }

@@ -212,7 +212,9 @@ function allocAlignedRaw(ag: Agent, th: Theap, size: number, alignment: number):
     if (b === 0 || (b & (alignment - 1)) === 0) return b;
     freeGeneric(ag, b);
   }
-  const over = size + alignment - C.WORD; // allocSize adds the padding itself
+  // allocSize adds the padding itself; at least MIN_BLOCK bytes from q to the block's end, so
+  // that the next block's start has an R granule of its own (types.ts MIN_BLOCK)
+  const over = Math.max(size, C.MIN_BLOCK) + alignment - C.WORD;
   if (over + (need - size) > C.LARGE_OBJ_SIZE_MAX) return allocHuge(ag, th, need, alignSlices, size);
   const b = allocSize(ag, th, over, false);
   if (b === 0) return 0;
@@ -251,7 +253,7 @@ export function reallocInPlace(ag: Agent, rb: number, q: number, size: number): 
     // address back from malloc is not told apart from one that did nothing.)
     const w = q >>> C.BITMAP_WORD_SHIFT;
     const bit = 1 << ((q >>> C.GRANULE_SHIFT) & 31);
-    if ((ag.aBits[w] & bit) === 0 || (Atomics.load(ag.rBits, w) & bit) !== 0) return -2;
+    if ((ag.aBits[w] & bit) === 0 || (Atomics.load(ag.rBits, q >>> C.R_WORD_SHIFT) & (1 << ((q >>> C.R_GRANULE_SHIFT) & 31))) !== 0) return -2;
   }
   const room = paddingOf(a, rb, q) - q;
   if (size > room || size < usable / 2 || size === 0) return usable;

@@ -171,7 +171,7 @@ function drainCollect(a: Arena, rb: number): void {
     const w = q >>> C.BITMAP_WORD_SHIFT;
     const bit = 1 << ((q >>> C.GRANULE_SHIFT) & 31);
     aBits[w] &= ~bit;
-    Atomics.and(rBits, w, ~bit);
+    Atomics.and(rBits, q >>> C.R_WORD_SHIFT, ~(1 << ((q >>> C.R_GRANULE_SHIFT) & 31)));
     meta[rb + C.R_COLLECT] = next;
     setLink(a, rb, b, meta[rb + C.R_LOCAL_FREE] >>> 0);
     meta[rb + C.R_LOCAL_FREE] = b;
@@ -277,7 +277,7 @@ export function pageRebuild(a: Arena, rb: number): void {
     const w = p >>> C.BITMAP_WORD_SHIFT;
     const bit = 1 << ((p >>> C.GRANULE_SHIFT) & 31);
     aBits[w] &= ~bit;
-    Atomics.and(a.rBits, w, ~bit);
+    Atomics.and(a.rBits, p >>> C.R_WORD_SHIFT, ~(1 << ((p >>> C.R_GRANULE_SHIFT) & 31)));
   }
   meta[rb + C.R_COLLECT] = 0;
   // 2. every block below capacity whose A bit is clear is free

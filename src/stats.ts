@@ -183,9 +183,12 @@ export function liveBlocks(a: Arena, ownerFilter: (owner: number) => boolean, si
       const end = ps + slices * C.SLICE_SIZE;
       for (let p = ps; p < end; p += 256) {
         const w = p >>> C.BITMAP_WORD_SHIFT;
-        const bits = a.aBits[w] & ~a.rBits[w];
+        const bits = a.aBits[w];
         if (bits === 0) continue;
-        for (let k = 0; k < 32; k++) if ((bits & (1 << k)) !== 0) out.push({ address: p + k * 8, size: sizeOf(rb, p + k * 8) });
+        for (let k = 0; k < 32; k++) {
+          const q = p + k * 8;
+          if ((bits & (1 << k)) !== 0 && (a.rBits[q >>> C.R_WORD_SHIFT] & (1 << ((q >>> C.R_GRANULE_SHIFT) & 31))) === 0) out.push({ address: q, size: sizeOf(rb, q) });
+        }
       }
     }
     if (slices > 1) s += slices - 1;

@@ -46,13 +46,18 @@
  * | page map | sliceCount | slice s → record base (firstSlice << REC_SHIFT) of the page covering s, or 0 |
  * | page records | sliceCount·REC_WORDS | record of the page starting at slice s (`R_*`) |
  * | A bitmap | size/256 | one bit per 8-byte granule: set ⇔ that address is a live block as returned to the user |
- * | R bitmap | size/256 | one bit per 8-byte granule: set ⇔ that live block was freed by another agent and waits on `xthreadFree` |
+ * | R bitmap | size/512 | one bit per 16-byte granule: set ⇔ the live block whose address is in it was freed by another agent and waits on `xthreadFree` |
  *
- * The A/R bitmaps are indexed by address (`p >>> 8` is the word, `(p >>> 3) & 31`
- * the bit), so checking that `p` is a live block is one load and one test, with
- * no division, for every page kind and for aligned blocks alike. They cost
- * 2/64 of the buffer's address space, of which only the words covering used
- * pages are ever touched (untouched SharedArrayBuffer pages cost no memory).
+ * The A/R bitmaps are indexed by address (A: `p >>> 8` is the word, `(p >>> 3) & 31`
+ * the bit; R: `p >>> 9`, `(p >>> 4) & 31`), so checking that `p` is a live block
+ * is one load and one test, with no division, for every page kind and for
+ * aligned blocks alike. R bits are only read or set for an address whose A
+ * bit is set, and such addresses are 16 bytes apart or more (MIN_BLOCK; an
+ * aligned address inside a block keeps 16 bytes before the next block,
+ * malloc.ts allocAligned), so each has an R granule of its own. They cost
+ * 3/128 of the buffer's address space (2.3 %; 8-byte R granules: 3.1 %), of
+ * which only the words covering used pages are ever touched (untouched
+ * SharedArrayBuffer pages cost no memory).
  *
  * ## Invariants (checked by `check()`)
  *
@@ -147,9 +152,21 @@ export const enum C {
   /** Size-class word: bins are counted in 8-byte words (mimalloc's 64-bit table). */
   WORD_SHIFT = 3,
   WORD = 1 << WORD_SHIFT, // 8: the minimum block size and alignment
-  /** A/R bitmaps: one bit per 8-byte granule, 32 bits per Int32 word ⇒ a word covers 256 bytes. */
+  /** A bitmap: one bit per 8-byte granule, 32 bits per Int32 word ⇒ a word covers 256 bytes. */
   GRANULE_SHIFT = 3,
   BITMAP_WORD_SHIFT = GRANULE_SHIFT + 5, // 8
+  /**
+   * The smallest block: requests of 0–8 bytes get 16 (as dlmalloc's smallest
+   * chunk), so that two block starts are at least 16 bytes apart and the R
+   * bitmap can have 16-byte granules (half the memory of the A bitmap's).
+   * The A bitmap keeps 8-byte granules: it validates addresses, and with 16
+   * a wrong address 8 bytes before a live block would pass as that block.
+   */
+  MIN_BLOCK = 16,
+  /** R bitmap: one bit per 16-byte granule (MIN_BLOCK) ⇒ a word covers 512 bytes. */
+  R_GRANULE_SHIFT = 4,
+  R_GRANULE = 1 << R_GRANULE_SHIFT,
+  R_WORD_SHIFT = R_GRANULE_SHIFT + 5, // 9
 
   /** Format identity, written at word 0 of the header. "mits" */
   MAGIC = 0x7374696d,
