@@ -115,8 +115,7 @@ function freshPage(ag: Agent, th: Theap, bin: number): number {
   const hwm = Atomics.load(a.mem, C.H_COMMITTED);
   let slices = base;
   if (hwm >= a.sliceCount - (a.sliceCount >>> C.TIGHT_SHIFT)) {
-    if (!small) slices = one;
-    else if (shrink) slices = one;
+    if (!small || shrink) slices = one;
   } else if (small) {
     if (shrink && th.count[bin] === 0 && th.count[bin + C.BIN_COUNT] === 0) slices = BIN_FIRST_PAGE_SLICES[bin];
   } else if (hwm < a.sliceCount >>> 1) {
