@@ -15,7 +15,8 @@
  * sees the other: no block is left on an abandoned page that nobody will
  * look at.
  */
-import { type Arena, pageBin, pageSlice } from './arena.js';
+import type { Arena } from './arena.js';
+import { pageBin, pageSlice } from './layout.js';
 import { mapAbandoned, pageCollect, pageRebuild, pageRelease, unmapAbandoned } from './page.js';
 import type { Theap } from './page-queue.js';
 import { brokenCanary } from './secure.js';
@@ -98,28 +99,30 @@ export function settleHeld(ag: AgentContext, rb: number, allowReclaim: boolean):
 export function reclaimAbandoned(ag: AgentContext, th: Theap, bin: number): number {
   const a = ag.arena;
   const mem = a.mem;
-  if (Atomics.load(mem, C.H_ABANDONED_COUNT + bin) <= 0) return 0;
+  if (Atomics.load(mem, a.hdr + C.H_ABANDONED_COUNT + bin) <= 0) return 0;
   const meta = a.meta;
-  const base = a.layout.abandoned + bin * a.layout.sliceWords;
-  const words = a.layout.sliceWords;
-  for (let w = 0; w < words; w++) {
-    let bits = Atomics.load(mem, base + w);
-    while (bits !== 0) {
-      const bit = bits & -bits;
-      bits ^= bit;
-      const old = Atomics.and(mem, base + w, ~bit);
-      if ((old & bit) === 0) continue;
-      Atomics.sub(mem, C.H_ABANDONED_COUNT + bin, 1);
-      const rb = a.rec((w << 5) + (31 - Math.clz32(bit)));
-      if (Atomics.compareExchange(meta, rb + C.R_OWNER, C.OWNER_ABANDONED, ag.tid | C.OWNER_HELD) !== C.OWNER_ABANDONED) continue;
-      if (Atomics.load(meta, rb + C.R_STATE) !== C.STATE_IN_USE || pageBin(meta, rb) !== bin || meta[rb + C.R_HEAP] !== th.heapId) {
-        settleHeld(ag, rb, false);
-        continue;
+  for (let i = 0; i < a.arenaCount; i++) {
+    const L = a.arenas[i];
+    const base = L.abandoned + bin * L.sliceWords;
+    for (let w = 0; w < L.sliceWords; w++) {
+      let bits = Atomics.load(mem, base + w);
+      while (bits !== 0) {
+        const bit = bits & -bits;
+        bits ^= bit;
+        const old = Atomics.and(mem, base + w, ~bit);
+        if ((old & bit) === 0) continue;
+        Atomics.sub(mem, a.hdr + C.H_ABANDONED_COUNT + bin, 1);
+        const rb = a.rec(L.origin + (w << 5) + (31 - Math.clz32(bit)));
+        if (Atomics.compareExchange(meta, rb + C.R_OWNER, C.OWNER_ABANDONED, ag.tid | C.OWNER_HELD) !== C.OWNER_ABANDONED) continue;
+        if (Atomics.load(meta, rb + C.R_STATE) !== C.STATE_IN_USE || pageBin(meta, rb) !== bin || meta[rb + C.R_HEAP] !== th.heapId) {
+          settleHeld(ag, rb, false);
+          continue;
+        }
+        pageCollect(a, rb);
+        meta[rb + C.R_ORIGIN] = ag.tid;
+        Atomics.store(meta, rb + C.R_OWNER, ag.tid);
+        return rb;
       }
-      pageCollect(a, rb);
-      meta[rb + C.R_ORIGIN] = ag.tid;
-      Atomics.store(meta, rb + C.R_OWNER, ag.tid);
-      return rb;
     }
   }
   return 0;
@@ -133,16 +136,18 @@ export function reclaimAbandoned(ag: AgentContext, th: Theap, bin: number): numb
 export function abandonAllOf(ag: AgentContext, tid: number, rebuild: boolean): void {
   const a = ag.arena;
   const meta = a.meta;
-  for (let s = a.headerSlices; s < a.sliceCount; s++) {
-    const rb = a.rec(s);
-    if (Atomics.load(meta, rb + C.R_STATE) !== C.STATE_IN_USE) continue;
-    const slices = meta[rb + C.R_SLICES];
-    const o = Atomics.load(meta, rb + C.R_OWNER);
-    if ((o & C.OWNER_TID_MASK) === tid && Atomics.compareExchange(meta, rb + C.R_OWNER, o, ag.tid | C.OWNER_HELD) === o) {
-      meta[rb + C.R_FLAGS] &= ~C.F_FULL;
-      if (rebuild) pageRebuild(a, rb);
-      settleHeld(ag, rb, false);
+  for (const L of a.arenas) {
+    for (let s = L.first; s < L.end; s++) {
+      const rb = a.rec(s);
+      if (Atomics.load(meta, rb + C.R_STATE) !== C.STATE_IN_USE) continue;
+      const slices = meta[rb + C.R_SLICES];
+      const o = Atomics.load(meta, rb + C.R_OWNER);
+      if ((o & C.OWNER_TID_MASK) === tid && Atomics.compareExchange(meta, rb + C.R_OWNER, o, ag.tid | C.OWNER_HELD) === o) {
+        meta[rb + C.R_FLAGS] &= ~C.F_FULL;
+        if (rebuild) pageRebuild(a, rb);
+        settleHeld(ag, rb, false);
+      }
+      if (slices > 1) s += slices - 1;
     }
-    if (slices > 1) s += slices - 1;
   }
 }

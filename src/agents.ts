@@ -6,7 +6,7 @@
  * statements, and a survivor must be able to finish what it was doing).
  *
  * ```
- *  header word  layout.agents + i·AGENT_WORDS   (Arena.agentRecord(i), i < MAX_AGENTS)
+ *  header word  hdr + H_FIXED_WORDS + i·AGENT_WORDS   (Arena.agentRecord(i), i < MAX_AGENTS)
  *  ├ A_ID ┤ A_STATE ┤ A_INTENT_OP ┤ A_INTENT_START ┤ A_INTENT_COUNT ┤ A_REAPER ┤ A_THREAD ┤ A_NONCE ┤ … ┤
  *    id ≥ 1, 0 = free slot (a CAS 0 → id takes it; one store of 0 frees it,
  *    after A_THREAD is cleared: a record being taken never names a thread
@@ -99,17 +99,19 @@ function ownThreadId(): number | undefined {
  */
 export class Agent implements AgentContext {
   readonly arena: Arena;
-  /** The whole buffer as Int32 words; page records are `meta[rb + R_*]` (the same array). */
-  readonly mem: Int32Array;
-  readonly meta: Int32Array;
-  readonly aBits: Int32Array;
-  readonly rBits: Int32Array;
-  readonly pageMap: Int32Array;
-  readonly u8: Uint8Array;
-  readonly f64: Float64Array;
-  readonly size: number;
-  /** Word index of the page records (record base = recBase + (slice << REC_SHIFT)). */
-  readonly recBase: number;
+  /**
+   * The arena's views (the whole buffer as Int32 words; page records are
+   * `meta[rb + R_*]`, the same array), replaced when the buffer grows
+   * (`syncViews`, called by the arena's refresh): code that may claim
+   * slices re-reads them after the claim.
+   */
+  mem: Int32Array;
+  meta: Int32Array;
+  u8: Uint8Array;
+  f64: Float64Array;
+  u32: Uint32Array;
+  view: DataView;
+  size: number;
   /** This agent's id (≥ 1, distinct per agent, never reused). */
   readonly id: number;
   /** id << 2: the value in OWNER of the pages this agent's theaps own (types.ts OWNER). */
@@ -125,7 +127,7 @@ export class Agent implements AgentContext {
    * starting there, or 0. Agent-local (only this agent's theaps retire its
    * pages), so no entry is pushed twice into one list.
    */
-  readonly retiredIn: Int32Array;
+  retiredIn: Int32Array;
   /** The buffer's modes (types.ts OPT_*: every agent of a buffer agrees). */
   readonly debug: boolean;
   readonly padded: boolean;
@@ -151,13 +153,11 @@ export class Agent implements AgentContext {
     this.arena = arena;
     this.mem = arena.mem;
     this.meta = arena.meta;
-    this.aBits = arena.aBits;
-    this.rBits = arena.rBits;
-    this.pageMap = arena.pageMap;
     this.u8 = arena.u8;
     this.f64 = new Float64Array(arena.buffer, 0, arena.size >>> 3);
+    this.u32 = new Uint32Array(arena.buffer, 0, arena.size >>> 2);
+    this.view = new DataView(arena.buffer, 0, arena.size);
     this.size = arena.size;
-    this.recBase = arena.recBase;
     this.retiredIn = new Int32Array(arena.sliceCount);
     this.debug = arena.debug;
     this.padded = arena.padded;
@@ -165,7 +165,7 @@ export class Agent implements AgentContext {
     this.checksFree = !arena.noCheck;
     this.errorHandler = onError;
     const mem = arena.mem;
-    const id = Atomics.add(mem, C.H_NEXT_AGENT_ID, 1) + 1;
+    const id = Atomics.add(mem, arena.hdr + C.H_NEXT_AGENT_ID, 1) + 1;
     if (id >= MAX_AGENT_ID) throw new Error('mimalloc-ts: agent ids exhausted');
     let base = -1;
     for (let i = 0; i < C.MAX_AGENTS; i++) {
@@ -181,12 +181,29 @@ export class Agent implements AgentContext {
     this.id = id;
     this.tid = id << 2;
     this.agentBase = base;
-    this.theap = new Theap(0, arena.rec(0));
+    this.theap = new Theap(0, arena.emptyRec);
     this.theaps[0] = this.theap;
     const refs = liveHere.get(this.nonce);
     if (refs === undefined) liveHere.set(this.nonce, [new WeakRef(this)]);
     else refs.push(new WeakRef(this));
     collected.register(this, this.nonce, this);
+  }
+
+  /** Take the arena's views again (it grew, or a non-shared memory detached the old buffer). Generic paths only. */
+  syncViews(): void {
+    const a = this.arena;
+    this.mem = a.mem;
+    this.meta = a.meta;
+    this.u8 = a.u8;
+    this.f64 = new Float64Array(a.buffer, 0, a.size >>> 3);
+    this.u32 = new Uint32Array(a.buffer, 0, a.size >>> 2);
+    this.view = new DataView(a.buffer, 0, a.size);
+    this.size = a.size;
+    if (this.retiredIn.length < a.sliceCount) {
+      const r = new Int32Array(a.sliceCount);
+      r.set(this.retiredIn);
+      this.retiredIn = r;
+    }
   }
 
   /** This agent's theap for a heap, if it has one. */
@@ -354,12 +371,13 @@ function takeOver(ag: Agent, b: number, id: number): boolean {
     return false;
   }
   Atomics.store(mem, b + C.A_REAPER, ag.id);
-  a.recoverIntent(b);
+  recoverIntent(a, b);
+  a.recoverGrow(id << 2); // (may replace the views: a.mem below)
   abandonAllOf(ag, id << 2, true);
-  Atomics.add(mem, C.H_REAPED, 1);
-  Atomics.store(mem, b + C.A_THREAD, 0);
+  Atomics.add(a.mem, a.hdr + C.H_REAPED, 1);
+  Atomics.store(a.mem, b + C.A_THREAD, 0);
   // one store frees the record: a kill before it leaves the record REAPING (never reused), never half-freed
-  Atomics.store(mem, b + C.A_ID, 0);
+  Atomics.store(a.mem, b + C.A_ID, 0);
   return true;
 }
 
@@ -471,7 +489,7 @@ export function watchWorker(ag: Agent, worker: unknown, handle: AllocatorHandle)
     if (!(thread > 0)) throw new Error(`watch: this worker has already exited (threadId ${thread}); watch a worker when it is created`);
     if (typeof w.once !== 'function') throw new TypeError('watch: a worker with a threadId needs once(\'exit\', fn), as node:worker_threads has');
   } else {
-    thread = -(Atomics.add(ag.mem, C.H_NEXT_TOKEN, 1) + 1);
+    thread = -(Atomics.add(ag.mem, ag.arena.hdr + C.H_NEXT_TOKEN, 1) + 1);
   }
   const entry: Watch = { thread, released: 0, handle: { kind: handle.kind, buffer: handle.buffer, thread } };
   if (mine === undefined) watches.set(ag, mine = new WeakMap());
@@ -504,4 +522,65 @@ export function terminateWorker(ag: Agent, worker: unknown): Promise<number> {
     const n = reapThread(ag, t);
     return n + before;
   });
+}
+
+/** Is slice x inside the intent range of any live agent other than `exceptBase`? */
+function coveredByIntent(a: Arena, x: number, exceptBase: number): boolean {
+  const m = a.mem;
+  for (let i = 0; i < C.MAX_AGENTS; i++) {
+    const b = a.agentRecord(i);
+    if (b === exceptBase || Atomics.load(m, b + C.A_ID) === 0) continue;
+    if (Atomics.load(m, b + C.A_INTENT_OP) === C.INTENT_NONE) continue;
+    const s = Atomics.load(m, b + C.A_INTENT_START);
+    const n = Atomics.load(m, b + C.A_INTENT_COUNT);
+    if (x >= s && x < s + n) return true;
+  }
+  return false;
+}
+
+/**
+ * Finish or undo the slice update a dead agent was in the middle of.
+ *
+ * A slice is the dead agent's to repair only if its free bit is clear and
+ * nothing else accounts for it: no other agent's intent covers it and no
+ * page of another agent is published on it. (Bits the dead agent had not
+ * cleared, or had already set again, may meanwhile belong to someone
+ * else's new page — possibly one starting at the same slice, so the page
+ * map value alone proves nothing.) On those slices: a claim whose record
+ * was completed (STATE=1, OWNER the dead agent) stands and the page scan
+ * takes it over; anything else is unpublished and unmapped, and the
+ * slices' free bits are set.
+ */
+export function recoverIntent(a: Arena, deadBase: number): void {
+  const m = a.mem;
+  const op = Atomics.load(m, deadBase + C.A_INTENT_OP);
+  if (op === C.INTENT_NONE) return;
+  const deadTid = Atomics.load(m, deadBase + C.A_ID) << 2;
+  const s = Atomics.load(m, deadBase + C.A_INTENT_START);
+  const n = Atomics.load(m, deadBase + C.A_INTENT_COUNT);
+  const rb = a.rec(s);
+  const meta = a.meta;
+  const state = Atomics.load(meta, rb + C.R_STATE);
+  const mine = (Atomics.load(meta, rb + C.R_OWNER) & C.OWNER_TID_MASK) === deadTid;
+  if (op === C.INTENT_CLAIM && state === C.STATE_IN_USE && mine) {
+    Atomics.store(m, deadBase + C.A_INTENT_OP, C.INTENT_NONE); // completed claim: the page scan takes it over
+    return;
+  }
+  const held = (x: number): boolean => !a.isSliceFree(x) && !coveredByIntent(a, x, deadBase);
+  // the record at s is the dead agent's if it named it, or if slice s is still held and no live page sits there
+  if (mine || (held(s) && state !== C.STATE_IN_USE)) {
+    Atomics.store(meta, rb + C.R_STATE, 0);
+    Atomics.store(meta, rb + C.R_OWNER, 0);
+  }
+  for (let x = s; x < s + n && x < a.sliceCount; x++) {
+    if (!held(x)) continue;
+    const v = Atomics.load(meta, a.pm(x));
+    if (v !== 0 && v !== rb) continue; // another page covers x
+    if (v === rb) {
+      if (Atomics.load(meta, rb + C.R_STATE) === C.STATE_IN_USE) continue; // a live page at s (not the dead agent's)
+      Atomics.store(meta, a.pm(x), 0);
+    }
+    a.setRun(x, 1);
+  }
+  Atomics.store(m, deadBase + C.A_INTENT_OP, C.INTENT_NONE);
 }

@@ -46,26 +46,25 @@ import { freeGeneric, usableOf, validate } from './free.js';
 import { takeLocalFree } from './page.js';
 import { allocAligned, callocSize, mallocGeneric, reallocInPlace, zeroNew } from './malloc.js';
 import {
-  AllocatorHandle, AllocatorOptions, AttachOptions, WatchableWorker, parseAttachOptions, parseCreateOptions, parseLeakReportOptions,
+  AllocatorHandle, AllocatorOptions, AttachOptions, WatchableWorker, handleOf, parseAttachOptions, parseCreateOptions, parseLeakReportOptions,
 } from './options.js';
 import { LeakReport, StatsSnapshot, collectStats, formatStats, leakReportOf, warnLeaks } from './stats.js';
 import { fillSlack, slackIntact } from './secure.js';
 import { pageEmptied, theapCollect } from './theap.js';
 import { C } from './types.js';
 
-
 export class Allocator {
   // --- hot fields (read by the fast paths on every call) ---
   /** @internal pagesFreeDirect of the main theap, or an all-empty table while the fast paths are off. */
   protected direct: Int32Array;
-  /** @internal The whole buffer as Int32 words (page records too: `mem[rb + R_*]`). */
-  protected readonly mem: Int32Array;
-  /** @internal Buffer bytes. */
-  protected readonly size: number;
-  /** @internal Word offsets in `mem` of the A bitmap and the page map. */
-  protected readonly aBase: number;
+  /** @internal The whole buffer as Int32 words (page records too: `mem[rb + R_*]`); replaced when the buffer grows. */
+  protected mem: Int32Array;
+  /** @internal Bytes `mem` covers: the fast paths take only addresses below it. */
+  protected size: number;
+  /** @internal The arena's directories of the A bitmap and the page map (arena.ts `aw`, `pm`). */
+  protected readonly aDir: Int32Array;
   /** @internal */
-  protected readonly pmBase: number;
+  protected readonly pmDir: Int32Array;
   /** @internal tid while the fast paths are on; −1 (never an OWNER value) after detach, in debug mode or with allocStacks. */
   protected fastTid: number;
   /**
@@ -85,10 +84,6 @@ export class Allocator {
   /** This agent's id (≥ 1, distinct per agent, never reused); pass it to `releaseAgent` if the agent is terminated. */
   readonly agentId: number;
 
-  /** @internal */ private readonly _u8: Uint8Array;
-  /** @internal */ private readonly _u32: Uint32Array;
-  /** @internal */ private readonly _f64: Float64Array;
-  /** @internal */ private readonly _view: DataView;
 
   /** @internal Use `Allocator.create()` or `Allocator.attach(handle)`. */
   protected constructor(arena: Arena, onError: ErrorHandler | undefined) {
@@ -101,26 +96,25 @@ export class Allocator {
     this.arena = arena;
     this.mem = arena.mem;
     this.size = arena.size;
-    this.aBase = arena.layout.aBits;
-    this.pmBase = arena.layout.pageMap;
+    this.aDir = arena.aDir;
+    this.pmDir = arena.pmDir;
     this.agentId = ag.id;
     this.fastTid = ag.tid;
     this.direct = ag.theap.direct;
     this.debug = arena.debug;
-    const buf = arena.buffer;
-    this._u8 = arena.u8;
-    this._u32 = new Uint32Array(buf, 0, arena.size >>> 2);
-    this._f64 = ag.f64;
-    this._view = new DataView(buf, 0, arena.size);
+    arena.onRefresh = () => { // the arena replaced its views (growth, or a detached non-shared memory)
+      ag.syncViews();
+      this.mem = arena.mem;
+      this.size = arena.size;
+    };
     if (this.debug) this.fastPathsOff(); // the fast paths have no room for debug mode's fills
   }
 
   /** Create an allocator over a new (or the given) buffer; this agent is its first. */
   static create(opts: AllocatorOptions = {}): Allocator {
     const cfg = parseCreateOptions(opts); // every option checked before the buffer is touched
-    const arena = new Arena(cfg.buffer);
-    if (arena.headerSlices + 2 > arena.sliceCount) throw new RangeError('buffer too small for the header');
-    arena.format(cfg.knownZero, cfg.debug, cfg.secure, !cfg.checkFree && cfg.secure < 3);
+    const arena = new Arena(cfg.backing);
+    arena.format(cfg.end, cfg.maxEnd, cfg.knownZero, cfg.debug, cfg.secure, !cfg.checkFree && cfg.secure < 3);
     const al = Allocator.forArena(arena, cfg.onError);
     if (cfg.allocStacks > 0) al.recordStacks(cfg.allocStacks);
     return al;
@@ -129,7 +123,7 @@ export class Allocator {
   /** In a worker (or any agent): attach to an allocator created elsewhere; this agent gets its own theaps. */
   static attach(handle: AllocatorHandle, opts: AttachOptions = {}): Allocator {
     const cfg = parseAttachOptions(handle, opts);
-    const arena = new Arena(cfg.buffer);
+    const arena = new Arena(cfg.backing);
     arena.validateHeader();
     const al = Allocator.forArena(arena, cfg.onError);
     if (cfg.thread !== undefined) recordHandleThread(al.ag, cfg.thread); // a handle from watch(worker)
@@ -148,7 +142,7 @@ export class Allocator {
   /** @internal Every call of this agent takes the generic paths from now on. */
   private fastPathsOff(): void {
     this.fastTid = -1;
-    this.direct = new Int32Array(this.direct.length).fill(this.arena.rec(0));
+    this.direct = new Int32Array(this.direct.length).fill(this.arena.emptyRec);
   }
 
   /** @internal allocStacks: record the stack of every `every`-th allocation (fast paths off). */
@@ -159,20 +153,21 @@ export class Allocator {
 
   /** Structured-cloneable description of the allocator, for `Allocator.attach` in another agent. */
   get handle(): AllocatorHandle {
-    const b = this.arena.buffer;
-    if (!(typeof SharedArrayBuffer !== 'undefined' && b instanceof SharedArrayBuffer)) {
-      throw new Error('handle: this allocator lives in an ArrayBuffer, which other agents cannot share (create it with shared: true)');
-    }
-    return { kind: 'mimalloc-ts', buffer: b };
+    return handleOf(this.arena);
   }
 
-  // --- views: over the whole buffer, always current ---
-  get buffer(): ArrayBufferLike { return this.arena.buffer; }
-  get u8(): Uint8Array { return this._u8; }
-  get i32(): Int32Array { return this.mem; }
-  get u32(): Uint32Array { return this._u32; }
-  get f64(): Float64Array { return this._f64; }
-  get view(): DataView { return this._view; }
+  // --- views: over the whole buffer, current after any growth (a load and a compare: cache them between growths) ---
+  get buffer(): ArrayBufferLike { this.current(); return this.arena.buffer; }
+  get u8(): Uint8Array { this.current(); return this.ag.u8; }
+  get i32(): Int32Array { this.current(); return this.mem; }
+  get u32(): Uint32Array { this.current(); return this.ag.u32; }
+  get f64(): Float64Array { this.current(); return this.ag.f64; }
+  get view(): DataView { this.current(); return this.ag.view; }
+
+  /** @internal The views cover every arena (another agent may have grown the buffer; a non-shared memory may have detached). */
+  private current(): void {
+    if (this.arena.stale()) this.arena.refresh();
+  }
 
   /** Replace the error handler; null restores the default. */
   setErrorHandler(fn: ErrorHandler | null): void {
@@ -194,12 +189,12 @@ export class Allocator {
     if (typeof n === 'number' && (n >>> 0) === n && n <= C.SMALL_SIZE_MAX) {
       const mem = this.mem;
       const rb = this.direct[(n + 7) >>> 3] & C.REC_BASE_MASK; // (REC_BASE_MASK: see types.ts)
-      let b = mem[rb + C.R_FREE];
+      let b = mem[rb + C.R_FREE] | 0; // (| 0: over a detached buffer, undefined → the generic path, which refreshes)
       if (b === 0 && (++this.refills & 63) !== 0) b = takeLocalFree(mem, rb); // every 64th: generic (retire heartbeat)
       if (b !== 0) {
         mem[rb + C.R_FREE] = mem[b >>> 2];
         mem[rb + C.R_USED] = (mem[rb + C.R_USED] + 1) | 0; // `| 0`: no overflow check
-        mem[this.aBase + (b >>> C.BITMAP_WORD_SHIFT)] |= 1 << ((b >>> C.GRANULE_SHIFT) & 31);
+        mem[this.aDir[b >>> C.DIR_SHIFT] + (b >>> C.BITMAP_WORD_SHIFT)] |= 1 << ((b >>> C.GRANULE_SHIFT) & 31);
         mem[b >>> 2] = 0; // do not leak the free-list link
         return b >>> 0;
       }
@@ -216,16 +211,17 @@ export class Allocator {
       const mem = this.mem;
       const w = p >>> C.BITMAP_WORD_SHIFT;
       const bit = 1 << ((p >>> C.GRANULE_SHIFT) & 31);
-      const aw = mem[this.aBase + w];
+      const ai = this.aDir[p >>> C.DIR_SHIFT] + w;
+      const aw = mem[ai];
       if ((aw & bit) !== 0) {
-        const rb = mem[this.pmBase + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
+        const rb = mem[this.pmDir[p >>> C.DIR_SHIFT] + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
         // No block of a page with an empty XTHREAD_FREE waits on a remote free
         // (its R bit is clear), so the R test is needed only when the list is
         // non-empty: the generic path does it. This keeps the fast path inside
         // the page record's cache line instead of touching the R bitmap.
         if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & (C.F_ALIGNED | C.F_FULL)) === 0 &&
             mem[rb + C.R_XTHREAD_FREE] === 0) {
-          mem[this.aBase + w] = aw ^ bit;
+          mem[ai] = aw ^ bit;
           mem[p >>> 2] = mem[rb + C.R_LOCAL_FREE];
           mem[rb + C.R_LOCAL_FREE] = p;
           const used = (mem[rb + C.R_USED] - 1) | 0;
@@ -295,7 +291,7 @@ export class Allocator {
     if (usable < 0) return usable === -1 ? q : 0;
     const nb = this.malloc(size); // the fast path when it can: reallocs that move are common (ripgrep: 18% of calls)
     if (nb === 0) return 0;
-    this._u8.copyWithin(nb, q, q + Math.min(usable, size));
+    this.ag.u8.copyWithin(nb, q, q + Math.min(usable, size));
     this.free(q);
     return nb;
   }
@@ -392,6 +388,7 @@ export class Allocator {
 
   /** Counters: reserved, committed (high-water mark), used (bytes in live blocks), pages, agents… */
   stats(): StatsSnapshot {
+    this.current();
     return collectStats(this.arena);
   }
 
@@ -405,6 +402,7 @@ export class Allocator {
 
   /** Verify every invariant of every page and bitmap; throws an Error naming the first broken one. Assumes no other agent mutates meanwhile. */
   check(): void {
+    this.current();
     checkHeap(this.arena);
   }
 }
@@ -418,7 +416,7 @@ class UncheckedAllocator extends Allocator {
     if (typeof n === 'number' && (n >>> 0) === n && n <= C.SMALL_SIZE_MAX) {
       const mem = this.mem;
       const rb = this.direct[(n + 7) >>> 3] & C.REC_BASE_MASK; // (REC_BASE_MASK: see types.ts)
-      let b = mem[rb + C.R_FREE];
+      let b = mem[rb + C.R_FREE] | 0; // (| 0: over a detached buffer, undefined → the generic path, which refreshes)
       if (b === 0 && (++this.refills & 63) !== 0) b = takeLocalFree(mem, rb); // every 64th: generic (retire heartbeat)
       if (b !== 0) {
         mem[rb + C.R_FREE] = mem[b >>> 2];
@@ -433,7 +431,7 @@ class UncheckedAllocator extends Allocator {
   override free(p: number): void {
     if (typeof p === 'number' && (p >>> 0) === p && p < this.size && (p & 7) === 0 && p !== 0) {
       const mem = this.mem;
-      const rb = mem[this.pmBase + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
+      const rb = mem[this.pmDir[p >>> C.DIR_SHIFT] + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
       if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & (C.F_ALIGNED | C.F_FULL)) === 0) {
         mem[p >>> 2] = mem[rb + C.R_LOCAL_FREE];
         mem[rb + C.R_LOCAL_FREE] = p;
@@ -472,14 +470,14 @@ class SecureAllocator extends Allocator {
     if (typeof n === 'number' && (n >>> 0) === n && n <= C.SMALL_SIZE_MAX - C.PADDING) {
       const mem = this.mem;
       const rb = this.direct[(n + 7 + C.PADDING) >>> 3] & C.REC_BASE_MASK; // room for the padding
-      let b = mem[rb + C.R_FREE];
+      let b = mem[rb + C.R_FREE] | 0; // (| 0: over a detached buffer, undefined → the generic path, which refreshes)
       if (b === 0 && (++this.refills & 63) !== 0) b = takeLocalFree(mem, rb); // every 64th: generic (retire heartbeat)
       if (b !== 0) {
         const bs = mem[rb + C.R_BLOCK_SIZE];
         // (the forms of padw and next measured fastest: ~0.6 ns each over (b >>> 2) + (bs >>> 2) − 2 and an int32 next)
         const padw = ((b >>> 0) + bs - C.PADDING) >>> 2; // the canary's word; the link (LINK_FROM_END = 4) follows
         const next = (Math.imul(mem[padw + 1], mem[rb + C.R_KEYINV]) ^ mem[rb + C.R_KEY1]) >>> 0; // page.ts getLink
-        const aw = this.aBase + (b >>> C.BITMAP_WORD_SHIFT);
+        const aw = this.aDir[b >>> C.DIR_SHIFT] + (b >>> C.BITMAP_WORD_SHIFT);
         const bit = 1 << ((b >>> C.GRANULE_SHIFT) & 31);
         const a = mem[aw];
         // a link into the page (or NULL), an intact canary (I5) and a block that is not live (a
@@ -502,15 +500,16 @@ class SecureAllocator extends Allocator {
       const mem = this.mem;
       const w = p >>> C.BITMAP_WORD_SHIFT;
       const bit = 1 << ((p >>> C.GRANULE_SHIFT) & 31);
-      const aw = mem[this.aBase + w];
+      const ai = this.aDir[p >>> C.DIR_SHIFT] + w;
+      const aw = mem[ai];
       if ((aw & bit) !== 0) {
-        const rb = mem[this.pmBase + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
+        const rb = mem[this.pmDir[p >>> C.DIR_SHIFT] + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
         if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & (C.F_ALIGNED | C.F_FULL)) === 0 &&
             mem[rb + C.R_XTHREAD_FREE] === 0) {
           // No load from the block: its canary is checked when it is handed out again (I5), so freeing
           // a cold block does not wait for memory (measured: +40 ns/op on (b) when checked here).
           const linkw = (p >>> 2) + (mem[rb + C.R_BLOCK_SIZE] >>> 2) - (C.LINK_FROM_END >>> 2);
-          mem[this.aBase + w] = aw ^ bit;
+          mem[ai] = aw ^ bit;
           const local = mem[rb + C.R_LOCAL_FREE];
           mem[linkw] = Math.imul(local ^ mem[rb + C.R_KEY1], mem[rb + C.R_KEY0]); // setLink, over delta: one cache line per free
           mem[rb + C.R_LOCAL_FREE] = p;
@@ -539,13 +538,13 @@ class Secure4Allocator extends Allocator {
     if (typeof n === 'number' && (n >>> 0) === n && n <= C.SMALL_SIZE_MAX - C.PADDING) {
       const mem = this.mem;
       const rb = this.direct[(n + 7 + C.PADDING) >>> 3] & C.REC_BASE_MASK; // room for the padding
-      let b = mem[rb + C.R_FREE];
+      let b = mem[rb + C.R_FREE] | 0; // (| 0: over a detached buffer, undefined → the generic path, which refreshes)
       if (b === 0 && (++this.refills & 63) !== 0) b = takeLocalFree(mem, rb); // every 64th: generic (retire heartbeat)
       if (b !== 0) {
         const bs = mem[rb + C.R_BLOCK_SIZE];
         const padw = ((b >>> 0) + bs - C.PADDING) >>> 2;
         const next = (Math.imul(mem[padw + 1], mem[rb + C.R_KEYINV]) ^ mem[rb + C.R_KEY1]) >>> 0; // page.ts getLink
-        const aw = this.aBase + (b >>> C.BITMAP_WORD_SHIFT);
+        const aw = this.aDir[b >>> C.DIR_SHIFT] + (b >>> C.BITMAP_WORD_SHIFT);
         const bit = 1 << ((b >>> C.GRANULE_SHIFT) & 31);
         const a = mem[aw];
         const cv = mem[padw];
@@ -569,9 +568,10 @@ class Secure4Allocator extends Allocator {
       const mem = this.mem;
       const w = p >>> C.BITMAP_WORD_SHIFT;
       const bit = 1 << ((p >>> C.GRANULE_SHIFT) & 31);
-      const aw = mem[this.aBase + w];
+      const ai = this.aDir[p >>> C.DIR_SHIFT] + w;
+      const aw = mem[ai];
       if ((aw & bit) !== 0) {
-        const rb = mem[this.pmBase + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
+        const rb = mem[this.pmDir[p >>> C.DIR_SHIFT] + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
         if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & (C.F_ALIGNED | C.F_FULL)) === 0 &&
             mem[rb + C.R_XTHREAD_FREE] === 0) {
           const bs = mem[rb + C.R_BLOCK_SIZE];
@@ -579,7 +579,7 @@ class Secure4Allocator extends Allocator {
           const padw = pad >>> 2;
           // the canary (secure.ts canary, written out), a size word inside the block, the slack: else generic
           if (mem[padw] === (((pad ^ mem[rb + C.R_CANARY]) & ~0xff) | C.CANARY_LOW_BYTE) && slackIntact(mem, pad, bs)) {
-            mem[this.aBase + w] = aw ^ bit;
+            mem[ai] = aw ^ bit;
             const local = mem[rb + C.R_LOCAL_FREE];
             mem[padw + 1] = Math.imul(local ^ mem[rb + C.R_KEY1], mem[rb + C.R_KEY0]); // setLink, over the size word
             mem[rb + C.R_LOCAL_FREE] = p;

@@ -4,7 +4,8 @@
  * first invariant it finds broken (see the list in types.ts). O(buffer/256 +
  * blocks); assumes no other agent mutates the heap meanwhile.
  */
-import { type Arena, pageStart } from './arena.js';
+import type { Arena } from './arena.js';
+import { pageStart } from './layout.js';
 import { BIN_BLOCK_SIZE } from './bins.js';
 import { checkFreed, checkPadding } from './debug.js';
 import { hex } from './errors.js';
@@ -16,12 +17,12 @@ function fail(msg: string): never {
   throw new Error(`mimalloc-ts check failed: ${msg}`);
 }
 
-function bitOf(bits: Int32Array, p: number): boolean {
-  return (bits[p >>> C.BITMAP_WORD_SHIFT] & (1 << ((p >>> C.GRANULE_SHIFT) & 31))) !== 0;
+function bitOf(a: Arena, p: number): boolean {
+  return (a.mem[a.aw(p)] & (1 << ((p >>> C.GRANULE_SHIFT) & 31))) !== 0;
 }
 
-function rBitOf(rBits: Int32Array, p: number): boolean {
-  return (rBits[p >>> C.R_WORD_SHIFT] & (1 << ((p >>> C.R_GRANULE_SHIFT) & 31))) !== 0;
+function rBitOf(a: Arena, p: number): boolean {
+  return (a.mem[a.rw(p)] & (1 << ((p >>> C.R_GRANULE_SHIFT) & 31))) !== 0;
 }
 
 function popcount(x: number): number {
@@ -30,13 +31,38 @@ function popcount(x: number): number {
   return (((x + (x >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
 }
 
+/**
+ * The first non-zero byte of the NULL guard (the first NULL_GUARD bytes of
+ * the first arena, which hold nothing), described, or null. With `base` 0
+ * that is a write through a NULL pointer (`f64[p >>> 3] = x` after malloc
+ * returned 0): it corrupts nothing, and is reported here.
+ */
+export function nullGuardWrite(a: Arena): string | null {
+  const mem = a.mem;
+  const w0 = a.baseSlice << (C.SLICE_SHIFT - 2);
+  for (let w = w0; w < w0 + C.NULL_GUARD_WORDS; w++) {
+    if (mem[w] === 0) continue;
+    let off = w * 4;
+    while (a.u8[off] === 0) off++;
+    return a.baseSlice === 0
+      ? `write through NULL at offset ${off} (byte ${hex(a.u8[off])}): the first ${C.NULL_GUARD} bytes of the buffer hold no allocator state and no block`
+      : `write at ${hex(off)}, in the ${C.NULL_GUARD} bytes at the start of the allocator's region that hold no state and no block`;
+  }
+  return null;
+}
+
+/** Zero the NULL guard again (after reporting a write there: reported once). */
+export function clearNullGuard(a: Arena): void {
+  const w0 = a.baseSlice << (C.SLICE_SHIFT - 2);
+  a.mem.fill(0, w0, w0 + C.NULL_GUARD_WORDS);
+}
+
 export function checkHeap(a: Arena): void {
   const mem = a.mem;
   const meta = a.meta;
-  const pm = a.pageMap;
-  const aBits = a.aBits;
-  const rBits = a.rBits;
-  if (Atomics.load(mem, C.H_MAGIC) !== C.MAGIC) fail('header magic is gone (the header was overwritten)');
+  if (Atomics.load(mem, a.hdr + C.H_MAGIC) !== C.MAGIC) fail('header magic is gone (the header was overwritten)');
+  const nul = nullGuardWrite(a);
+  if (nul !== null) fail(nul);
   // agents
   const live = new Set<number>();
   for (let i = 0; i < C.MAX_AGENTS; i++) {
@@ -49,40 +75,39 @@ export function checkHeap(a: Arena): void {
   const wordsPerSlice = 1 << (C.SLICE_SHIFT - C.BITMAP_WORD_SHIFT);
   const rWordsPerSlice = 1 << (C.SLICE_SHIFT - C.R_WORD_SHIFT);
   let orphans = 0;
-  for (let s = a.headerSlices; s < a.sliceCount; s++) {
+  for (const L of a.arenas) for (let s = L.first; s < L.end; s++) {
     const free = a.isSliceFree(s);
     const rb = a.rec(s);
     if (free) {
-      if (pm[s] !== 0) fail(`I1: slice ${s} is free but the page map names page ${a.sliceOfRec(pm[s])}`);
-      for (let w = s * wordsPerSlice; w < (s + 1) * wordsPerSlice; w++) {
-        if (aBits[w] !== 0) fail(`I2: free slice ${s} has allocation bits set near ${hex(w << C.BITMAP_WORD_SHIFT)}`);
+      if (meta[a.pm(s)] !== 0) fail(`I1: slice ${s} is free but the page map names page ${a.sliceOfRec(meta[a.pm(s)])}`);
+      const a0 = a.aw(s * C.SLICE_SIZE);
+      for (let w = 0; w < wordsPerSlice; w++) {
+        if (mem[a0 + w] !== 0) fail(`I2: free slice ${s} has allocation bits set near ${hex(s * C.SLICE_SIZE + (w << C.BITMAP_WORD_SHIFT))}`);
       }
-      for (let w = s * rWordsPerSlice; w < (s + 1) * rWordsPerSlice; w++) {
-        if (rBits[w] !== 0) fail(`I3: free slice ${s} has remote-free bits set near ${hex(w << C.R_WORD_SHIFT)}`);
+      const r0 = a.rw(s * C.SLICE_SIZE);
+      for (let w = 0; w < rWordsPerSlice; w++) {
+        if (mem[r0 + w] !== 0) fail(`I3: free slice ${s} has remote-free bits set near ${hex(s * C.SLICE_SIZE + (w << C.R_WORD_SHIFT))}`);
       }
       continue;
     }
-    if (Atomics.load(meta, rb + C.R_STATE) !== C.STATE_IN_USE) fail(`I1: slice ${s} is taken but no page starts there or covers it (page map ${a.sliceOfRec(pm[s])})`);
-    if (pm[s] !== rb) fail(`I1: page map of slice ${s} names ${a.sliceOfRec(pm[s])}, not the page starting there`);
+    if (Atomics.load(meta, rb + C.R_STATE) !== C.STATE_IN_USE) fail(`I1: slice ${s} is taken but no page starts there or covers it (page map ${a.sliceOfRec(meta[a.pm(s)])})`);
+    if (meta[a.pm(s)] !== rb) fail(`I1: page map of slice ${s} names ${a.sliceOfRec(meta[a.pm(s)])}, not the page starting there`);
     const slices = meta[rb + C.R_SLICES];
-    if (slices < 1 || s + slices > a.sliceCount) fail(`page ${s}: bad slice count ${slices}`);
+    if (slices < 1 || s + slices > L.end) fail(`page ${s}: bad slice count ${slices}`);
     for (let x = s + 1; x < s + slices; x++) {
       if (a.isSliceFree(x)) fail(`I1: slice ${x} of page ${s} is marked free`);
-      if (pm[x] !== rb) fail(`I1: page map of slice ${x} does not name page ${s}`);
+      if (meta[a.pm(x)] !== rb) fail(`I1: page map of slice ${x} does not name page ${s}`);
     }
     orphans += checkPage(a, rb, live);
     s += slices - 1;
   }
-  const reaped = Atomics.load(mem, C.H_REAPED);
+  const reaped = Atomics.load(mem, a.hdr + C.H_REAPED);
   if (orphans > reaped) fail(`I3: ${orphans} blocks have remote-free bits but are on no xthreadFree list (${reaped} agents were reaped)`);
-  void rBits;
 }
 
 /** Checks one page; returns the number of blocks whose R bit is set but that wait on no list. */
 function checkPage(a: Arena, rb: number, live: Set<number>): number {
   const meta = a.meta;
-  const aBits = a.aBits;
-  const rBits = a.rBits;
   const s = a.sliceOfRec(rb);
   const name = `page ${s}`;
   const bs = meta[rb + C.R_BLOCK_SIZE];
@@ -121,7 +146,7 @@ function checkPage(a: Arena, rb: number, live: Set<number>): number {
   let liveBlocks = 0;
   const end = ps + slices * C.SLICE_SIZE;
   for (let p = ps; p < end; p += 256) {
-    const w = aBits[p >>> C.BITMAP_WORD_SHIFT];
+    const w = a.mem[a.aw(p)];
     if (w === 0) continue;
     for (let k = 0; k < 32; k++) {
       if ((w & (1 << k)) === 0) continue;
@@ -130,7 +155,7 @@ function checkPage(a: Arena, rb: number, live: Set<number>): number {
       const idx = Math.floor(off / bs);
       if (idx >= cap) fail(`I2: ${name}: allocation bit at ${hex(q)} beyond capacity ${cap}`);
       if (!aligned && off % bs !== 0) fail(`I2: ${name}: allocation bit at ${hex(q)}, inside block ${idx} (size ${bs})`);
-      if (a.padded && !rBitOf(rBits, q)) {
+      if (a.padded && !rBitOf(a, q)) {
         const msg = checkPadding(a, rb, q);
         if (msg !== null) fail(`D1: ${msg}`);
       }
@@ -153,8 +178,8 @@ function checkPage(a: Arena, rb: number, live: Set<number>): number {
       if (seen.has(b)) fail(`I3: ${name}: block ${hex(b)} is on the free lists twice`);
       seen.add(b);
       if (remote) {
-        if (!bitOf(aBits, q) || !rBitOf(rBits, q)) fail(`I3: ${name}: remote-freed block ${hex(q)} lacks its A/R bits`);
-      } else if (bitOf(aBits, q)) {
+        if (!bitOf(a, q) || !rBitOf(a, q)) fail(`I3: ${name}: remote-freed block ${hex(q)} lacks its A/R bits`);
+      } else if (bitOf(a, q)) {
         fail(`I3: ${name}: block ${hex(q)} is on ${list} but marked allocated`);
       } else if (a.debug) {
         const o = checkFreed(a, b, bs);
@@ -174,7 +199,7 @@ function checkPage(a: Arena, rb: number, live: Set<number>): number {
   }
   // R bits only on blocks waiting on xthreadFree
   let rCount = 0;
-  for (let p = ps; p < end; p += 1 << C.R_WORD_SHIFT) rCount += popcount(rBits[p >>> C.R_WORD_SHIFT]);
+  for (let p = ps; p < end; p += 1 << C.R_WORD_SHIFT) rCount += popcount(a.mem[a.rw(p)]);
   if (rCount < nRemote) fail(`I3: ${name}: ${rCount} remote-free bits but ${nRemote} blocks on xthreadFree`);
   return rCount - nRemote;
 }

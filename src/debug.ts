@@ -18,7 +18,8 @@
  * from the request's end to the end of its 4-byte word (debug:
  * DEBUG_SLACK_CHECK bytes), checked at every free.
  */
-import { type Arena, blockStartOf } from './arena.js';
+import type { Arena } from './arena.js';
+import { blockStartOf } from './layout.js';
 import { canary } from './secure.js';
 import { hex } from './errors.js';
 import { C } from './types.js';
@@ -152,6 +153,12 @@ export function userFrames(e: Error): string {
  * paths while this is on. The map keeps the stack of the last recorded
  * allocation of each address.
  */
+/** Where an address's A bit lives (the Arena, without importing it). */
+interface ABitmap {
+  readonly mem: Int32Array;
+  aw(q: number): number;
+}
+
 export class AllocStacks {
   /** address → Error captured at its allocation (formatted only when a report prints it). */
   readonly map = new Map<number, Error>();
@@ -164,7 +171,7 @@ export class AllocStacks {
   }
 
   /** A block was handed out at p: record its stack (sampled), or forget a stale one. */
-  noteAlloc(p: number, aBits: Int32Array): void {
+  noteAlloc(p: number, a: ABitmap): void {
     if (p === 0) return;
     const st = this.map;
     if (--this.countdown <= 0) {
@@ -173,7 +180,7 @@ export class AllocStacks {
       Error.stackTraceLimit = limit + 8; // room for our own frames, dropped when printed
       st.set(p, new Error('allocated'));
       Error.stackTraceLimit = limit;
-      if (st.size > this.pruneAt) this.prune(aBits);
+      if (st.size > this.pruneAt) this.prune(a);
     } else if (st.size !== 0) {
       st.delete(p);
     }
@@ -184,10 +191,10 @@ export class AllocStacks {
    * cannot reach this map): keeps the map near the number of live sampled
    * blocks. Amortised: the threshold doubles with what survives.
    */
-  private prune(aBits: Int32Array): void {
+  private prune(a: ABitmap): void {
     const st = this.map;
     for (const addr of st.keys()) {
-      if ((aBits[addr >>> C.BITMAP_WORD_SHIFT] & (1 << ((addr >>> C.GRANULE_SHIFT) & 31))) === 0) st.delete(addr);
+      if ((a.mem[a.aw(addr)] & (1 << ((addr >>> C.GRANULE_SHIFT) & 31))) === 0) st.delete(addr);
     }
     this.pruneAt = Math.max(1024, 2 * st.size);
   }

@@ -46,7 +46,7 @@
  */
 import { settleHeld } from './abandon.js';
 import type { Agent } from './agents.js';
-import { blockIsLive, blockStartOf, pageStart } from './arena.js';
+import { blockIsLive, blockStartOf, pageStart } from './layout.js';
 import { checkPadding, fillFreed, paddingOf, repairCanary, requestedSize } from './debug.js';
 import { checkAddress, hex } from './errors.js';
 import { setLink } from './page.js';
@@ -111,12 +111,13 @@ function freeLive(ag: Agent, rb: number, q: number): void {
 /** Free q on a page this agent holds. Returns an error message instead of reporting (the caller settles first). */
 function freeHeld(ag: Agent, rb: number, q: number): string | null {
   const meta = ag.meta;
-  const w = q >>> C.BITMAP_WORD_SHIFT;
+  const a = ag.arena;
+  const w = a.aw(q);
   const bit = 1 << ((q >>> C.GRANULE_SHIFT) & 31);
-  if (((ag.aBits[w] & bit) === 0 && ag.checksFree) || (Atomics.load(ag.rBits, q >>> C.R_WORD_SHIFT) & (1 << ((q >>> C.R_GRANULE_SHIFT) & 31))) !== 0) {
+  if (((ag.mem[w] & bit) === 0 && ag.checksFree) || (Atomics.load(ag.mem, a.rw(q)) & (1 << ((q >>> C.R_GRANULE_SHIFT) & 31))) !== 0) {
     return `double free of block ${hex(q)} (size ${meta[rb + C.R_BLOCK_SIZE]})`;
   }
-  ag.aBits[w] &= ~bit;
+  ag.mem[w] &= ~bit;
   const b = (meta[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0 ? blockStartOf(meta, rb, q) : q;
   if (ag.debug) fillFreed(ag.arena, b, meta[rb + C.R_BLOCK_SIZE]);
   setLink(ag.arena, rb, b, meta[rb + C.R_LOCAL_FREE] >>> 0);
@@ -128,17 +129,18 @@ function freeHeld(ag: Agent, rb: number, q: number): string | null {
 /** Free onto another agent's page (mimalloc's `mi_free_block_mt`): the three steps above. */
 function freeRemote(ag: Agent, rb: number, q: number): void {
   const meta = ag.meta;
-  const w = q >>> C.BITMAP_WORD_SHIFT;
+  const mem = ag.mem;
+  const w = ag.arena.aw(q);
   const bit = 1 << ((q >>> C.GRANULE_SHIFT) & 31);
-  const rw = q >>> C.R_WORD_SHIFT;
+  const rw = ag.arena.rw(q);
   const rbit = 1 << ((q >>> C.R_GRANULE_SHIFT) & 31);
-  const old = Atomics.or(ag.rBits, rw, rbit); // 1.
+  const old = Atomics.or(mem, rw, rbit); // 1.
   if ((old & rbit) !== 0) {
     ag.report('EAGAIN', `double free of block ${hex(q)} (size ${meta[rb + C.R_BLOCK_SIZE]}): already freed by another agent`, q);
     return;
   }
-  if ((ag.aBits[w] & bit) === 0 && ag.checksFree) { // the owner collected an earlier free of it meanwhile
-    Atomics.and(ag.rBits, rw, ~rbit);
+  if ((mem[w] & bit) === 0 && ag.checksFree) { // the owner collected an earlier free of it meanwhile
+    Atomics.and(mem, rw, ~rbit);
     ag.report('EAGAIN', `double free of block ${hex(q)} (size ${meta[rb + C.R_BLOCK_SIZE]})`, q);
     return;
   }
@@ -161,30 +163,31 @@ function freeRemote(ag: Agent, rb: number, q: number): void {
  * `what` names the call in the message.
  */
 export function validate(ag: Agent, q: number, what: string): number {
+  const a = ag.arena;
+  if (q >= ag.size && a.stale()) a.refresh(); // another agent grew the buffer: q may be in the new arena
   const meta = ag.meta;
   if (!ag.checksFree && (q & 7) === 0 && q < ag.size) { // checkFree: false keeps no A bits: any address in a page passes
-    const rb = ag.pageMap[q >>> C.SLICE_SHIFT];
+    const rb = meta[a.pm(q >>> C.SLICE_SHIFT)];
     if (rb !== 0 && Atomics.load(meta, rb + C.R_STATE) === C.STATE_IN_USE) return rb;
   }
   if ((q & 7) === 0 && q < ag.size) {
-    const w = q >>> C.BITMAP_WORD_SHIFT;
     const bit = 1 << ((q >>> C.GRANULE_SHIFT) & 31);
-    if ((ag.aBits[w] & bit) !== 0) {
-      const rb = ag.pageMap[q >>> C.SLICE_SHIFT];
+    if ((meta[a.aw(q)] & bit) !== 0) {
+      const rb = meta[a.pm(q >>> C.SLICE_SHIFT)];
       if (rb !== 0 && Atomics.load(meta, rb + C.R_STATE) === C.STATE_IN_USE) {
-        if ((Atomics.load(ag.rBits, q >>> C.R_WORD_SHIFT) & (1 << ((q >>> C.R_GRANULE_SHIFT) & 31))) === 0) return rb;
+        if ((Atomics.load(meta, a.rw(q)) & (1 << ((q >>> C.R_GRANULE_SHIFT) & 31))) === 0) return rb;
         ag.report('EAGAIN', `${what}: block ${hex(q)} (size ${meta[rb + C.R_BLOCK_SIZE]}) was already freed by another agent`, q);
         return 0;
       }
     }
-    const rb = ag.pageMap[q >>> C.SLICE_SHIFT];
+    const rb = meta[a.pm(q >>> C.SLICE_SHIFT)];
     if (rb !== 0 && Atomics.load(meta, rb + C.R_STATE) === C.STATE_IN_USE) {
       const bs = meta[rb + C.R_BLOCK_SIZE];
       const ps = pageStart(meta, rb);
       const aligned = (meta[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0;
       const b = blockStartOf(meta, rb, q);
       const idx = (b - ps) / bs;
-      if (idx < meta[rb + C.R_CAPACITY] && b === q && !blockIsLive(ag.aBits, b, bs, aligned)) {
+      if (idx < meta[rb + C.R_CAPACITY] && b === q && !blockIsLive(a, b, bs, aligned)) {
         ag.report('EAGAIN', `${what}: double free of block ${hex(q)} (size ${bs}): the block is not allocated`, q);
         return 0;
       }

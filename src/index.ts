@@ -5,7 +5,7 @@
  * Everything exported here is the public API; every other module is internal.
  */
 export { Allocator } from './allocator.js';
-export type { AllocatorOptions, AttachOptions, AllocatorHandle, WatchableWorker } from './options.js';
+export type { AllocatorOptions, AttachOptions, AllocatorHandle, WatchableWorker, WasmMemory } from './options.js';
 export { AllocatorError } from './errors.js';
 export type { ErrorCode, ErrorHandler } from './errors.js';
 export type { StatsSnapshot, LiveBlock, LeakReport, AgentPages } from './stats.js';

@@ -51,7 +51,7 @@ export function allocSize(ag: Agent, th: Theap, size: number, note: boolean): nu
       b = popBlock(ag, rb, size);
     }
   }
-  if (note && ag.stacks !== null) ag.stacks.noteAlloc(b, ag.aBits);
+  if (note && ag.stacks !== null) ag.stacks.noteAlloc(b, ag.arena);
   return b;
 }
 
@@ -77,7 +77,7 @@ function popBlock(ag: Agent, rb: number, size: number): number {
     const off = (b - meta[rb + C.R_START]) >>> 0;
     const bs = meta[rb + C.R_BLOCK_SIZE];
     if (off % bs !== 0 || off / bs >= meta[rb + C.R_CAPACITY] ||
-        (ag.aBits[b >>> C.BITMAP_WORD_SHIFT] & (1 << ((b >>> C.GRANULE_SHIFT) & 31))) !== 0) { // I3: not live
+        (mem[a.aw(b)] & (1 << ((b >>> C.GRANULE_SHIFT) & 31))) !== 0) { // I3: not live
       meta[rb + C.R_FREE] = 0; // truncated first: reported once, whatever the handler does
       ag.report('EFAULT', `corrupted free list entry: ${hex(b)} in a page of ${bs}-byte blocks is not a free block of it (a write into a freed block's link?)`, b >>> 0);
       return 0;
@@ -106,7 +106,7 @@ function popBlock(ag: Agent, rb: number, size: number): number {
   meta[rb + C.R_USED]++;
   if (ag.secure < 3) mem[b >>> 2] = 0; // do not leak the link (secure ≥ 3: it is in the padding)
   if (ag.padded) setPadding(a, rb, b >>> 0, size, ag.debug);
-  ag.aBits[b >>> C.BITMAP_WORD_SHIFT] |= 1 << ((b >>> C.GRANULE_SHIFT) & 31);
+  mem[a.aw(b)] |= 1 << ((b >>> C.GRANULE_SHIFT) & 31);
   return b >>> 0;
 }
 
@@ -155,7 +155,7 @@ export function nomem(ag: Agent, size: number): number {
  * in the padding, past the user's bytes; malloc clears nothing).
  */
 export function zeroNew(ag: Agent, p: number, n: number): void {
-  const rb = ag.pageMap[p >>> C.SLICE_SHIFT];
+  const rb = ag.meta[ag.arena.pm(p >>> C.SLICE_SHIFT)];
   if (((ag.meta[rb + C.R_FLAGS] & C.F_ZERO) === 0 && (n > 4 || ag.secure >= 3)) || ag.debug) {
     zero(ag, p, n);
   } else if (ag.secure >= 4) { // a known-zero block but for the request's last word, which the fast malloc's slack store covers
@@ -193,7 +193,7 @@ function zero(ag: Agent, p: number, n: number): void {
 export function allocAligned(ag: Agent, th: Theap, size: number, alignment: number): number {
   if (alignment <= C.WORD) return allocSize(ag, th, size, true);
   const q = allocAlignedRaw(ag, th, size, alignment);
-  if (ag.stacks !== null) ag.stacks.noteAlloc(q, ag.aBits);
+  if (ag.stacks !== null) ag.stacks.noteAlloc(q, ag.arena);
   return q;
 }
 
@@ -219,14 +219,14 @@ function allocAlignedRaw(ag: Agent, th: Theap, size: number, alignment: number):
   const b = allocSize(ag, th, over, false);
   if (b === 0) return 0;
   const q = Math.ceil(b / alignment) * alignment;
-  const rb = ag.pageMap[b >>> C.SLICE_SHIFT];
+  const rb = ag.meta[ag.arena.pm(b >>> C.SLICE_SHIFT)];
   if (q !== b) ag.meta[rb + C.R_FLAGS] |= C.F_ALIGNED; // first: paddingOf(q) finds the block start by it
   // padded: the padding belongs after `size` bytes at the aligned address (written before the A bit moves there)
   if (ag.padded) setPadding(ag.arena, rb, q, size, ag.debug);
   if (q !== b) {
-    const aBits = ag.aBits;
-    aBits[b >>> C.BITMAP_WORD_SHIFT] &= ~(1 << ((b >>> C.GRANULE_SHIFT) & 31));
-    aBits[q >>> C.BITMAP_WORD_SHIFT] |= 1 << ((q >>> C.GRANULE_SHIFT) & 31);
+    const mem = ag.mem;
+    mem[ag.arena.aw(b)] &= ~(1 << ((b >>> C.GRANULE_SHIFT) & 31));
+    mem[ag.arena.aw(q)] |= 1 << ((q >>> C.GRANULE_SHIFT) & 31);
   }
   return q;
 }
@@ -251,9 +251,8 @@ export function reallocInPlace(ag: Agent, rb: number, q: number, size: number): 
     // A handler that returns may have freed the block (it is told its address): then there is
     // nothing left to resize, and realloc returns NULL. (One that frees it and gets the same
     // address back from malloc is not told apart from one that did nothing.)
-    const w = q >>> C.BITMAP_WORD_SHIFT;
     const bit = 1 << ((q >>> C.GRANULE_SHIFT) & 31);
-    if ((ag.aBits[w] & bit) === 0 || (Atomics.load(ag.rBits, q >>> C.R_WORD_SHIFT) & (1 << ((q >>> C.R_GRANULE_SHIFT) & 31))) !== 0) return -2;
+    if ((ag.mem[a.aw(q)] & bit) === 0 || (Atomics.load(ag.mem, a.rw(q)) & (1 << ((q >>> C.R_GRANULE_SHIFT) & 31))) !== 0) return -2;
   }
   const room = paddingOf(a, rb, q) - q;
   if (size > room || size < usable / 2 || size === 0) return usable;

@@ -12,7 +12,24 @@
  */
 import type { ErrorHandler } from './errors.js';
 import { show } from './errors.js';
+import type { Arena } from './arena.js';
+import { type Backing, Growth } from './layout.js';
 import { C } from './types.js';
+
+/**
+ * A WebAssembly.Memory, as far as the allocator uses it (the library is typed
+ * without the DOM or wasm typings): pass the Memory itself.
+ */
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
+  grow(deltaPages: number): number;
+}
+
+/** Is x a WebAssembly.Memory of this realm? */
+function isWasmMemory(x: unknown): x is WasmMemory {
+  const W = (globalThis as { WebAssembly?: { Memory?: new (...a: never[]) => unknown } }).WebAssembly;
+  return W?.Memory !== undefined && x instanceof W.Memory;
+}
 
 /** Options of `Allocator.create`. */
 export interface AllocatorOptions {
@@ -25,6 +42,40 @@ export interface AllocatorOptions {
    * multiple of 16 KiB. Not with `buffer` (whose byteLength is the size).
    */
   size?: number;
+  /**
+   * The most bytes the buffer may grow to: with `maxSize` > `size`, a new
+   * buffer is growable (a growable SharedArrayBuffer; with `shared: false`
+   * a resizable ArrayBuffer) that starts at `size` and grows when its
+   * slices run out, a quarter of what exists or more at a time. With
+   * `buffer`: a cap below its maxByteLength. With `memory`: the byte length
+   * `memory.grow` may take it to.
+   *
+   * @defaultValue `size` (no growth); with a growable `buffer` its
+   * maxByteLength; with `memory` 4 GiB − 64 KiB (its own maximum, where it
+   * has one, stops growth earlier: NULL and ENOMEM then)
+   * Constraint: an integer, `size` ≤ maxSize ≤ 4 GiB − 16 KiB.
+   */
+  maxSize?: number;
+  /**
+   * Manage this WebAssembly.Memory (shared or not) from byte `base` up,
+   * growing it with `memory.grow` when slices run out. Addresses are its
+   * byte offsets, so a module can use them as pointers. Nothing below
+   * `base` is ever written. A non-shared memory detaches its old buffer when
+   * it grows: `u8`, `f64`, … are current again when next read.
+   *
+   * @defaultValue none
+   * Constraint: a WebAssembly.Memory; not with `buffer`, `size` or `shared`.
+   */
+  memory?: WasmMemory;
+  /**
+   * With `memory` (or `buffer`): the first byte the allocator may use
+   * (rounded up to 16 KiB), e.g. a module's `__heap_base`. Its first 4 KiB
+   * then hold nothing (the guard that address 0 has without `base`).
+   *
+   * @defaultValue 0
+   * Constraint: an integer, 0 ≤ base, with at least 1 MiB above it once grown.
+   */
+  base?: number;
   /**
    * true: a SharedArrayBuffer that workers can attach to (`handle`). false: a
    * plain ArrayBuffer, for this agent only (and where SharedArrayBuffer is
@@ -115,7 +166,12 @@ export interface AttachOptions {
 /** What a worker needs to attach: structured-cloneable, postMessage it. */
 export interface AllocatorHandle {
   readonly kind: 'mimalloc-ts';
+  /** The buffer (for a `memory`: its buffer when the handle was made; attach reads the memory's current one). */
   readonly buffer: SharedArrayBuffer;
+  /** A shared WebAssembly.Memory the allocator manages, if it was created with one. */
+  readonly memory?: WasmMemory;
+  /** First byte of the allocator's region (AllocatorOptions.base). */
+  readonly base?: number;
   /**
    * Set in the handle `watch(worker)` returns: the thread the agents that
    * attach with it belong to (a Web Worker's token, < 0; for a Node worker
@@ -136,8 +192,11 @@ export interface WatchableWorker {
 
 /** @internal `AllocatorOptions`, validated and with every default applied. */
 export interface CreateConfig {
-  /** The buffer to format: new (known to be zero) or the user's. */
-  buffer: SharedArrayBuffer | ArrayBuffer;
+  /** The buffer or memory to format: new (known to be zero) or the user's. */
+  backing: Backing;
+  /** End slice of the first arena, and the end slice growth may reach. */
+  end: number;
+  maxEnd: number;
   knownZero: boolean;
   onError: ErrorHandler | undefined;
   secure: number;
@@ -148,14 +207,14 @@ export interface CreateConfig {
 
 /** @internal `AttachOptions`, validated. */
 export interface AttachConfig {
-  buffer: SharedArrayBuffer;
+  backing: Backing;
   onError: ErrorHandler | undefined;
   allocStacks: number;
   /** The handle's `thread`, if any. */
   thread: number | undefined;
 }
 
-const CREATE_KEYS = new Set(['size', 'shared', 'buffer', 'onError', 'secure', 'debug', 'allocStacks', 'checkFree']);
+const CREATE_KEYS = new Set(['size', 'maxSize', 'shared', 'buffer', 'memory', 'base', 'onError', 'secure', 'debug', 'allocStacks', 'checkFree']);
 const ATTACH_KEYS = new Set(['onError', 'allocStacks']);
 const LEAK_KEYS = new Set(['all']);
 
@@ -217,25 +276,62 @@ export function parseCreateOptions(opts: unknown): CreateConfig {
   const allocStacks = checkInteger(o, 'allocStacks', 0, 0, 2 ** 31);
   const checkFree = checkBoolean(o, 'checkFree', true);
   const shared = checkBoolean(o, 'shared', true);
+  const base = checkInteger(o, 'base', 0, 0, C.MAX_SIZE - C.MIN_SIZE);
+  const baseSlice = Math.ceil(base / C.SLICE_SIZE);
+  const rest = { onError, secure, debug, allocStacks, checkFree };
+  if (o.memory !== undefined) {
+    const mm = o.memory;
+    if (!isWasmMemory(mm)) throw new TypeError(`options.memory must be a WebAssembly.Memory, got ${show(mm)}`);
+    for (const k of ['buffer', 'size', 'shared']) {
+      if (o[k] !== undefined) throw new TypeError(`options.${k} cannot be given with options.memory (the memory is the buffer)`);
+    }
+    const maxSize = checkInteger(o, 'maxSize', C.MAX_SIZE - (65536 - C.SLICE_SIZE), C.MIN_SIZE, C.MAX_SIZE);
+    const maxEnd = Math.floor(maxSize / C.SLICE_SIZE);
+    const want = baseSlice + (C.MIN_SIZE >>> C.SLICE_SHIFT); // at least 1 MiB above base: grown now if the memory is shorter
+    if (want > maxEnd) throw new RangeError(`options.maxSize (${maxSize}) leaves less than 1 MiB above options.base (${base})`);
+    const have = Math.floor(mm.buffer.byteLength / C.SLICE_SIZE);
+    if (have < want) {
+      try {
+        mm.grow(Math.ceil((want * C.SLICE_SIZE - mm.buffer.byteLength) / 65536));
+      } catch (e) {
+        throw new RangeError(`options.memory holds ${mm.buffer.byteLength} bytes and cannot grow to 1 MiB above options.base (${base}): ${(e as Error).message}`);
+      }
+    }
+    const end = Math.min(Math.floor(mm.buffer.byteLength / C.SLICE_SIZE), maxEnd);
+    return { backing: { buffer: mm.buffer, memory: mm, growth: Growth.MEMORY, baseSlice }, end, maxEnd: Math.max(end, maxEnd), knownZero: false, ...rest };
+  }
   if (o.buffer !== undefined) {
     const b = o.buffer;
     if (!isSab(b) && !(b instanceof ArrayBuffer)) throw new TypeError(`options.buffer must be a SharedArrayBuffer or ArrayBuffer, got ${show(b)}`);
     if (o.size !== undefined || o.shared !== undefined) {
       throw new TypeError(`options.${o.size !== undefined ? 'size' : 'shared'} cannot be given with options.buffer (the buffer's byteLength is the size, its kind says shared)`);
     }
-    if (b.byteLength < C.MIN_SIZE) throw new RangeError(`options.buffer must hold at least ${C.MIN_SIZE} bytes, got ${b.byteLength}`);
+    const g = b as { growable?: boolean; resizable?: boolean; maxByteLength?: number };
+    const growth = g.growable === true ? Growth.SAB : g.resizable === true ? Growth.RAB : Growth.FIXED;
+    const top = growth === Growth.FIXED ? b.byteLength : Math.min(g.maxByteLength ?? b.byteLength, C.MAX_SIZE);
+    if (b.byteLength - base < C.MIN_SIZE) throw new RangeError(`options.buffer must hold at least ${C.MIN_SIZE} bytes above options.base (${base}), got ${b.byteLength}`);
     if (roundedSize(b) > C.MAX_SIZE) {
       throw new RangeError(`options.buffer must hold at most ${C.MAX_SIZE} bytes (4 GiB − 16 KiB; its byteLength is rounded down to a multiple of 16 KiB), got ${b.byteLength}`);
     }
-    return { buffer: b, knownZero: false, onError, secure, debug, allocStacks, checkFree };
+    const maxSize = checkInteger(o, 'maxSize', top, b.byteLength, Math.max(b.byteLength, top));
+    const end = Math.floor(b.byteLength / C.SLICE_SIZE);
+    return { backing: { buffer: b, memory: null, growth, baseSlice }, end, maxEnd: Math.max(end, Math.floor(maxSize / C.SLICE_SIZE)), knownZero: false, ...rest };
   }
+  if (o.base !== undefined) throw new TypeError('options.base needs options.memory or options.buffer (a new buffer is the allocator\'s from byte 0)');
   let size = checkInteger(o, 'size', C.DEFAULT_SIZE, C.MIN_SIZE, C.MAX_SIZE);
   size = Math.ceil(size / C.SLICE_SIZE) * C.SLICE_SIZE;
+  let maxSize = checkInteger(o, 'maxSize', size, size, C.MAX_SIZE);
+  maxSize = Math.floor(maxSize / C.SLICE_SIZE) * C.SLICE_SIZE;
   if (shared && typeof SharedArrayBuffer === 'undefined') {
     throw new Error('SharedArrayBuffer is not available here (cross-origin isolation?); pass shared: false');
   }
-  const buffer = shared ? new SharedArrayBuffer(size) : new ArrayBuffer(size);
-  return { buffer, knownZero: true, onError, secure, debug, allocStacks, checkFree };
+  const growable = maxSize > size;
+  const opt = growable ? { maxByteLength: maxSize } : undefined;
+  const buffer = shared
+    ? new (SharedArrayBuffer as unknown as new (n: number, o?: object) => SharedArrayBuffer)(size, opt)
+    : new (ArrayBuffer as unknown as new (n: number, o?: object) => ArrayBuffer)(size, opt);
+  const growth = !growable ? Growth.FIXED : shared ? Growth.SAB : Growth.RAB;
+  return { backing: { buffer, memory: null, growth, baseSlice: 0 }, end: size / C.SLICE_SIZE, maxEnd: maxSize / C.SLICE_SIZE, knownZero: true, ...rest };
 }
 
 /** @internal Validate `Allocator.attach`'s handle and options. */
@@ -244,8 +340,17 @@ export function parseAttachOptions(handle: unknown, opts: unknown): AttachConfig
   if (h === null || typeof h !== 'object' || !isSab(h.buffer)) {
     throw new TypeError(`Allocator.attach: expected the handle of an allocator (allocator.handle), got ${show(handle)}`);
   }
-  const n = h.buffer.byteLength;
-  if (n < C.MIN_SIZE || roundedSize(h.buffer) > C.MAX_SIZE) {
+  const mm = h.memory;
+  if (mm !== undefined && !isWasmMemory(mm)) {
+    throw new TypeError(`Allocator.attach: the handle's memory must be a WebAssembly.Memory, got ${show(mm)}`);
+  }
+  const base = h.base ?? 0;
+  if (typeof base !== 'number' || !Number.isInteger(base) || base < 0 || base > C.MAX_SIZE) {
+    throw new TypeError(`Allocator.attach: the handle's base must be an integer ≥ 0, got ${show(base)}`);
+  }
+  const buf = mm !== undefined ? mm.buffer as SharedArrayBuffer : h.buffer;
+  const n = buf.byteLength;
+  if (n < C.MIN_SIZE || roundedSize(buf) > C.MAX_SIZE) {
     throw new RangeError(`Allocator.attach: the handle's buffer holds ${n} bytes, and an allocator's buffer holds ${C.MIN_SIZE} to ${C.MAX_SIZE} bytes (1 MiB to 4 GiB − 16 KiB): not the handle of an allocator`);
   }
   const t = h.thread;
@@ -253,7 +358,9 @@ export function parseAttachOptions(handle: unknown, opts: unknown): AttachConfig
     throw new TypeError(`Allocator.attach: the handle's thread must be an int32 (as watch() makes it), got ${show(t)}`);
   }
   const o = checkObject(opts, ATTACH_KEYS, 'Allocator.attach');
-  return { buffer: h.buffer, onError: checkHandler(o), allocStacks: checkInteger(o, 'allocStacks', 0, 0, 2 ** 31), thread: t };
+  const growth = mm !== undefined ? Growth.MEMORY : (h.buffer as { growable?: boolean }).growable === true ? Growth.SAB : Growth.FIXED;
+  const backing: Backing = { buffer: h.buffer, memory: mm ?? null, growth, baseSlice: Math.ceil(base / C.SLICE_SIZE) };
+  return { backing, onError: checkHandler(o), allocStacks: checkInteger(o, 'allocStacks', 0, 0, 2 ** 31), thread: t };
 }
 
 /** The bytes of a buffer an allocator would use: its byteLength rounded down to a multiple of 16 KiB (a slice). */
@@ -264,4 +371,16 @@ function roundedSize(b: ArrayBufferLike): number {
 /** @internal Validate `leakReport`'s options; returns `all`. */
 export function parseLeakReportOptions(opts: unknown): boolean {
   return checkBoolean(checkObject(opts, LEAK_KEYS, 'leakReport'), 'all', false);
+}
+
+/** @internal `Allocator.handle`: the buffer (shared only), and the memory and base it was created with. */
+export function handleOf(a: Arena): AllocatorHandle {
+  const b = a.currentBuffer();
+  if (!isSab(b)) {
+    throw new Error('handle: this allocator lives in an ArrayBuffer, which other agents cannot share (create it with shared: true)');
+  }
+  const mm = a.backing.memory;
+  const base = a.baseSlice << C.SLICE_SHIFT;
+  if (mm !== null) return { kind: 'mimalloc-ts', buffer: b, memory: mm as WasmMemory, base };
+  return base === 0 ? { kind: 'mimalloc-ts', buffer: b } : { kind: 'mimalloc-ts', buffer: b, base };
 }

@@ -6,7 +6,8 @@
  * tid, or tid|HELD): only the holder writes a page's plain fields, so none
  * of this needs Atomics except XTHREAD_FREE, OWNER, STATE and the R bitmap.
  */
-import { Arena, blockIsLive, blockStartOf, pageBin, pageSlice, pageStart } from './arena.js';
+import type { Arena } from './arena.js';
+import { blockIsLive, blockStartOf, pageBin, pageSlice, pageStart } from './layout.js';
 import { fillFreed } from './debug.js';
 import { oddInverse, randomKey, shuffled, threadEncoded } from './secure.js';
 import { C } from './types.js';
@@ -77,8 +78,7 @@ export function pageInit(
   meta[rb + C.R_CANARY] = a.padded ? randomKey() : 0; // written before any block of the page exists (I5)
   Atomics.store(meta, rb + C.R_XTHREAD_FREE, 0);
   Atomics.store(meta, rb + C.R_OWNER, owner);
-  const pm = a.pageMap;
-  for (let x = s; x < s + slices; x++) pm[x] = rb;
+  for (let x = s; x < s + slices; x++) meta[a.pm(x)] = rb;
   if (a.secure > 0) {
     const g0 = s * C.SLICE_SIZE + reserved * blockSize;
     const u8 = a.u8;
@@ -159,8 +159,7 @@ export function collectXthread(a: Arena, rb: number): void {
 /** Move the blocks parked in COLLECT to LOCAL_FREE (see collectXthread). */
 function drainCollect(a: Arena, rb: number): void {
   const meta = a.meta;
-  const aBits = a.aBits;
-  const rBits = a.rBits;
+  const mem = a.mem;
   const aligned = (meta[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0;
   let q = meta[rb + C.R_COLLECT] >>> 0;
   let guard = meta[rb + C.R_CAPACITY] + 1;
@@ -168,10 +167,9 @@ function drainCollect(a: Arena, rb: number): void {
     const b = aligned ? blockStartOf(meta, rb, q) : q;
     let next = getLink(a, rb, b);
     if (next < 0) next = 0; // corrupted link (secure ≥ 3): truncate; the rest of the list leaks
-    const w = q >>> C.BITMAP_WORD_SHIFT;
     const bit = 1 << ((q >>> C.GRANULE_SHIFT) & 31);
-    aBits[w] &= ~bit;
-    Atomics.and(rBits, q >>> C.R_WORD_SHIFT, ~(1 << ((q >>> C.R_GRANULE_SHIFT) & 31)));
+    mem[a.aw(q)] &= ~bit;
+    Atomics.and(mem, a.rw(q), ~(1 << ((q >>> C.R_GRANULE_SHIFT) & 31)));
     meta[rb + C.R_COLLECT] = next;
     setLink(a, rb, b, meta[rb + C.R_LOCAL_FREE] >>> 0);
     meta[rb + C.R_LOCAL_FREE] = b;
@@ -201,10 +199,10 @@ export function unmapAbandoned(a: Arena, rb: number): void {
   const bin = pageBin(a.meta, rb);
   if (bin <= 0 || bin > C.BIN_LARGE_MAX) return; // never mapped
   const s = pageSlice(a.meta, rb);
-  const idx = a.layout.abandoned + bin * a.layout.sliceWords + (s >>> 5);
+  const idx = a.abw(bin, s);
   const bit = 1 << (s & 31);
   const old = Atomics.and(a.mem, idx, ~bit);
-  if ((old & bit) !== 0) Atomics.sub(a.mem, C.H_ABANDONED_COUNT + bin, 1);
+  if ((old & bit) !== 0) Atomics.sub(a.mem, a.hdr + C.H_ABANDONED_COUNT + bin, 1);
 }
 
 /**
@@ -213,11 +211,11 @@ export function unmapAbandoned(a: Arena, rb: number): void {
  * the two leaves it too high (a wasted search), never too low (a hidden page).
  */
 export function mapAbandoned(a: Arena, s: number, bin: number): void {
-  const idx = a.layout.abandoned + bin * a.layout.sliceWords + (s >>> 5);
+  const idx = a.abw(bin, s);
   const bit = 1 << (s & 31);
-  Atomics.add(a.mem, C.H_ABANDONED_COUNT + bin, 1);
+  Atomics.add(a.mem, a.hdr + C.H_ABANDONED_COUNT + bin, 1);
   const old = Atomics.or(a.mem, idx, bit);
-  if ((old & bit) !== 0) Atomics.sub(a.mem, C.H_ABANDONED_COUNT + bin, 1);
+  if ((old & bit) !== 0) Atomics.sub(a.mem, a.hdr + C.H_ABANDONED_COUNT + bin, 1);
 }
 
 /**
@@ -233,8 +231,7 @@ export function pageRelease(a: Arena, agentBase: number, rb: number): void {
   unmapAbandoned(a, rb);
   Atomics.store(meta, rb + C.R_STATE, 0);
   Atomics.store(meta, rb + C.R_OWNER, 0);
-  const pm = a.pageMap;
-  for (let x = s; x < s + n; x++) pm[x] = 0;
+  for (let x = s; x < s + n; x++) meta[a.pm(x)] = 0;
   a.setRun(s, n);
   a.clearIntent(agentBase);
 }
@@ -250,7 +247,6 @@ export function pageRelease(a: Arena, agentBase: number, rb: number): void {
  */
 export function pageRebuild(a: Arena, rb: number): void {
   const meta = a.meta;
-  const aBits = a.aBits;
   const aligned = (meta[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0;
   const bs = meta[rb + C.R_BLOCK_SIZE];
   const cap = meta[rb + C.R_CAPACITY];
@@ -274,10 +270,9 @@ export function pageRebuild(a: Arena, rb: number): void {
     q = Math.max(0, getLink(a, rb, b));
   }
   for (const p of parked) {
-    const w = p >>> C.BITMAP_WORD_SHIFT;
     const bit = 1 << ((p >>> C.GRANULE_SHIFT) & 31);
-    aBits[w] &= ~bit;
-    Atomics.and(a.rBits, p >>> C.R_WORD_SHIFT, ~(1 << ((p >>> C.R_GRANULE_SHIFT) & 31)));
+    a.mem[a.aw(p)] &= ~bit;
+    Atomics.and(a.mem, a.rw(p), ~(1 << ((p >>> C.R_GRANULE_SHIFT) & 31)));
   }
   meta[rb + C.R_COLLECT] = 0;
   // 2. every block below capacity whose A bit is clear is free
@@ -286,7 +281,7 @@ export function pageRebuild(a: Arena, rb: number): void {
   let used = 0;
   for (let i = cap - 1; i >= 0; i--) {
     const b = ps + i * bs;
-    if (blockIsLive(aBits, b, bs, aligned)) { used++; continue; }
+    if (blockIsLive(a, b, bs, aligned)) { used++; continue; }
     if (a.debug) fillFreed(a, b, bs);
     setLink(a, rb, b, free);
     free = b;

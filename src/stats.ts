@@ -6,7 +6,8 @@
  * cost nothing until read and are the same whichever agent reads them.
  */
 import { type Agent, countAgents } from './agents.js';
-import { type Arena, blockStartOf } from './arena.js';
+import type { Arena } from './arena.js';
+import { blockStartOf } from './layout.js';
 import { hex } from './errors.js';
 import { usableOf } from './free.js';
 import { getLink } from './page.js';
@@ -84,8 +85,8 @@ function pendingRemote(a: Arena, rb: number): number {
 export function collectStats(a: Arena): StatsSnapshot {
   const meta = a.meta;
   const st: StatsSnapshot = {
-    reserved: a.size, committed: (Atomics.load(a.mem, C.H_COMMITTED) - a.headerSlices) * C.SLICE_SIZE,
-    metadata: a.headerSlices * C.SLICE_SIZE, used: 0, pagesBytes: 0, pages: 0, smallPages: 0, mediumPages: 0,
+    reserved: a.size - (a.baseSlice << C.SLICE_SHIFT), committed: a.committedBytes(),
+    metadata: a.metadataBytes(), used: 0, pagesBytes: 0, pages: 0, smallPages: 0, mediumPages: 0,
     largePages: 0, hugePages: 0, abandonedPages: 0, blocks: 0, capacityBytes: 0, agents: countAgents(a), agentPages: [],
   };
   const byTid = new Map<number, AgentPages>();
@@ -98,7 +99,7 @@ export function collectStats(a: Arena): StatsSnapshot {
     byTid.set(id << 2, e);
   }
   st.agentPages.sort((x, y) => x.agentId - y.agentId);
-  for (let s = a.headerSlices; s < a.sliceCount; s++) {
+  for (const L of a.arenas) for (let s = L.first; s < L.end; s++) {
     const rb = a.rec(s);
     if (Atomics.load(meta, rb + C.R_STATE) !== C.STATE_IN_USE) continue;
     const slices = meta[rb + C.R_SLICES];
@@ -174,7 +175,7 @@ export interface LiveBlock {
 export function liveBlocks(a: Arena, ownerFilter: (owner: number) => boolean, sizeOf: (rb: number, q: number) => number): LiveBlock[] {
   const meta = a.meta;
   const out: LiveBlock[] = [];
-  for (let s = a.headerSlices; s < a.sliceCount; s++) {
+  for (const L of a.arenas) for (let s = L.first; s < L.end; s++) {
     const rb = a.rec(s);
     if (Atomics.load(meta, rb + C.R_STATE) !== C.STATE_IN_USE) continue;
     const slices = meta[rb + C.R_SLICES];
@@ -182,12 +183,11 @@ export function liveBlocks(a: Arena, ownerFilter: (owner: number) => boolean, si
       const ps = s * C.SLICE_SIZE;
       const end = ps + slices * C.SLICE_SIZE;
       for (let p = ps; p < end; p += 256) {
-        const w = p >>> C.BITMAP_WORD_SHIFT;
-        const bits = a.aBits[w];
+        const bits = a.mem[a.aw(p)];
         if (bits === 0) continue;
         for (let k = 0; k < 32; k++) {
           const q = p + k * 8;
-          if ((bits & (1 << k)) !== 0 && (a.rBits[q >>> C.R_WORD_SHIFT] & (1 << ((q >>> C.R_GRANULE_SHIFT) & 31))) === 0) out.push({ address: q, size: sizeOf(rb, q) });
+          if ((bits & (1 << k)) !== 0 && (a.mem[a.rw(q)] & (1 << ((q >>> C.R_GRANULE_SHIFT) & 31))) === 0) out.push({ address: q, size: sizeOf(rb, q) });
         }
       }
     }

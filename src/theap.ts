@@ -112,13 +112,15 @@ function freshPage(ag: Agent, th: Theap, bin: number): number {
   const shrink = small && a.secure < 3; // small pages may be smaller than SMALL_PAGE_SLICES
   const one = Math.max(1, Math.ceil((bs + guard) / C.SLICE_SIZE)); // a page for one block
   const base = a.secure > 0 ? BIN_PAGE_SLICES_GUARDED[bin] : BIN_PAGE_SLICES[bin];
-  const hwm = Atomics.load(a.mem, C.H_COMMITTED);
+  // measured against the end growth may reach: a buffer that can grow is not short of slices
+  const hwm = a.committedSlices();
+  const top = a.maxSlices;
   let slices = base;
-  if (hwm >= a.sliceCount - (a.sliceCount >>> C.TIGHT_SHIFT)) {
+  if (hwm >= top - (top >>> C.TIGHT_SHIFT)) {
     if (!small || shrink) slices = one;
   } else if (small) {
     if (shrink && th.count[bin] === 0 && th.count[bin + C.BIN_COUNT] === 0) slices = BIN_FIRST_PAGE_SLICES[bin];
-  } else if (hwm < a.sliceCount >>> 1) {
+  } else if (hwm < top >>> 1) {
     for (let g = th.grow[bin]; g > 0 && slices * 2 <= C.GROW_MAX_SLICES; g--) slices *= 2;
   }
   // pages of a power-of-two size sit on multiples of it, so freed ones leave
@@ -163,7 +165,7 @@ export function pageEmptied(ag: Agent, rb: number): void {
   // contention between workers. Expired pages go back on the heartbeat.
   const cycles = BIN_BLOCK_SIZE[bin] <= C.SMALL_OBJ_SIZE_MAX ? C.RETIRE_CYCLES_SMALL : C.RETIRE_CYCLES_OTHER;
   meta[rb + C.R_FLAGS] = (meta[rb + C.R_FLAGS] & ~C.RETIRE_MASK) | (cycles << C.RETIRE_SHIFT);
-  const s = (rb - ag.recBase) >>> C.REC_SHIFT;
+  const s = meta[rb + C.R_START] >>> C.SLICE_SHIFT;
   if (ag.retiredIn[s] !== th.heapId + 1) { // not in th's list yet (an entry elsewhere is dropped as stale)
     ag.retiredIn[s] = th.heapId + 1;
     th.pushRetired(rb);
@@ -184,7 +186,7 @@ export function collectRetired(ag: Agent, th: Theap, force: boolean): void {
   let kept = 0;
   for (let i = 0; i < n; i++) {
     const rb = list[i];
-    const s = (rb - ag.recBase) >>> C.REC_SHIFT;
+    const s = meta[rb + C.R_START] >>> C.SLICE_SHIFT;
     const f = meta[rb + C.R_FLAGS];
     const cycles = (f & C.RETIRE_MASK) >>> C.RETIRE_SHIFT;
     if (ag.retiredIn[s] !== mine) continue; // a later entry in another theap's list owns it

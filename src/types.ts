@@ -179,10 +179,11 @@ export const enum C {
    * bins a size maps to. 6: canaries end in CANARY_LOW_BYTE, not 0. 5: agent records name their thread (A_THREAD)
    * and carry a nonce (A_NONCE); H_NEXT_TOKEN. 7: 16 KiB slices (small
    * pages 4 slices on a 64 KiB boundary); 8 bins per power of two above
-   * 16 KiB (BIN_LARGE_MAX 80). An agent of another version
+   * 16 KiB (BIN_LARGE_MAX 80). 8: arenas (growable buffers), the header
+   * after a 4 KiB NULL guard, header words relative to it. An agent of another version
    * must not attach: it would misread the buffer.
    */
-  VERSION = 7,
+  VERSION = 8,
 
   /** Maximum simultaneously attached agents (main thread + workers). */
   MAX_AGENTS = 256,
@@ -271,13 +272,21 @@ export const enum C {
   // Fixed header words
   // ---------------------------------------------------------------------------
 
+  /**
+   * Header words are offsets from the header's first word, `Arena.hdr`
+   * (= (BASE_SLICE << 12) + NULL_GUARD_WORDS): the first NULL_GUARD bytes of
+   * the first arena hold nothing (a write through NULL lands there, check()
+   * reports it, and no allocator state is hit).
+   */
   H_MAGIC = 0,
   H_VERSION = 1,
-  H_SLICE_COUNT = 2, // total slices in the buffer, header included
-  H_HEADER_SLICES = 3, // slices [0, H) hold the header
+  H_SLICE_COUNT = 2, // end slice of the last published arena (atomic): addresses below (H_SLICE_COUNT << SLICE_SHIFT) are the allocator's
+  H_HEADER_SLICES = 3, // first slice after the first arena's metadata
   H_NEXT_AGENT_ID = 4, // atomic counter; ids are never reused
   H_OPTIONS = 5, // OPT_* bits
   H_COMMITTED = 6, // high-water mark in slices (atomic max)
+  H_BASE_SLICE = 7, // first slice of the first arena: ceil(base / SLICE_SIZE); nothing below `base` is ever written
+  H_MAX_SLICES = 8, // the end slice growth may reach (maxSize); = H_SLICE_COUNT for a fixed buffer
   /**
    * Agents taken over by releaseAgent (atomic). An agent killed between the
    * R-bit OR and the XTHREAD_FREE push of a remote free leaves that one block
@@ -290,8 +299,40 @@ export const enum C {
    * (browsers): atomic counter, the n-th token is −n (A_THREAD).
    */
   H_NEXT_TOKEN = 10,
-  H_ABANDONED_COUNT = 16, // ABANDONED_BINS atomic counters of mapped abandoned pages (a hint), words 16..76
+  /** Published arenas (atomic; table entries 0..n−1 are valid, in address order). */
+  H_ARENAS = 11,
+  /**
+   * Growth is one agent at a time: H_GROW_LOCK holds the tid of the agent
+   * growing the buffer (CAS 0 → tid), H_GROW_START/H_GROW_END the arena it
+   * is adding, so whoever reaps a terminated grower can publish it (the
+   * memory is there) or drop it (arena.ts recoverGrow).
+   */
+  H_GROW_LOCK = 12,
+  H_GROW_START = 13,
+  H_GROW_END = 14,
+  H_ABANDONED_COUNT = 16, // ABANDONED_BINS atomic counters of mapped abandoned pages (a hint), words 16..96
   H_FIXED_WORDS = 128,
+
+  /** The first bytes of the first arena hold neither state nor blocks (the NULL guard; DESIGN.md §3). */
+  NULL_GUARD = 4096,
+  NULL_GUARD_WORDS = NULL_GUARD >>> 2,
+  /**
+   * Arenas: the first covers the buffer as created; every growth adds one
+   * (arena.ts). The per-agent directories that find an address's metadata
+   * have one entry per 1 MiB (DIR_SHIFT): arenas that can grow end on a
+   * DIR_SHIFT boundary, so no directory entry covers two arenas.
+   */
+  DIR_SHIFT = 20,
+  DIR_SLICES_SHIFT = DIR_SHIFT - SLICE_SHIFT, // 6: 64 slices
+  DIR_SLICES = 1 << DIR_SLICES_SHIFT,
+  MAX_ARENAS = 64,
+  /** The zero region (arena.ts zeroWord): one MiB's worth of A-bitmap words. */
+  ZERO_WORDS = 1 << (DIR_SHIFT - BITMAP_WORD_SHIFT), // 4096
+  ARENA_WORDS = 4,
+  T_START = 0, // first slice of the arena (its metadata first)
+  T_END = 1, // end slice
+  /** Growth adds at least a quarter of what exists (so ≤ ~40 arenas from 1 MiB to 4 GiB), at least 1 MiB. */
+  GROW_SHIFT = 2,
 
   OPT_KNOWN_ZERO = 1, // the buffer started zeroed: never-used slices read as 0
   OPT_DEBUG = 2, // debug mode: fills, padding canaries, write-after-free checks (all agents see it)

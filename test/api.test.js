@@ -992,12 +992,12 @@ describe('handle, attach, detach, releaseAgent (same thread)', () => {
   test('attach refuses a buffer of another format version, and leaves it untouched', () => {
     const a = Allocator.create({ size: 4 * MiB });
     const p = a.malloc(40);
-    const version = a.u32[C.H_VERSION]; // header word: the format version
-    a.u32[C.H_VERSION] = version + 1;
+    const version = a.u32[a.arena.hdr + C.H_VERSION]; // header word: the format version
+    a.u32[a.arena.hdr + C.H_VERSION] = version + 1;
     const before = a.u8.slice(0, 65536);
     assert.throws(() => Allocator.attach(structuredClone(a.handle)), new RegExp(`format version ${version + 1}, expected ${version}`));
     assert.deepEqual(a.u8.slice(0, 65536), before);
-    a.u32[C.H_VERSION] = version;
+    a.u32[a.arena.hdr + C.H_VERSION] = version;
     a.free(p);
     a.check();
   });

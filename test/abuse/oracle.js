@@ -7,7 +7,7 @@
 // It never decides what the allocator should report otherwise. The layout (page-record
 // offsets R_*, flags, bins, slice and bitmap geometry) is the build's: `C` of dist/types.js
 // (the const enum of src/types.ts, emitted at run time by preserveConstEnums). The arrays are
-// the allocator's internal `arena` (pageMap, mem, aBits, rBits, size, headerSlices, sliceCount).
+// the allocator's internal `arena` (mem, its directory lookups pm/aw/rw, size, arenas).
 // A helper module, not a test file: nothing runs when it is loaded.
 import { C } from '../../dist/types.js';
 
@@ -15,7 +15,7 @@ import { C } from '../../dist/types.js';
 export function pageAt(a, x) {
   const arena = a.arena;
   if (!(x >= 0 && x < arena.size)) return null;
-  const rb = arena.pageMap[x >>> C.SLICE_SHIFT];
+  const rb = arena.mem[arena.pm(x >>> C.SLICE_SHIFT)];
   if (rb === 0) return null;
   const mem = arena.mem;
   if (Atomics.load(mem, rb + C.R_STATE) !== C.STATE_IN_USE) return null;
@@ -50,14 +50,16 @@ export function isSingleton(a, q) {
   return pg !== null && pg.bin === C.BIN_HUGE;
 }
 
-/** The first slice at or after `from` (cyclically, after the header) that no page covers, or -1. */
+/** The first slice at or after `from` (cyclically, over the arenas' page slices) that no page covers, or -1. */
 export function freeSliceFrom(a, from) {
   const arena = a.arena;
-  const h = arena.headerSlices;
-  const n = arena.sliceCount - h;
+  const slices = [];
+  for (const L of arena.arenas) for (let s = L.first; s < L.end; s++) slices.push(s);
+  const n = slices.length;
+  const k = slices.findIndex((s) => s >= from);
   for (let i = 0; i < n; i++) {
-    const s = h + ((from - h + i) % n + n) % n;
-    if (arena.pageMap[s] === 0) return s;
+    const s = slices[((k < 0 ? 0 : k) + i) % n];
+    if (arena.mem[arena.pm(s)] === 0) return s;
   }
   return -1;
 }
@@ -69,7 +71,8 @@ export function headerBytes(a) {
 /** x is a block freed by another agent and not yet collected by its owner (its A and R bits are both set). */
 export function isPendingRemoteFree(a, x) {
   if (!(x >= 0 && x < a.arena.size) || x % 8 !== 0) return false;
-  const w = x >>> C.BITMAP_WORD_SHIFT;
+  const arena = a.arena;
   const bit = 1 << ((x >>> C.GRANULE_SHIFT) & 31);
-  return (a.arena.aBits[w] & bit) !== 0 && (Atomics.load(a.arena.rBits, w) & bit) !== 0;
+  const rbit = 1 << ((x >>> C.R_GRANULE_SHIFT) & 31);
+  return (arena.mem[arena.aw(x)] & bit) !== 0 && (Atomics.load(arena.mem, arena.rw(x)) & rbit) !== 0;
 }

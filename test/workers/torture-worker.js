@@ -112,21 +112,23 @@ export function unpackTransfer(v) {
  * allocator's internal `arena`.
  */
 export function describePage(a, p) {
-  const { mem: meta, pageMap: pm, aBits, rBits } = a.arena;
+  const arena = a.arena;
+  const meta = arena.mem;
+  const pm = (x) => meta[arena.pm(x)];
+  const aBit = (q) => (meta[arena.aw(q)] & (1 << ((q >>> C.GRANULE_SHIFT) & 31))) !== 0 ? 1 : 0;
+  const rBit = (q) => (Atomics.load(meta, arena.rw(q)) & (1 << ((q >>> C.R_GRANULE_SHIFT) & 31))) !== 0 ? 1 : 0;
   const f = (rb) => (rb === 0 ? 'none' : `rec ${rb}: state ${Atomics.load(meta, rb + C.R_STATE)} bs ${meta[rb + C.R_BLOCK_SIZE]} reserved ${meta[rb + C.R_RESERVED]} ` +
     `cap ${meta[rb + C.R_CAPACITY]} used ${meta[rb + C.R_USED]} xfree ${meta[rb + C.R_XTHREAD_FREE]} owner ${Atomics.load(meta, rb + C.R_OWNER)} slices ${meta[rb + C.R_SLICES]} ` +
     `flags 0x${(meta[rb + C.R_FLAGS] >>> 0).toString(16)} origin ${meta[rb + C.R_ORIGIN]} start ${meta[rb + C.R_START] >>> 0}`);
   const s = p >>> C.SLICE_SHIFT;
-  const w = p >>> C.BITMAP_WORD_SHIFT;
-  const bit = 1 << ((p >>> C.GRANULE_SHIFT) & 31);
-  const out = [`slice ${s}: page ${f(pm[s])}; A bit ${(aBits[w] & bit) !== 0 ? 1 : 0}, R bit ${(Atomics.load(rBits, w) & bit) !== 0 ? 1 : 0}`];
+  const out = [`slice ${s}: page ${f(pm(s))}; A bit ${aBit(p)}, R bit ${rBit(p)}`];
   const later = [];
   const cell = new Int32Array(new SharedArrayBuffer(4));
   for (const ms of [0, 1, 5, 20, 100]) {
     if (ms > 0) Atomics.wait(cell, 0, 0, ms);
     try { later.push(`+${ms}ms: ${a.usableSize(p)}`); } catch (e) { later.push(`+${ms}ms: ${e?.code}`); }
   }
-  out.push(`usableSize again ${later.join(', ')}; page now ${f(pm[s])}; A bit ${(aBits[w] & bit) !== 0 ? 1 : 0}`);
+  out.push(`usableSize again ${later.join(', ')}; page now ${f(pm(s))}; A bit ${aBit(p)}`);
   return out.join('; ');
 }
 
