@@ -34,6 +34,8 @@
  */
 import { AgentContext, abandonAllOf, settleHeld } from './abandon.js';
 import { Arena } from './arena.js';
+import { recoverIntent } from './intent.js';
+import { clearNullGuard, nullGuardWrite } from './layout.js';
 import type { AllocStacks } from './debug.js';
 import { ErrorCode, ErrorHandler, hex, show } from './errors.js';
 import type { AllocatorHandle, WatchableWorker } from './options.js';
@@ -145,6 +147,9 @@ export class Agent implements AgentContext {
   readonly nonce: number;
   /** Overflows found when pages were released, to report when the current call is complete: (address, size) pairs. */
   readonly pendingOverflows: number[] = [];
+  /** NULL-guard words checked per generic call (0: off), and where the next check starts (nullGuardStep). */
+  readonly guardWords: number;
+  private guardTurn = 0;
   /** allocStacks: the recorder, or null (off). */
   stacks: AllocStacks | null = null;
 
@@ -163,6 +168,7 @@ export class Agent implements AgentContext {
     this.padded = arena.padded;
     this.secure = arena.secure;
     this.checksFree = !arena.noCheck;
+    this.guardWords = arena.debug ? C.NULL_GUARD_WORDS : arena.secure > 0 ? C.NULL_GUARD_WORDS >>> 6 : 0;
     this.errorHandler = onError;
     const mem = arena.mem;
     const id = Atomics.add(mem, arena.hdr + C.H_NEXT_AGENT_ID, 1) + 1;
@@ -247,10 +253,27 @@ export class Agent implements AgentContext {
    */
   assertAttached(): void {
     if (this.detached) throw new Error(this.releasedMessage ?? 'mimalloc-ts: this allocator object was detached');
+    if (this.arena.stale()) this.arena.refresh(); // another agent grew the buffer, or this agent's views were detached
     const base = this.agentBase;
     const m = this.mem;
     if (m[base + C.A_ID] !== this.id ||
         (m[base + C.A_STATE] !== C.AGENT_ALIVE && m[base + C.A_REAPER] !== 0)) this.released();
+    if (this.guardWords !== 0) this.nullGuardStep();
+  }
+
+  /**
+   * Debug and secure modes, on every generic call: the next guardWords words
+   * of the NULL guard (all of it every NULL_GUARD_WORDS / guardWords calls:
+   * 64 in secure mode, every call in debug mode). A write there is cleared,
+   * then reported (EFAULT): once, whatever the handler does.
+   */
+  private nullGuardStep(): void {
+    const from = this.guardTurn;
+    this.guardTurn = (from + this.guardWords) & (C.NULL_GUARD_WORDS - 1);
+    const msg = nullGuardWrite(this.arena, from, from + this.guardWords);
+    if (msg === null) return;
+    clearNullGuard(this.arena);
+    this.report('EFAULT', msg, 0);
   }
 
   /** Is this object still attached (not detached, not released)? Notes a release as assertAttached does, without throwing. */
@@ -522,65 +545,4 @@ export function terminateWorker(ag: Agent, worker: unknown): Promise<number> {
     const n = reapThread(ag, t);
     return n + before;
   });
-}
-
-/** Is slice x inside the intent range of any live agent other than `exceptBase`? */
-function coveredByIntent(a: Arena, x: number, exceptBase: number): boolean {
-  const m = a.mem;
-  for (let i = 0; i < C.MAX_AGENTS; i++) {
-    const b = a.agentRecord(i);
-    if (b === exceptBase || Atomics.load(m, b + C.A_ID) === 0) continue;
-    if (Atomics.load(m, b + C.A_INTENT_OP) === C.INTENT_NONE) continue;
-    const s = Atomics.load(m, b + C.A_INTENT_START);
-    const n = Atomics.load(m, b + C.A_INTENT_COUNT);
-    if (x >= s && x < s + n) return true;
-  }
-  return false;
-}
-
-/**
- * Finish or undo the slice update a dead agent was in the middle of.
- *
- * A slice is the dead agent's to repair only if its free bit is clear and
- * nothing else accounts for it: no other agent's intent covers it and no
- * page of another agent is published on it. (Bits the dead agent had not
- * cleared, or had already set again, may meanwhile belong to someone
- * else's new page — possibly one starting at the same slice, so the page
- * map value alone proves nothing.) On those slices: a claim whose record
- * was completed (STATE=1, OWNER the dead agent) stands and the page scan
- * takes it over; anything else is unpublished and unmapped, and the
- * slices' free bits are set.
- */
-export function recoverIntent(a: Arena, deadBase: number): void {
-  const m = a.mem;
-  const op = Atomics.load(m, deadBase + C.A_INTENT_OP);
-  if (op === C.INTENT_NONE) return;
-  const deadTid = Atomics.load(m, deadBase + C.A_ID) << 2;
-  const s = Atomics.load(m, deadBase + C.A_INTENT_START);
-  const n = Atomics.load(m, deadBase + C.A_INTENT_COUNT);
-  const rb = a.rec(s);
-  const meta = a.meta;
-  const state = Atomics.load(meta, rb + C.R_STATE);
-  const mine = (Atomics.load(meta, rb + C.R_OWNER) & C.OWNER_TID_MASK) === deadTid;
-  if (op === C.INTENT_CLAIM && state === C.STATE_IN_USE && mine) {
-    Atomics.store(m, deadBase + C.A_INTENT_OP, C.INTENT_NONE); // completed claim: the page scan takes it over
-    return;
-  }
-  const held = (x: number): boolean => !a.isSliceFree(x) && !coveredByIntent(a, x, deadBase);
-  // the record at s is the dead agent's if it named it, or if slice s is still held and no live page sits there
-  if (mine || (held(s) && state !== C.STATE_IN_USE)) {
-    Atomics.store(meta, rb + C.R_STATE, 0);
-    Atomics.store(meta, rb + C.R_OWNER, 0);
-  }
-  for (let x = s; x < s + n && x < a.sliceCount; x++) {
-    if (!held(x)) continue;
-    const v = Atomics.load(meta, a.pm(x));
-    if (v !== 0 && v !== rb) continue; // another page covers x
-    if (v === rb) {
-      if (Atomics.load(meta, rb + C.R_STATE) === C.STATE_IN_USE) continue; // a live page at s (not the dead agent's)
-      Atomics.store(meta, a.pm(x), 0);
-    }
-    a.setRun(x, 1);
-  }
-  Atomics.store(m, deadBase + C.A_INTENT_OP, C.INTENT_NONE);
 }

@@ -61,10 +61,8 @@ export class Allocator {
   protected mem: Int32Array;
   /** @internal Bytes `mem` covers: the fast paths take only addresses below it. */
   protected size: number;
-  /** @internal The arena's directories of the A bitmap and the page map (arena.ts `aw`, `pm`). */
-  protected readonly aDir: Int32Array;
-  /** @internal */
-  protected readonly pmDir: Int32Array;
+  /** @internal The arena's directories of the A bitmap and the page map, interleaved (arena.ts `fdir`). */
+  protected readonly fdir: Int32Array;
   /** @internal tid while the fast paths are on; −1 (never an OWNER value) after detach, in debug mode or with allocStacks. */
   protected fastTid: number;
   /**
@@ -96,17 +94,12 @@ export class Allocator {
     this.arena = arena;
     this.mem = arena.mem;
     this.size = arena.size;
-    this.aDir = arena.aDir;
-    this.pmDir = arena.pmDir;
+    this.fdir = arena.fdir;
     this.agentId = ag.id;
     this.fastTid = ag.tid;
     this.direct = ag.theap.direct;
     this.debug = arena.debug;
-    arena.onRefresh = () => { // the arena replaced its views (growth, or a detached non-shared memory)
-      ag.syncViews();
-      this.mem = arena.mem;
-      this.size = arena.size;
-    };
+    arena.onRefresh = () => { ag.syncViews(); this.mem = arena.mem; this.size = arena.size; }; // new views (growth, detach)
     if (this.debug) this.fastPathsOff(); // the fast paths have no room for debug mode's fills
   }
 
@@ -194,7 +187,7 @@ export class Allocator {
       if (b !== 0) {
         mem[rb + C.R_FREE] = mem[b >>> 2];
         mem[rb + C.R_USED] = (mem[rb + C.R_USED] + 1) | 0; // `| 0`: no overflow check
-        mem[this.aDir[b >>> C.DIR_SHIFT] + (b >>> C.BITMAP_WORD_SHIFT)] |= 1 << ((b >>> C.GRANULE_SHIFT) & 31);
+        mem[mem[rb + C.R_ADELTA] + (b >>> C.BITMAP_WORD_SHIFT)] |= 1 << ((b >>> C.GRANULE_SHIFT) & 31);
         mem[b >>> 2] = 0; // do not leak the free-list link
         return b >>> 0;
       }
@@ -211,10 +204,12 @@ export class Allocator {
       const mem = this.mem;
       const w = p >>> C.BITMAP_WORD_SHIFT;
       const bit = 1 << ((p >>> C.GRANULE_SHIFT) & 31);
-      const ai = this.aDir[p >>> C.DIR_SHIFT] + w;
+      const fd = this.fdir;
+      const d = (p >>> C.DIR_SHIFT) << 1;
+      const ai = fd[d] + w;
       const aw = mem[ai];
       if ((aw & bit) !== 0) {
-        const rb = mem[this.pmDir[p >>> C.DIR_SHIFT] + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
+        const rb = mem[fd[d + 1] + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
         // No block of a page with an empty XTHREAD_FREE waits on a remote free
         // (its R bit is clear), so the R test is needed only when the list is
         // non-empty: the generic path does it. This keeps the fast path inside
@@ -431,7 +426,7 @@ class UncheckedAllocator extends Allocator {
   override free(p: number): void {
     if (typeof p === 'number' && (p >>> 0) === p && p < this.size && (p & 7) === 0 && p !== 0) {
       const mem = this.mem;
-      const rb = mem[this.pmDir[p >>> C.DIR_SHIFT] + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
+      const rb = mem[this.fdir[((p >>> C.DIR_SHIFT) << 1) + 1] + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
       if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & (C.F_ALIGNED | C.F_FULL)) === 0) {
         mem[p >>> 2] = mem[rb + C.R_LOCAL_FREE];
         mem[rb + C.R_LOCAL_FREE] = p;
@@ -477,7 +472,7 @@ class SecureAllocator extends Allocator {
         // (the forms of padw and next measured fastest: ~0.6 ns each over (b >>> 2) + (bs >>> 2) − 2 and an int32 next)
         const padw = ((b >>> 0) + bs - C.PADDING) >>> 2; // the canary's word; the link (LINK_FROM_END = 4) follows
         const next = (Math.imul(mem[padw + 1], mem[rb + C.R_KEYINV]) ^ mem[rb + C.R_KEY1]) >>> 0; // page.ts getLink
-        const aw = this.aDir[b >>> C.DIR_SHIFT] + (b >>> C.BITMAP_WORD_SHIFT);
+        const aw = mem[rb + C.R_ADELTA] + (b >>> C.BITMAP_WORD_SHIFT);
         const bit = 1 << ((b >>> C.GRANULE_SHIFT) & 31);
         const a = mem[aw];
         // a link into the page (or NULL), an intact canary (I5) and a block that is not live (a
@@ -500,10 +495,12 @@ class SecureAllocator extends Allocator {
       const mem = this.mem;
       const w = p >>> C.BITMAP_WORD_SHIFT;
       const bit = 1 << ((p >>> C.GRANULE_SHIFT) & 31);
-      const ai = this.aDir[p >>> C.DIR_SHIFT] + w;
+      const fd = this.fdir;
+      const d = (p >>> C.DIR_SHIFT) << 1;
+      const ai = fd[d] + w;
       const aw = mem[ai];
       if ((aw & bit) !== 0) {
-        const rb = mem[this.pmDir[p >>> C.DIR_SHIFT] + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
+        const rb = mem[fd[d + 1] + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
         if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & (C.F_ALIGNED | C.F_FULL)) === 0 &&
             mem[rb + C.R_XTHREAD_FREE] === 0) {
           // No load from the block: its canary is checked when it is handed out again (I5), so freeing
@@ -544,7 +541,7 @@ class Secure4Allocator extends Allocator {
         const bs = mem[rb + C.R_BLOCK_SIZE];
         const padw = ((b >>> 0) + bs - C.PADDING) >>> 2;
         const next = (Math.imul(mem[padw + 1], mem[rb + C.R_KEYINV]) ^ mem[rb + C.R_KEY1]) >>> 0; // page.ts getLink
-        const aw = this.aDir[b >>> C.DIR_SHIFT] + (b >>> C.BITMAP_WORD_SHIFT);
+        const aw = mem[rb + C.R_ADELTA] + (b >>> C.BITMAP_WORD_SHIFT);
         const bit = 1 << ((b >>> C.GRANULE_SHIFT) & 31);
         const a = mem[aw];
         const cv = mem[padw];
@@ -568,10 +565,12 @@ class Secure4Allocator extends Allocator {
       const mem = this.mem;
       const w = p >>> C.BITMAP_WORD_SHIFT;
       const bit = 1 << ((p >>> C.GRANULE_SHIFT) & 31);
-      const ai = this.aDir[p >>> C.DIR_SHIFT] + w;
+      const fd = this.fdir;
+      const d = (p >>> C.DIR_SHIFT) << 1;
+      const ai = fd[d] + w;
       const aw = mem[ai];
       if ((aw & bit) !== 0) {
-        const rb = mem[this.pmDir[p >>> C.DIR_SHIFT] + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
+        const rb = mem[fd[d + 1] + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
         if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & (C.F_ALIGNED | C.F_FULL)) === 0 &&
             mem[rb + C.R_XTHREAD_FREE] === 0) {
           const bs = mem[rb + C.R_BLOCK_SIZE];

@@ -62,6 +62,11 @@ export class Arena {
   readonly dmDir: Int32Array;
   readonly abDir: Int32Array;
   readonly abStride: Int32Array;
+  /**
+   * aDir and pmDir interleaved (entry 2d, 2d + 1): the free fast path reads
+   * both for one address, from one line and one field load.
+   */
+  readonly fdir: Int32Array;
   /** A record that is always empty (the first arena's first slice holds metadata, never a page): the direct table's "no page". */
   emptyRec = 0;
   /** Bumped whenever the views are replaced; `onRefresh` is called then. */
@@ -103,11 +108,14 @@ export class Arena {
     this.dmDir = new Int32Array(dirs);
     this.abDir = new Int32Array(dirs);
     this.abStride = new Int32Array(dirs);
+    this.fdir = new Int32Array(2 * dirs);
     const z = zeroWord(this.hdr);
     for (let d = 0; d < dirs; d++) { // no arena known: the zero region
       this.aDir[d] = z - (d << (C.DIR_SHIFT - C.BITMAP_WORD_SHIFT));
       this.rDir[d] = z - (d << (C.DIR_SHIFT - C.R_WORD_SHIFT));
       this.pmDir[d] = z - (d << C.DIR_SLICES_SHIFT);
+      this.fdir[2 * d] = this.aDir[d];
+      this.fdir[2 * d + 1] = this.pmDir[d];
     }
     const m = this.mem;
     const h = this.hdr;
@@ -208,6 +216,8 @@ export class Arena {
           this.dmDir[d] = L.dirtyMap - (o >>> 5);
           this.abDir[d] = L.abandoned - (o >>> 5);
           this.abStride[d] = L.sliceWords;
+          this.fdir[2 * d] = this.aDir[d];
+          this.fdir[2 * d + 1] = this.pmDir[d];
         }
       }
       this.arenaCount = count;
@@ -261,9 +271,9 @@ export class Arena {
     const h = this.hdr;
     if (Atomics.load(m, h + C.H_MAGIC) !== C.MAGIC) throw new Error('mimalloc-ts: buffer does not hold an allocator (bad magic)');
     if (m[h + C.H_VERSION] !== C.VERSION) throw new Error(`mimalloc-ts: buffer has format version ${m[h + C.H_VERSION]}, expected ${C.VERSION}`);
-    const end = Atomics.load(m, h + C.H_SLICE_COUNT);
-    if (m[h + C.H_BASE_SLICE] !== this.baseSlice || end > this.sliceCount || end <= m[h + C.H_HEADER_SLICES]) {
-      throw new Error('mimalloc-ts: buffer size does not match its header');
+    const end = Atomics.load(m, h + C.H_SLICE_COUNT); // (may be past this.sliceCount: grown since the views were made)
+    if (m[h + C.H_BASE_SLICE] !== this.baseSlice || end <= m[h + C.H_HEADER_SLICES]) {
+      throw new Error(`mimalloc-ts: buffer size does not match its header (base slice ${m[h + C.H_BASE_SLICE]}, expected ${this.baseSlice}; end ${end}, header ${m[h + C.H_HEADER_SLICES]})`);
     }
     this.refresh();
   }
@@ -313,13 +323,22 @@ export class Arena {
     const want = n + align - 1;
     let t = Math.max(C.DIR_SLICES, ((end - this.baseSlice) >>> C.GROW_SHIFT) + C.DIR_SLICES - 1) & ~(C.DIR_SLICES - 1);
     while (t - metaSlices(t) < want) t += C.DIR_SLICES;
-    const en = Math.min(st + t, max);
-    if (en - st - metaSlices(en - st) < want) return false;
-    Atomics.store(m, h + C.H_GROW_START, st);
-    Atomics.store(m, h + C.H_GROW_END, en);
-    if (!this.growBacking(en)) return false;
-    this.publishArena(count, st, en);
-    return true;
+    let least = C.DIR_SLICES; // the smallest arena that holds the run
+    while (least - metaSlices(least) < want) least += C.DIR_SLICES;
+    // a backing at its own maximum (a memory's, which JavaScript cannot read) refuses a
+    // big step: halve it down to the least that serves
+    for (;;) {
+      const en = Math.min(st + t, max);
+      if (en - st - metaSlices(en - st) < want) return false;
+      Atomics.store(m, h + C.H_GROW_START, st);
+      Atomics.store(m, h + C.H_GROW_END, en);
+      if (this.growBacking(en)) {
+        this.publishArena(count, st, en);
+        return true;
+      }
+      if (t <= least) return false;
+      t = Math.max(least, ((t >>> 1) + C.DIR_SLICES - 1) & ~(C.DIR_SLICES - 1));
+    }
   }
 
   /** Make the backing at least end·16K bytes long; false if it cannot grow so far. */

@@ -5,7 +5,7 @@
  * blocks); assumes no other agent mutates the heap meanwhile.
  */
 import type { Arena } from './arena.js';
-import { pageStart } from './layout.js';
+import { nullGuardWrite, pageStart } from './layout.js';
 import { BIN_BLOCK_SIZE } from './bins.js';
 import { checkFreed, checkPadding } from './debug.js';
 import { hex } from './errors.js';
@@ -31,37 +31,11 @@ function popcount(x: number): number {
   return (((x + (x >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
 }
 
-/**
- * The first non-zero byte of the NULL guard (the first NULL_GUARD bytes of
- * the first arena, which hold nothing), described, or null. With `base` 0
- * that is a write through a NULL pointer (`f64[p >>> 3] = x` after malloc
- * returned 0): it corrupts nothing, and is reported here.
- */
-export function nullGuardWrite(a: Arena): string | null {
-  const mem = a.mem;
-  const w0 = a.baseSlice << (C.SLICE_SHIFT - 2);
-  for (let w = w0; w < w0 + C.NULL_GUARD_WORDS; w++) {
-    if (mem[w] === 0) continue;
-    let off = w * 4;
-    while (a.u8[off] === 0) off++;
-    return a.baseSlice === 0
-      ? `write through NULL at offset ${off} (byte ${hex(a.u8[off])}): the first ${C.NULL_GUARD} bytes of the buffer hold no allocator state and no block`
-      : `write at ${hex(off)}, in the ${C.NULL_GUARD} bytes at the start of the allocator's region that hold no state and no block`;
-  }
-  return null;
-}
-
-/** Zero the NULL guard again (after reporting a write there: reported once). */
-export function clearNullGuard(a: Arena): void {
-  const w0 = a.baseSlice << (C.SLICE_SHIFT - 2);
-  a.mem.fill(0, w0, w0 + C.NULL_GUARD_WORDS);
-}
-
 export function checkHeap(a: Arena): void {
   const mem = a.mem;
   const meta = a.meta;
   if (Atomics.load(mem, a.hdr + C.H_MAGIC) !== C.MAGIC) fail('header magic is gone (the header was overwritten)');
-  const nul = nullGuardWrite(a);
+  const nul = nullGuardWrite(a, 0, C.NULL_GUARD_WORDS);
   if (nul !== null) fail(nul);
   // agents
   const live = new Set<number>();

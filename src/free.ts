@@ -164,7 +164,7 @@ function freeRemote(ag: Agent, rb: number, q: number): void {
  */
 export function validate(ag: Agent, q: number, what: string): number {
   const a = ag.arena;
-  if (q >= ag.size && a.stale()) a.refresh(); // another agent grew the buffer: q may be in the new arena
+  if (a.stale()) a.refresh(); // another agent grew the buffer (q may be in the new arena), or the views were detached
   const meta = ag.meta;
   if (!ag.checksFree && (q & 7) === 0 && q < ag.size) { // checkFree: false keeps no A bits: any address in a page passes
     const rb = meta[a.pm(q >>> C.SLICE_SHIFT)];

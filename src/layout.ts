@@ -170,3 +170,38 @@ export function blockIsLive(a: { readonly mem: Int32Array; aw(q: number): number
   }
   return false;
 }
+
+/** What the NULL-guard readers need of an Arena. */
+export interface GuardView {
+  readonly mem: Int32Array;
+  readonly u8: Uint8Array;
+  readonly baseSlice: number;
+}
+
+/**
+ * Words [from, to) of the NULL guard (the first NULL_GUARD bytes of the
+ * first arena, which hold nothing): its first non-zero byte described, or
+ * null. With base 0 that is a write through a NULL pointer (`f64[p >>> 3]
+ * = x` after malloc returned 0): it corrupts nothing. `clearNullGuard`
+ * zeroes it again, so that it is reported once.
+ */
+export function nullGuardWrite(a: GuardView, from: number, to: number): string | null {
+  const mem = a.mem;
+  const w0 = a.baseSlice << (C.SLICE_SHIFT - 2);
+  for (let w = w0 + from; w < w0 + to; w++) {
+    if (mem[w] === 0) continue;
+    let off = w * 4;
+    while (a.u8[off] === 0) off++;
+    const what = `byte 0x${a.u8[off].toString(16)}`;
+    return a.baseSlice === 0
+      ? `write through NULL at offset ${off} (${what}): the first ${C.NULL_GUARD} bytes of the buffer hold no allocator state and no block`
+      : `write at 0x${off.toString(16)} (${what}), in the ${C.NULL_GUARD} bytes at the start of the allocator's region that hold no state and no block`;
+  }
+  return null;
+}
+
+/** Zero the NULL guard again (after its write was reported: reported once). */
+export function clearNullGuard(a: GuardView): void {
+  const w0 = a.baseSlice << (C.SLICE_SHIFT - 2);
+  a.mem.fill(0, w0, w0 + C.NULL_GUARD_WORDS);
+}

@@ -478,8 +478,10 @@ export const enum C {
    *                                                                                (set before the A bit of any
    *                                                                                aligned block, never cleared)
    *  14  COLLECT       rest of an XTHREAD_FREE list being collected   holder       a reaper (the holder is dead)
-   *  15  ORIGIN        tid of the theap that created or last          holder       —
-   *                    reclaimed the page
+   *  15  ADELTA        the A-bitmap word of address q is              init         the malloc fast paths
+   *                    ADELTA + (q >>> 8): the directory entry of
+   *                    its arena (arena.ts aw), kept here so malloc
+   *                    finds it in the line it reads anyway
    *      ── records are 128-byte aligned: everything the fast paths read, in every
    *         mode, is in the first 64-byte cache line, words 0–15 ──
    *  16  RESERVED      blocks that fit                                init         anyone who found the page in use
@@ -489,6 +491,8 @@ export const enum C {
    *  19  SLICES        slices spanned                                 init         anyone who found the page in use
    *  20  START         address of the page's first byte (slice << 16) init         anyone who found the page in use
    *  21  EXTENT        bytes of the block area (BLOCK_SIZE × RESERVED) init        anyone who found the page in use
+   *  22  ORIGIN        tid of the theap that created or last          holder       —
+   *                    reclaimed the page
    * ```
    *
    * The page map (slice → record base) is written by the claimer before
@@ -514,13 +518,14 @@ export const enum C {
   R_PREV = 12,
   R_FLAGS = 13,
   R_COLLECT = 14,
-  R_ORIGIN = 15,
+  R_ADELTA = 15,
   R_RESERVED = 16,
   R_CAPACITY = 17,
   R_HEAP = 18,
   R_SLICES = 19,
   R_START = 20,
   R_EXTENT = 21, // bytes of the block area: BLOCK_SIZE × RESERVED
+  R_ORIGIN = 22,
   /**
    * Record bases are word indices below 2^30 (buffers ≤ 4 GiB), so masking a
    * base loaded from the direct table or the page map changes nothing but
