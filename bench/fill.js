@@ -9,6 +9,8 @@
 // fill / churn; one table per size mix. Columns:
 //   mimalloc-ts      Allocator.create({ size: 64 MiB }) (its header counts
 //                    against the 64 MiB), one agent
+//   mimalloc-ts-grow Allocator.create({ size: 1 MiB, maxSize: 64 MiB }): a
+//                    growable buffer, one agent
 //   mimalloc-ts-x4   the same buffer, 4 workers (worker_threads) attached to it
 //                    allocating at once, each the same procedure on its own
 //                    seed; the first NULL in any worker ends the run (the
@@ -62,6 +64,7 @@ const log = (...m) => console.error('[bench:fill]', ...m);
 
 const PEERS = {
   'mimalloc-ts': 'mimalloc-ts',
+  'mimalloc-ts-grow': 'mimalloc-ts, grown from 1 MiB',
   'mimalloc-ts-x4': null, // label set below from --workers
   'dlmalloc-wasm': 'dlmalloc (wasm)',
   'tlsf-wasm': 'TLSF (wasm)',
@@ -182,8 +185,8 @@ if (peers.some((p) => p.startsWith('mimalloc-ts'))) {
 /** One agent: a fresh instance of the peer, the procedure on seed s. */
 function runOne(peer, mix, max, pattern, seed) {
   const spec = { pattern, sizeOf: MIXES[mix].make(max), rng: makeRng(seed), limit: REGION };
-  if (peer === 'mimalloc-ts') {
-    const a = Allocator.create({ size: REGION });
+  if (peer === 'mimalloc-ts' || peer === 'mimalloc-ts-grow') {
+    const a = peer === 'mimalloc-ts' ? Allocator.create({ size: REGION }) : Allocator.create({ size: 1 << 20, maxSize: REGION });
     const r = runFill(a, spec);
     const st = a.stats();
     r.stats = { committed: st.committed, used: st.used, pages: st.pages, smallPages: st.smallPages, mediumPages: st.mediumPages, largePages: st.largePages, hugePages: st.hugePages };
