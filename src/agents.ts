@@ -259,6 +259,7 @@ export class Agent implements AgentContext {
     if (m[base + C.A_ID] !== this.id ||
         (m[base + C.A_STATE] !== C.AGENT_ALIVE && m[base + C.A_REAPER] !== 0)) this.released();
     if (this.guardWords !== 0) this.nullGuardStep();
+    if (this.arena.purgeDelay >= 0) this.arena.maybePurge();
   }
 
   /**

@@ -108,6 +108,7 @@ export class Allocator {
     const cfg = parseCreateOptions(opts); // every option checked before the buffer is touched
     const arena = new Arena(cfg.backing);
     arena.format(cfg.end, cfg.maxEnd, cfg.knownZero, cfg.debug, cfg.secure, !cfg.checkFree && cfg.secure < 3);
+    arena.purgeDelay = cfg.purgeDelay;
     const al = Allocator.forArena(arena, cfg.onError);
     if (cfg.allocStacks > 0) al.recordStacks(cfg.allocStacks);
     return al;

@@ -35,9 +35,14 @@ import { C } from './types.js';
 
 /** Word offsets (absolute, in `mem`) of one arena's regions. */
 export interface ArenaLayout {
-  /** First slice (of its metadata), end slice, first slice pages may use. */
+  /**
+   * First slice (of its metadata), end slice, first slice pages may use,
+   * and the end its metadata covers (end < cap only after a resizable
+   * ArrayBuffer shrank; growth first takes the arena back to cap).
+   */
   start: number;
   end: number;
+  cap: number;
   first: number;
   /** The slice its bitmaps and tables count from: `start` rounded down to 1 MiB. */
   origin: number;
@@ -88,7 +93,7 @@ export function arenaLayout(start: number, end: number, hdr: number): ArenaLayou
   const rBits = aBits + (n << (C.SLICE_SHIFT - C.BITMAP_WORD_SHIFT)); // 64 words per slice
   const metaEnd = rBits + (n << (C.SLICE_SHIFT - C.R_WORD_SHIFT)); // 32 per slice
   const first = Math.ceil(metaEnd / (1 << (C.SLICE_SHIFT - 2)));
-  return { start, end, first, origin, sliceWords, freeMap, dirtyMap, abandoned, pageMap, records, aBits, rBits, metaEnd };
+  return { start, end, cap: end, first, origin, sliceWords, freeMap, dirtyMap, abandoned, pageMap, records, aBits, rBits, metaEnd };
 }
 
 /** Metadata slices of an arena of n slices that is not the first (~3.2 %). */

@@ -77,6 +77,19 @@ export interface AllocatorOptions {
    */
   base?: number;
   /**
+   * A resizable ArrayBuffer (`shared: false` with `maxSize`, or such a
+   * `buffer`) gives its free tail back (`resize`) once it has stayed free
+   * this many milliseconds (mimalloc's `purge_delay`): the last arena
+   * shrinks to its highest page, rounded up to 1 MiB, never below the size
+   * it was created with; `stats().reserved` shows it. −1: never. Other
+   * backings cannot shrink (a SharedArrayBuffer or a wasm memory only
+   * grows), and ignore it.
+   *
+   * @defaultValue 10
+   * Constraint: an integer, −1 ≤ purgeDelay ≤ 2^31 − 1.
+   */
+  purgeDelay?: number;
+  /**
    * true: a SharedArrayBuffer that workers can attach to (`handle`). false: a
    * plain ArrayBuffer, for this agent only (and where SharedArrayBuffer is
    * unavailable: a page without cross-origin isolation).
@@ -198,6 +211,8 @@ export interface CreateConfig {
   end: number;
   maxEnd: number;
   knownZero: boolean;
+  /** AllocatorOptions.purgeDelay (−1 unless the backing is a resizable ArrayBuffer). */
+  purgeDelay: number;
   onError: ErrorHandler | undefined;
   secure: number;
   debug: boolean;
@@ -214,7 +229,7 @@ export interface AttachConfig {
   thread: number | undefined;
 }
 
-const CREATE_KEYS = new Set(['size', 'maxSize', 'shared', 'buffer', 'memory', 'base', 'onError', 'secure', 'debug', 'allocStacks', 'checkFree']);
+const CREATE_KEYS = new Set(['size', 'maxSize', 'shared', 'buffer', 'memory', 'base', 'purgeDelay', 'onError', 'secure', 'debug', 'allocStacks', 'checkFree']);
 const ATTACH_KEYS = new Set(['onError', 'allocStacks']);
 const LEAK_KEYS = new Set(['all']);
 
@@ -278,7 +293,8 @@ export function parseCreateOptions(opts: unknown): CreateConfig {
   const shared = checkBoolean(o, 'shared', true);
   const base = checkInteger(o, 'base', 0, 0, C.MAX_SIZE - C.MIN_SIZE);
   const baseSlice = Math.ceil(base / C.SLICE_SIZE);
-  const rest = { onError, secure, debug, allocStacks, checkFree };
+  const purge = checkInteger(o, 'purgeDelay', 10, -1, 2 ** 31 - 1);
+  const rest = { onError, secure, debug, allocStacks, checkFree, purgeDelay: -1 };
   if (o.memory !== undefined) {
     const mm = o.memory;
     if (!isWasmMemory(mm)) throw new TypeError(`options.memory must be a WebAssembly.Memory, got ${show(mm)}`);
@@ -315,7 +331,8 @@ export function parseCreateOptions(opts: unknown): CreateConfig {
     }
     const maxSize = checkInteger(o, 'maxSize', top, b.byteLength, Math.max(b.byteLength, top));
     const end = Math.floor(b.byteLength / C.SLICE_SIZE);
-    return { backing: { buffer: b, memory: null, growth, baseSlice }, end, maxEnd: Math.max(end, Math.floor(maxSize / C.SLICE_SIZE)), knownZero: false, ...rest };
+    return { backing: { buffer: b, memory: null, growth, baseSlice }, end, maxEnd: Math.max(end, Math.floor(maxSize / C.SLICE_SIZE)), knownZero: false, ...rest,
+      purgeDelay: growth === Growth.RAB ? purge : -1 };
   }
   if (o.base !== undefined) throw new TypeError('options.base needs options.memory or options.buffer (a new buffer is the allocator\'s from byte 0)');
   let size = checkInteger(o, 'size', C.DEFAULT_SIZE, C.MIN_SIZE, C.MAX_SIZE);
@@ -331,7 +348,8 @@ export function parseCreateOptions(opts: unknown): CreateConfig {
     ? new (SharedArrayBuffer as unknown as new (n: number, o?: object) => SharedArrayBuffer)(size, opt)
     : new (ArrayBuffer as unknown as new (n: number, o?: object) => ArrayBuffer)(size, opt);
   const growth = !growable ? Growth.FIXED : shared ? Growth.SAB : Growth.RAB;
-  return { backing: { buffer, memory: null, growth, baseSlice: 0 }, end: size / C.SLICE_SIZE, maxEnd: maxSize / C.SLICE_SIZE, knownZero: true, ...rest };
+  return { backing: { buffer, memory: null, growth, baseSlice: 0 }, end: size / C.SLICE_SIZE, maxEnd: maxSize / C.SLICE_SIZE, knownZero: true, ...rest,
+    purgeDelay: growth === Growth.RAB ? purge : -1 };
 }
 
 /** @internal Validate `Allocator.attach`'s handle and options. */

@@ -235,6 +235,7 @@ export function pageRelease(a: Arena, agentBase: number, rb: number): void {
   for (let x = s; x < s + n; x++) meta[a.pm(x)] = 0;
   a.setRun(s, n);
   a.clearIntent(agentBase);
+  a.purgeLook = true; // (a resizable ArrayBuffer measures its free tail at the next generic call)
 }
 
 

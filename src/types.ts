@@ -330,7 +330,8 @@ export const enum C {
   ZERO_WORDS = 1 << (DIR_SHIFT - BITMAP_WORD_SHIFT), // 4096
   ARENA_WORDS = 4,
   T_START = 0, // first slice of the arena (its metadata first)
-  T_END = 1, // end slice
+  T_END = 1, // end slice (below T_CAP only after a resizable ArrayBuffer shrank: arena.ts purge)
+  T_CAP = 2, // end slice its metadata was laid out for (layout.ts arenaLayout(T_START, T_CAP))
   /** Growth adds at least a quarter of what exists (so ≤ ~40 arenas from 1 MiB to 4 GiB), at least 1 MiB. */
   GROW_SHIFT = 2,
 

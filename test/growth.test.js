@@ -108,6 +108,40 @@ describe('growable buffers', () => {
     }
   });
 
+  test('a resizable ArrayBuffer gives its free tail back after purgeDelay (stats().reserved shows it) and grows again', async () => {
+    for (const delay of [0, 40, -1]) {
+      const a = Allocator.create({ size: 2 * MiB, maxSize: 128 * MiB, shared: false, purgeDelay: delay });
+      const keep = fill(a, 256 * 1024); // blocks in the first arena, which keeps its created size
+      const { blocks } = fill(a, 48 * MiB, 5000);
+      const grown = a.buffer.byteLength;
+      assert.ok(grown > 48 * MiB);
+      for (const [p] of blocks) a.free(p);
+      a.collect(true); // the emptied pages go back to the slices now
+      const generic = () => { for (let i = 0; i < 40; i++) a.free(a.malloc(5000)); };
+      generic();
+      if (delay > 0) {
+        assert.equal(a.buffer.byteLength, grown, 'not before the delay');
+        await new Promise((r) => setTimeout(r, delay + 20));
+        for (let k = 0; k < 30; k++) { generic(); await new Promise((r) => setTimeout(r, delay + 5)); } // one arena per delay
+      } else {
+        for (let k = 0; k < 30; k++) generic();
+      }
+      if (delay < 0) {
+        assert.equal(a.buffer.byteLength, grown, 'purgeDelay −1: never');
+      } else {
+        assert.equal(a.buffer.byteLength, 2 * MiB, `purgeDelay ${delay}: back to the created size`);
+        assert.equal(a.stats().reserved, 2 * MiB);
+      }
+      a.check();
+      verifyAll(a, keep.blocks, 'kept blocks');
+      const again = fill(a, 24 * MiB, 9000);
+      assert.equal(again.full, false, 'grows again after shrinking');
+      verifyAll(a, again.blocks, 'after regrowth');
+      verifyAll(a, keep.blocks, 'kept blocks after regrowth');
+      a.check();
+    }
+  });
+
   test('maxSize is checked: below size, above 4 GiB − 16 KiB, or not an integer', () => {
     assert.throws(() => Allocator.create({ size: 4 * MiB, maxSize: 2 * MiB }), RangeError);
     assert.throws(() => Allocator.create({ size: 4 * MiB, maxSize: 2 ** 32 }), RangeError);
