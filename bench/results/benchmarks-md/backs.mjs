@@ -1,4 +1,5 @@
-const { Allocator } = await import((process.argv[3] ?? '/work/main/dist') + '/index.js');
+// node bench/results/benchmarks-md/backs.mjs KIND [DIST]: churn-1k over one backing (BENCHMARKS.md "Growable memory")
+const { Allocator } = await import(process.argv[3] !== undefined ? new URL(process.argv[3] + '/index.js', 'file://' + process.cwd() + '/').href : new URL('../../../dist/index.js', import.meta.url).href);
 const kinds = {
   fixed: () => Allocator.create({ size: 64 << 20 }),
   'fixed-ab': () => Allocator.create({ size: 64 << 20, shared: false }),
