@@ -20,6 +20,7 @@ import { pageBin, pageSlice } from './layout.js';
 import { mapAbandoned, pageCollect, pageRebuild, pageRelease, unmapAbandoned } from './page.js';
 import type { Theap } from './page-queue.js';
 import { brokenCanary } from './secure.js';
+import { gain, lose, poolGain, poolLose } from './counters.js';
 import { C } from './types.js';
 
 /** What abandon.ts needs of an agent. */
@@ -48,6 +49,7 @@ export function releasePage(ag: AgentContext, rb: number): void {
       ag.reportReleasedOverflow(b, bs - C.PADDING); // queued: reported when the agent's call is complete
     }
   }
+  lose(a, rb);
   pageRelease(a, ag.agentBase, rb);
 }
 
@@ -82,11 +84,15 @@ export function settleHeld(ag: AgentContext, rb: number, allowReclaim: boolean):
     const s = pageSlice(meta, rb);
     // let go first, then map: a claimer that finds the bit always finds the page claimable
     // (mapping first let a claimer clear the bit, fail its CAS and so hide the page)
+    lose(a, rb); // into the pool before anyone can take it (counters.ts)
+    poolGain(a, rb);
     Atomics.store(meta, rb + C.R_OWNER, C.OWNER_ABANDONED);
     if (map) mapAbandoned(a, s, bin);
     if (Atomics.load(meta, rb + C.R_XTHREAD_FREE) === 0) return;
     // a remote free raced with the release: take the page back and look again
     if (Atomics.compareExchange(meta, rb + C.R_OWNER, C.OWNER_ABANDONED, ag.tid | C.OWNER_HELD) !== C.OWNER_ABANDONED) return;
+    poolLose(a, rb);
+    gain(a, rb);
   }
 }
 
@@ -114,6 +120,8 @@ export function reclaimAbandoned(ag: AgentContext, th: Theap, bin: number): numb
         Atomics.sub(mem, a.hdr + C.H_ABANDONED_COUNT + bin, 1);
         const rb = a.rec(L.origin + (w << 5) + (31 - Math.clz32(bit)));
         if (Atomics.compareExchange(meta, rb + C.R_OWNER, C.OWNER_ABANDONED, ag.tid | C.OWNER_HELD) !== C.OWNER_ABANDONED) continue;
+        poolLose(a, rb);
+        gain(a, rb);
         if (Atomics.load(meta, rb + C.R_STATE) !== C.STATE_IN_USE || pageBin(meta, rb) !== bin || meta[rb + C.R_HEAP] !== th.heapId) {
           settleHeld(ag, rb, false);
           continue;
@@ -145,6 +153,7 @@ export function abandonAllOf(ag: AgentContext, tid: number, rebuild: boolean): v
       if ((o & C.OWNER_TID_MASK) === tid && Atomics.compareExchange(meta, rb + C.R_OWNER, o, ag.tid | C.OWNER_HELD) === o) {
         meta[rb + C.R_FLAGS] &= ~C.F_FULL;
         if (rebuild) pageRebuild(a, rb);
+        if (tid !== ag.tid) gain(a, rb); // a dead agent's page: its counters went with its record
         settleHeld(ag, rb, false);
       }
       if (slices > 1) s += slices - 1;

@@ -34,6 +34,7 @@
  */
 import { AgentContext, abandonAllOf, settleHeld } from './abandon.js';
 import { Arena } from './arena.js';
+import { ensureTracked, foldGone } from './counters.js';
 import { recoverIntent } from './intent.js';
 import { clearNullGuard, nullGuardWrite } from './layout.js';
 import type { AllocStacks } from './debug.js';
@@ -187,7 +188,9 @@ export class Agent implements AgentContext {
     this.id = id;
     this.tid = id << 2;
     this.agentBase = base;
+    arena.agentBase = base;
     this.theap = new Theap(0, arena.emptyRec);
+    this.theap.onDirect = (rb) => ensureTracked(arena, rb); // the malloc fast path changes direct pages (counters.ts)
     this.theaps[0] = this.theap;
     const refs = liveHere.get(this.nonce);
     if (refs === undefined) liveHere.set(this.nonce, [new WeakRef(this)]);
@@ -351,6 +354,7 @@ export function detachAgent(ag: Agent): void {
   ag.theaps.length = 0;
   forgetHere(ag.nonce, ag);
   abandonAllOf(ag, ag.tid, false); // none should be left; a safety net
+  foldGone(ag.arena, ag.agentBase);
   Atomics.store(ag.mem, ag.agentBase + C.A_THREAD, 0);
   Atomics.store(ag.mem, ag.agentBase + C.A_ID, 0);
 }
@@ -398,6 +402,7 @@ function takeOver(ag: Agent, b: number, id: number): boolean {
   recoverIntent(a, b);
   a.recoverGrow(id << 2); // (may replace the views: a.mem below)
   abandonAllOf(ag, id << 2, true);
+  foldGone(a, b);
   Atomics.add(a.mem, a.hdr + C.H_REAPED, 1);
   Atomics.store(a.mem, b + C.A_THREAD, 0);
   // one store frees the record: a kill before it leaves the record REAPING (never reused), never half-freed

@@ -21,6 +21,8 @@ import { ArenaViews } from './views.js';
 
 /** One agent's Arena: its views (ArenaViews), growth, and the slice bitmaps. Every agent constructs its own. */
 export class Arena extends ArenaViews {
+  /** The agent this Arena object serves (each agent constructs its own): its record's word index (counters.ts). */
+  agentBase = 0;
   // -------------------------------------------------------------------------
   // Growth
   // -------------------------------------------------------------------------

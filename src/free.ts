@@ -50,6 +50,7 @@ import { blockIsLive, blockStartOf, pageStart } from './layout.js';
 import { checkPadding, fillFreed, paddingOf, repairCanary, requestedSize } from './debug.js';
 import { checkAddress, hex } from './errors.js';
 import { setLink } from './page.js';
+import { countRemoteFree, ensureTracked, gain, poolLose } from './counters.js';
 import { pageEmptied } from './theap.js';
 import { C } from './types.js';
 
@@ -100,6 +101,8 @@ function freeLive(ag: Agent, rb: number, q: number): void {
   }
   if (owner === C.OWNER_ABANDONED &&
       Atomics.compareExchange(meta, rb + C.R_OWNER, C.OWNER_ABANDONED, ag.tid | C.OWNER_HELD) === C.OWNER_ABANDONED) {
+    poolLose(ag.arena, rb);
+    gain(ag.arena, rb);
     const err = freeHeld(ag, rb, q);
     settleHeld(ag, rb, true);
     if (err !== null) ag.report('EAGAIN', err, q);
@@ -117,6 +120,7 @@ function freeHeld(ag: Agent, rb: number, q: number): string | null {
   if (((ag.mem[w] & bit) === 0 && ag.checksFree) || (Atomics.load(ag.mem, a.rw(q)) & (1 << ((q >>> C.R_GRANULE_SHIFT) & 31))) !== 0) {
     return `double free of block ${hex(q)} (size ${meta[rb + C.R_BLOCK_SIZE]})`;
   }
+  ensureTracked(a, rb); // (counters.ts)
   ag.mem[w] &= ~bit;
   const b = (meta[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0 ? blockStartOf(meta, rb, q) : q;
   if (ag.debug) fillFreed(ag.arena, b, meta[rb + C.R_BLOCK_SIZE]);
@@ -151,8 +155,11 @@ function freeRemote(ag: Agent, rb: number, q: number): void {
     setLink(ag.arena, rb, b, head >>> 0);
     if (Atomics.compareExchange(meta, rb + C.R_XTHREAD_FREE, head, q | 0) === head) break;
   }
+  countRemoteFree(ag.arena, meta[rb + C.R_BLOCK_SIZE]);
   if (Atomics.load(meta, rb + C.R_OWNER) === C.OWNER_ABANDONED && // 3.
       Atomics.compareExchange(meta, rb + C.R_OWNER, C.OWNER_ABANDONED, ag.tid | C.OWNER_HELD) === C.OWNER_ABANDONED) {
+    poolLose(ag.arena, rb);
+    gain(ag.arena, rb);
     settleHeld(ag, rb, true);
   }
 }

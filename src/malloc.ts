@@ -10,6 +10,7 @@
  */
 import type { Agent } from './agents.js';
 import { BIN_BLOCK_SIZE, binOf } from './bins.js';
+import { ensureTracked, gain, lose, poolGain } from './counters.js';
 import { canaryOf, checkFreed, checkPadding, paddingOf, setPadding } from './debug.js';
 import { checkSize, hex } from './errors.js';
 import { freeGeneric, usableOf } from './free.js';
@@ -103,6 +104,7 @@ function popBlock(ag: Agent, rb: number, size: number): number {
     next = 0;
   }
   meta[rb + C.R_FREE] = next;
+  ensureTracked(a, rb); // (counters.ts)
   meta[rb + C.R_USED]++;
   if (ag.secure < 3) mem[b >>> 2] = 0; // do not leak the link (secure ≥ 3: it is in the padding)
   if (ag.padded) setPadding(a, rb, b >>> 0, size, ag.debug);
@@ -128,8 +130,11 @@ function allocHuge(ag: Agent, th: Theap, size: number, alignSlices: number, requ
   const fresh = a.takeFresh(s, slices);
   const rb = a.rec(s);
   pageInit(a, ag.agentBase, s, slices, C.BIN_HUGE, slices * C.SLICE_SIZE - guard, 1, th.heapId, ag.tid | C.OWNER_HELD, ag.tid, fresh);
+  gain(a, rb);
   pageExtend(a, rb);
   const b = popBlock(ag, rb, request);
+  lose(a, rb); // into the pool before anyone can take it (counters.ts)
+  poolGain(a, rb);
   Atomics.store(ag.meta, rb + C.R_OWNER, C.OWNER_ABANDONED);
   return b;
 }

@@ -81,10 +81,24 @@ export class Theap {
     this.direct.fill(emptyRb);
   }
 
-  private updateDirect(bin: number): void {
+  /**
+   * Called when a page becomes its bin's direct page (counters.ts: the
+   * malloc fast path changes its USED, so it must be tracked).
+   */
+  onDirect: ((rb: number) => void) | null = null;
+
+  /** The direct entries of a small bin follow its queue head; F_DIRECT moves with them. */
+  private updateDirect(meta: Int32Array, bin: number): void {
     if (bin >= C.BIN_COUNT || BIN_BLOCK_SIZE[bin] > C.SMALL_SIZE_MAX) return;
     const rb = this.first[bin] || this.emptyRb;
     const d = this.direct;
+    const old = d[DIRECT_LO[bin]];
+    if (old === rb) return;
+    if (old !== this.emptyRb) meta[old + C.R_FLAGS] &= ~C.F_DIRECT; // (still held: it leaves the head before it leaves the theap)
+    if (rb !== this.emptyRb) {
+      meta[rb + C.R_FLAGS] |= C.F_DIRECT;
+      this.onDirect?.(rb);
+    }
     for (let w = DIRECT_LO[bin]; w <= DIRECT_HI[bin]; w++) d[w] = rb;
   }
 
@@ -96,14 +110,14 @@ export class Theap {
     this.first[bin] = rb;
     this.count[bin]++;
     setFull(meta, rb, bin >= C.BIN_COUNT);
-    this.updateDirect(bin);
+    this.updateDirect(meta, bin);
   }
 
   pushBack(meta: Int32Array, bin: number, rb: number): void {
     const tail = this.last[bin];
     meta[rb + C.R_NEXT] = 0;
     meta[rb + C.R_PREV] = tail;
-    if (tail !== 0) meta[tail + C.R_NEXT] = rb; else { this.first[bin] = rb; this.updateDirect(bin); }
+    if (tail !== 0) meta[tail + C.R_NEXT] = rb; else { this.first[bin] = rb; this.updateDirect(meta, bin); }
     this.last[bin] = rb;
     this.count[bin]++;
     setFull(meta, rb, bin >= C.BIN_COUNT);
@@ -118,7 +132,7 @@ export class Theap {
     meta[rb + C.R_PREV] = 0;
     setFull(meta, rb, false);
     this.count[bin]--;
-    if (prev === 0) this.updateDirect(bin);
+    if (prev === 0) this.updateDirect(meta, bin);
   }
 
   /** Move a queued page to the front of its queue (it has blocks: the fast path should see it). */

@@ -7,6 +7,7 @@
  * of this needs Atomics except XTHREAD_FREE, OWNER, STATE and the R bitmap.
  */
 import type { Arena } from './arena.js';
+import { countCollected, ensureTracked } from './counters.js';
 import { blockIsLive, blockStartOf, pageBin, pageSlice, pageStart } from './layout.js';
 import { fillFreed } from './debug.js';
 import { oddInverse, randomKey, shuffled, threadEncoded } from './secure.js';
@@ -96,6 +97,7 @@ export function pageInit(
  * canary). Precondition: FREE is empty and CAPACITY < RESERVED.
  */
 export function pageExtend(a: Arena, rb: number): void {
+  ensureTracked(a, rb); // CAPACITY changes (counters.ts)
   const meta = a.meta;
   const bs = meta[rb + C.R_BLOCK_SIZE];
   const cap = meta[rb + C.R_CAPACITY];
@@ -161,6 +163,8 @@ export function collectXthread(a: Arena, rb: number): void {
 function drainCollect(a: Arena, rb: number): void {
   const meta = a.meta;
   const mem = a.mem;
+  ensureTracked(a, rb); // USED changes (counters.ts)
+  const used0 = meta[rb + C.R_USED];
   const aligned = (meta[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0;
   let q = meta[rb + C.R_COLLECT] >>> 0;
   let guard = meta[rb + C.R_CAPACITY] + 1;
@@ -178,6 +182,7 @@ function drainCollect(a: Arena, rb: number): void {
     q = next;
   }
   meta[rb + C.R_COLLECT] = 0;
+  countCollected(a, used0 - meta[rb + C.R_USED], meta[rb + C.R_BLOCK_SIZE]);
 }
 
 /**
@@ -277,6 +282,7 @@ export function pageRebuild(a: Arena, rb: number): void {
     Atomics.and(a.mem, a.rw(p), ~(1 << ((p >>> C.R_GRANULE_SHIFT) & 31)));
   }
   meta[rb + C.R_COLLECT] = 0;
+  countCollected(a, parked.length, bs); // (remote frees: the freers counted them)
   // 2. every block below capacity whose A bit is clear is free
   const ps = pageStart(meta, rb);
   let free = 0;

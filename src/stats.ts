@@ -1,9 +1,8 @@
 /**
- * stats.ts — counters read off the buffer, and mimalloc's statistics table.
- *
- * Nothing on a hot path counts: every number is derived from the page
- * records when asked (one pass over the records, O(slices)), so statistics
- * cost nothing until read and are the same whichever agent reads them.
+ * stats.ts — statistics read off the counters (counters.ts: O(agents +
+ * tracked pages) at any buffer size, nothing counted on a fast path), the
+ * walk of every page they must agree with (`walkStats`, for tests and
+ * check), and mimalloc's statistics table.
  */
 import { type Agent, countAgents } from './agents.js';
 import type { Arena } from './arena.js';
@@ -11,6 +10,7 @@ import { blockStartOf } from './layout.js';
 import { hex } from './errors.js';
 import { usableOf } from './free.js';
 import { getLink } from './page.js';
+import { readCounters } from './counters.js';
 import { C } from './types.js';
 
 export interface StatsSnapshot {
@@ -57,7 +57,10 @@ export interface AgentPages {
   /** Pages it holds (owns, or holds outside its queues) and their bytes (whole 16 KiB slices). */
   pages: number;
   bytes: number;
-  /** Bytes in live blocks of those pages (as `used`). */
+  /**
+   * Bytes in live blocks of those pages, blocks that other agents freed and
+   * this one has not collected yet included (mimalloc's page `used`).
+   */
   used: number;
 }
 
@@ -81,8 +84,58 @@ function pendingRemote(a: Arena, rb: number): number {
   return n;
 }
 
-/** @internal */
+/** @internal `stats()`: the counters of every attached agent and of the abandoned pool, summed. */
 export function collectStats(a: Arena): StatsSnapshot {
+  const m = a.mem;
+  const st: StatsSnapshot = {
+    reserved: a.size - (a.baseSlice << C.SLICE_SHIFT), committed: a.committedBytes(),
+    metadata: a.metadataBytes(), used: 0, pagesBytes: 0, pages: 0, smallPages: 0, mediumPages: 0,
+    largePages: 0, hugePages: 0, abandonedPages: 0, blocks: 0, capacityBytes: 0, agents: 0, agentPages: [],
+  };
+  let words = 0;
+  let xfreed = Atomics.load(m, a.hdr + C.H_GONE_XFREED);
+  let xfreedW = Atomics.load(m, a.hdr + C.H_GONE_XFREEDW);
+  let collected = Atomics.load(m, a.hdr + C.H_GONE_COLLECTED);
+  let collectedW = Atomics.load(m, a.hdr + C.H_GONE_COLLECTEDW);
+  const add = (k: number, rec: number): ReturnType<typeof readCounters> => {
+    const r = readCounters(a, k, rec);
+    st.pages += r.pages;
+    st.pagesBytes += r.slices * C.SLICE_SIZE;
+    st.blocks += r.blocks;
+    words += r.words;
+    st.capacityBytes += r.capw * 8;
+    st.smallPages += r.kinds[0];
+    st.mediumPages += r.kinds[1];
+    st.largePages += r.kinds[2];
+    st.hugePages += r.kinds[3];
+    return r;
+  };
+  for (let i = 0; i < C.MAX_AGENTS; i++) {
+    const b = a.agentRecord(i);
+    const id = Atomics.load(m, b + C.A_ID);
+    if (id === 0) continue;
+    if (Atomics.load(m, b + C.A_STATE) === C.AGENT_ALIVE) st.agents++;
+    const r = add(b + C.A_STATS, b);
+    st.agentPages.push({ agentId: id, thread: Atomics.load(m, b + C.A_THREAD), pages: r.pages, bytes: r.slices * C.SLICE_SIZE, used: r.words * 8 });
+    xfreed += m[b + C.A_XFREED];
+    xfreedW += m[b + C.A_XFREEDW];
+    collected += m[b + C.A_COLLECTED];
+    collectedW += m[b + C.A_COLLECTEDW];
+  }
+  st.abandonedPages = add(a.hdr + C.H_POOL, -1).pages;
+  // blocks freed by another agent and not collected yet are in USED but not live (mod 2^32: the counters wrap)
+  st.blocks -= (xfreed - collected) | 0;
+  st.used = (words - ((xfreedW - collectedW) | 0)) * 8;
+  st.agentPages.sort((x, y) => x.agentId - y.agentId);
+  return st;
+}
+
+/**
+ * @internal What `stats()` must agree with: every number derived from the
+ * page records (one pass, O(slices)), as `stats()` computed it before the
+ * counters. Exact only while no agent mutates the heap.
+ */
+export function walkStats(a: Arena): StatsSnapshot {
   const meta = a.meta;
   const st: StatsSnapshot = {
     reserved: a.size - (a.baseSlice << C.SLICE_SHIFT), committed: a.committedBytes(),
@@ -120,7 +173,7 @@ export function collectStats(a: Arena): StatsSnapshot {
     if (e !== undefined) {
       e.pages++;
       e.bytes += slices * C.SLICE_SIZE;
-      e.used += used * bs;
+      e.used += meta[rb + C.R_USED] * bs; // (the page's USED: uncollected remote frees included, as the counters)
     }
     if (slices > 1) s += slices - 1;
   }

@@ -18,6 +18,7 @@ import type { Agent } from './agents.js';
 import { BIN_BLOCK_SIZE, BIN_FIRST_PAGE_SLICES, BIN_PAGE_SLICES, BIN_PAGE_SLICES_GUARDED } from './bins.js';
 import { pageCollect, pageExtend, pageInit } from './page.js';
 import type { Theap } from './page-queue.js';
+import { gain } from './counters.js';
 import { C } from './types.js';
 
 /**
@@ -78,7 +79,7 @@ export function findPage(ag: Agent, th: Theap, bin: number): number {
   rb = freshPage(ag, th, bin);
   if (rb === 0) return 0;
   pageExtend(a, rb);
-  th.pushFront(meta, bin, rb);
+  th.pushFront(ag.meta, bin, rb); // (ag.meta, not meta: the claim may have grown the buffer, and a view made before it ends before the new page)
   return rb;
 }
 
@@ -145,6 +146,7 @@ function freshPage(ag: Agent, th: Theap, bin: number): number {
   const rb = a.rec(s);
   const reserved = Math.floor((slices * C.SLICE_SIZE - guard) / bs); // ≥ 1: every page holds a block
   pageInit(a, ag.agentBase, s, slices, bin, bs, reserved, th.heapId, ag.tid, ag.tid, fresh);
+  gain(a, rb);
   return rb;
 }
 

@@ -10,15 +10,14 @@
  * ## The buffer
  *
  * ```
- *  0                                   H·64K                                size
- *  ├─ header slices ──────────────────┤├─ slice ─┤├─ slice ─┤ … ├─ slice ─┤
- *  │ fixed words │ agents │ slice bitmaps │ abandoned bitmaps │ page map │
- *  │ page records │ A bitmap │ R bitmap │                                  │
+ *  0    base                                                   H_SLICE_COUNT·16K
+ *  ├ … ┤├ arena 0: guard │ fixed words │ agents │ arena table │ zero │ regions ┤ slices ┤├ arena 1 … ┤
  * ```
  *
+ * A list of arenas, one per growth (layout.ts draws one; views.ts reads them).
  * An address is a byte offset into the buffer (u32); 0 is NULL and lies in
- * the header, so no block can ever have address 0. The memory after the
- * header is cut into 16 KiB *slices*; a *page* is a run of slices holding
+ * the first arena's NULL guard (or below `base`), so no block can ever have
+ * address 0. Each arena's memory after its metadata is cut into 16 KiB *slices*; a *page* is a run of slices holding
  * blocks of one size: small = 4 slices (64 KiB, as mimalloc v3's small
  * pages) on a 64 KiB boundary; medium = 8 slices (128 KiB, where v3 takes
  * 512 KiB); large = the fewest slices that fit their blocks with at most an
@@ -34,22 +33,22 @@
  * costs: the page records (128 B per slice) take 0.8 % of the buffer
  * instead of 0.2 %, and the slice bitmap is four times longer to scan.
  *
- * ## Header regions (all Int32 words; offsets are word indices)
+ * ## Regions (all Int32 words; every arena has its own, for its slices)
  *
- * | region | words | meaning |
- * |---|---|---|
- * | fixed | 128 | magic, version, geometry, counters (`H_*`) |
- * | agents | MAX_AGENTS·AGENT_WORDS | one record per attached agent (`A_*`) |
- * | free slices | sliceWords | bit s set ⇔ slice s is free (atomic) |
- * | dirty slices | sliceWords | bit s set ⇔ slice s was ever part of a page |
- * | abandoned | (BIN_LARGE_MAX+1)·sliceWords | bit s of bitmap b ⇔ page at s may be an abandoned page of bin b with free space ("mapped"); no bitmap for the huge bin (singleton pages are never mapped) |
- * | page map | sliceCount | slice s → record base (firstSlice << REC_SHIFT) of the page covering s, or 0 |
- * | page records | sliceCount·REC_WORDS | record of the page starting at slice s (`R_*`) |
- * | A bitmap | size/256 | one bit per 8-byte granule: set ⇔ that address is a live block as returned to the user |
- * | R bitmap | size/512 | one bit per 16-byte granule: set ⇔ the live block whose address is in it was freed by another agent and waits on `xthreadFree` |
+ * | region | meaning |
+ * |---|---|
+ * | fixed (first arena) | magic, version, geometry, counters (`hdr + H_*`) |
+ * | agents (first arena) | one record per attached agent (`A_*`) |
+ * | free slices | bit s set ⇔ slice s is free (atomic) |
+ * | dirty slices | bit s set ⇔ slice s was ever part of a page |
+ * | abandoned | bit s of bitmap b ⇔ page at s may be an abandoned page of bin b with free space ("mapped"); none for the huge bin |
+ * | page map | slice s → record base of the page covering s, or 0 |
+ * | page records | record of the page starting at slice s (`R_*`) |
+ * | A bitmap | one bit per 8-byte granule: set ⇔ that address is a live block as returned to the user |
+ * | R bitmap | one bit per 16-byte granule: set ⇔ the live block whose address is in it was freed by another agent and waits on `xthreadFree` |
  *
- * The A/R bitmaps are indexed by address (A: `p >>> 8` is the word, `(p >>> 3) & 31`
- * the bit; R: `p >>> 9`, `(p >>> 4) & 31`), so checking that `p` is a live block
+ * The A/R bitmaps are indexed by address (A: `aDir[p >>> 20] + (p >>> 8)` is the word, `(p >>> 3) & 31`
+ * the bit; R: `rDir[p >>> 20] + (p >>> 9)`, `(p >>> 4) & 31`), so checking that `p` is a live block
  * is one load and one test, with no division, for every page kind and for
  * aligned blocks alike. R bits are only read or set for an address whose A
  * bit is set, and such addresses are 16 bytes apart or more (MIN_BLOCK; an
@@ -170,19 +169,7 @@ export const enum C {
 
   /** Format identity, written at word 0 of the header. "mits" */
   MAGIC = 0x7374696d,
-  /**
-   * 2: secure ≥ 3 keeps free-list links in the padding with multiplicative
-   * keys (R_KEYINV), word-size bins up to 64 B, OPT_NO_CHECK. 3: canary
-   * keys per page (R_CANARY) instead of one per buffer; the page record's
-   * fast-path fields, keys included, in its first cache line. 4: bins
-   * renumbered (BIN_HUGE = BIN_LARGE_MAX + 1), abandoned bitmaps only for
-   * bins a size maps to. 6: canaries end in CANARY_LOW_BYTE, not 0. 5: agent records name their thread (A_THREAD)
-   * and carry a nonce (A_NONCE); H_NEXT_TOKEN. 7: 16 KiB slices (small
-   * pages 4 slices on a 64 KiB boundary); 8 bins per power of two above
-   * 16 KiB (BIN_LARGE_MAX 80). 8: arenas (growable buffers), the header
-   * after a 4 KiB NULL guard, header words relative to it. An agent of another version
-   * must not attach: it would misread the buffer.
-   */
+  /** The format (CHANGELOG.md lists what each changed): an agent of another version must not attach, it would misread the buffer. */
   VERSION = 8,
 
   /** Maximum simultaneously attached agents (main thread + workers). */
@@ -310,6 +297,12 @@ export const enum C {
   H_GROW_LOCK = 12,
   H_GROW_START = 13,
   H_GROW_END = 14,
+  /** The abandoned pool's counter block (K_*, atomic), and what detached or released agents had freed remotely and collected (atomic). */
+  H_POOL = 100, // .. 108
+  H_GONE_XFREED = 109,
+  H_GONE_XFREEDW = 110,
+  H_GONE_COLLECTED = 111,
+  H_GONE_COLLECTEDW = 112,
   H_ABANDONED_COUNT = 16, // ABANDONED_BINS atomic counters of mapped abandoned pages (a hint), words 16..96
   H_FIXED_WORDS = 128,
 
@@ -402,7 +395,7 @@ export const enum C {
   // Agent records (one per attached agent)
   // ---------------------------------------------------------------------------
 
-  AGENT_WORDS = 16,
+  AGENT_WORDS = 32,
   A_ID = 0, // agent id (≥ 1), 0 = free slot (atomic)
   A_STATE = 1, // AGENT_*
   A_INTENT_OP = 2, // INTENT_* in flight (atomic)
@@ -424,6 +417,24 @@ export const enum C {
    * caller's own thread whichever SharedArrayBuffer object it attached through.
    */
   A_NONCE = 7,
+  /** Statistics (counters.ts; the agent writes them, plain): its counter block (K_*), remote frees made and collected (mod 2^32), tracked pages. */
+  A_STATS = 8, // .. 16
+  A_XFREED = 17,
+  A_XFREEDW = 18,
+  A_COLLECTED = 19,
+  A_COLLECTEDW = 20,
+  A_THEAD = 21, // record base of the first tracked page (R_TNEXT links the rest), 0 = none
+  A_TCOUNT = 22,
+  /** A counter block (an agent's at A_STATS, the pool's at H_POOL): a page adds 1, its slices, USED, USED·size/8, CAPACITY·size/8, 1 at K_KIND + kind. */
+  K_PAGES = 0,
+  K_SLICES = 1,
+  K_BLOCKS = 2,
+  K_WORDS = 3,
+  K_CAPW = 4,
+  K_KIND = 5, // .. 8
+  K_WORDS_COUNT = 9,
+  /** Tracked pages an agent keeps before folding them into its counters (counters.ts syncTracked). */
+  TRACK_MAX = 64,
   AGENT_FREE = 0,
   AGENT_ALIVE = 1,
   AGENT_REAPING = 2,
@@ -527,6 +538,10 @@ export const enum C {
   R_START = 20,
   R_EXTENT = 21, // bytes of the block area: BLOCK_SIZE × RESERVED
   R_ORIGIN = 22,
+  /** Tracked pages (counters.ts): USED and CAPACITY when last folded into the holder's counters, and the next tracked page. Holder only. */
+  R_SYNCED = 23,
+  R_SYNCEDCAP = 24,
+  R_TNEXT = 25,
   /**
    * Record bases are word indices below 2^30 (buffers ≤ 4 GiB), so masking a
    * base loaded from the direct table or the page map changes nothing but
@@ -569,6 +584,10 @@ export const enum C {
    * test this flag, so a free into a full page takes the generic path once.
    */
   F_FULL = 1 << 12,
+  /** On its holder's tracked list (counters.ts): the free fast path takes only such pages, so no fast path counts. */
+  F_TRACKED = 1 << 11,
+  /** The page is the head of its bin's queue, in its theap's pagesFreeDirect (page-queue.ts updateDirect). */
+  F_DIRECT = 1 << 13,
   /** Full pages a theap keeps per bin before abandoning further ones (v3 abandons; see abandon.ts). */
   PAGE_FULL_KEEP = 8,
   RETIRE_SHIFT = 16,
