@@ -22,8 +22,8 @@
  * they become direct (page-queue.ts updateDirect); the free fast path takes
  * only pages with F_TRACKED (its flag test has one more bit), so the first
  * free into an untracked page goes generic and tracks it. Past TRACK_MAX
- * tracked pages the list is folded (`syncTracked`: O(list), once per
- * TRACK_MAX newly tracked pages) and all but the direct pages leave it.
+ * tracked pages (or twice what the last fold kept) the list is folded
+ * (`syncTracked`) and the pages not changed since the fold before leave it.
  *
  * Blocks freed by another agent stay in USED until the owner collects
  * them, as in mimalloc's `used`; the freer counts them (A_XFREED), the
@@ -90,7 +90,7 @@ export function ensureTracked(a: Arena, rb: number): void {
   const m = a.mem;
   if ((m[rb + C.R_FLAGS] & C.F_TRACKED) !== 0) return;
   const ab = a.agentBase;
-  if (m[ab + C.A_TCOUNT] >= C.TRACK_MAX) syncTracked(a);
+  if (m[ab + C.A_TCOUNT] >= Math.max(C.TRACK_MAX, m[ab + C.A_TLIMIT])) syncTracked(a);
   m[rb + C.R_SYNCED] = m[rb + C.R_USED];
   m[rb + C.R_SYNCEDCAP] = m[rb + C.R_CAPACITY];
   m[rb + C.R_TNEXT] = m[ab + C.A_THEAD];
@@ -99,7 +99,14 @@ export function ensureTracked(a: Arena, rb: number): void {
   m[ab + C.A_TCOUNT]++;
 }
 
-/** Fold every tracked page; keep the direct ones (the malloc fast path changes them), let the others go. */
+/**
+ * Fold every tracked page; keep the direct ones (the malloc fast path
+ * changes them) and those changed since the last fold (in use: untracking
+ * them would send their next free to the generic path), let the others go.
+ * The next fold comes when the list has doubled (at least TRACK_MAX), so a
+ * program that frees into many pages at once folds O(1) times per page
+ * tracked, and the list stays about twice the pages it frees into.
+ */
 export function syncTracked(a: Arena): void {
   const m = a.mem;
   const ab = a.agentBase;
@@ -108,8 +115,9 @@ export function syncTracked(a: Arena): void {
   let n = 0;
   while (rb !== 0) {
     const next = m[rb + C.R_TNEXT];
+    const hot = m[rb + C.R_USED] !== m[rb + C.R_SYNCED] || m[rb + C.R_CAPACITY] !== m[rb + C.R_SYNCEDCAP];
     fold(a, rb);
-    if ((m[rb + C.R_FLAGS] & C.F_DIRECT) !== 0) {
+    if (hot || (m[rb + C.R_FLAGS] & C.F_DIRECT) !== 0) {
       m[rb + C.R_TNEXT] = head;
       head = rb;
       n++;
@@ -120,6 +128,7 @@ export function syncTracked(a: Arena): void {
   }
   m[ab + C.A_THEAD] = head;
   m[ab + C.A_TCOUNT] = n;
+  m[ab + C.A_TLIMIT] = Math.max(C.TRACK_MAX, 2 * n);
 }
 
 /** Take page rb (tracked) off the list, its changes folded. */
@@ -129,7 +138,7 @@ function untrack(a: Arena, rb: number): void {
   fold(a, rb);
   m[rb + C.R_FLAGS] &= ~C.F_TRACKED;
   let prev = 0;
-  for (let x = m[ab + C.A_THEAD], guard = C.TRACK_MAX + C.BIN_COUNT + 1; x !== 0 && guard > 0; x = m[x + C.R_TNEXT], guard--) {
+  for (let x = m[ab + C.A_THEAD], guard = m[ab + C.A_TCOUNT] + 1; x !== 0 && guard > 0; x = m[x + C.R_TNEXT], guard--) {
     if (x === rb) {
       if (prev === 0) m[ab + C.A_THEAD] = m[rb + C.R_TNEXT]; else m[prev + C.R_TNEXT] = m[rb + C.R_TNEXT];
       m[ab + C.A_TCOUNT]--;
@@ -196,17 +205,23 @@ export interface CounterRead {
   kinds: number[];
 }
 
-/** Read the counter block k; `trackHead` ≥ 0: the agent record whose tracked list to add (−1: the pool). O(TRACK_MAX + bins). */
-export function readCounters(a: Arena, k: number, rec: number): CounterRead {
+/**
+ * Read the counter block k; `rec` ≥ 0: the agent record whose tracked list
+ * to add (−1: the pool). O(its tracked pages). Plain loads: an aligned
+ * Int32 never tears, and a reader racing a writer gets a count as of some
+ * moment either way (an Atomics.load is a fence: ~12 ns each).
+ */
+export function readCounters(a: Arena, k: number, rec: number, r: CounterRead): void {
   const m = a.mem;
-  const r: CounterRead = {
-    pages: Atomics.load(m, k + C.K_PAGES), slices: Atomics.load(m, k + C.K_SLICES), blocks: Atomics.load(m, k + C.K_BLOCKS),
-    words: Atomics.load(m, k + C.K_WORDS), capw: Atomics.load(m, k + C.K_CAPW),
-    kinds: [0, 1, 2, 3].map((i) => Atomics.load(m, k + C.K_KIND + i)),
-  };
-  if (rec < 0) return r;
+  r.pages += m[k + C.K_PAGES];
+  r.slices += m[k + C.K_SLICES];
+  r.blocks += m[k + C.K_BLOCKS];
+  r.words += m[k + C.K_WORDS];
+  r.capw += m[k + C.K_CAPW];
+  for (let i = 0; i < 4; i++) r.kinds[i] += m[k + C.K_KIND + i];
+  if (rec < 0) return;
   const limit = m.length - C.REC_WORDS;
-  for (let x = Atomics.load(m, rec + C.A_THEAD), guard = C.TRACK_MAX + C.BIN_COUNT + 1; x > 0 && x < limit && guard > 0; guard--) {
+  for (let x = m[rec + C.A_THEAD], guard = m[rec + C.A_TCOUNT] + C.TRACK_MAX; x > 0 && x < limit && guard > 0; guard--) {
     const w = m[x + C.R_BLOCK_SIZE] >>> 3;
     const du = m[x + C.R_USED] - m[x + C.R_SYNCED];
     r.blocks += du;
@@ -214,5 +229,9 @@ export function readCounters(a: Arena, k: number, rec: number): CounterRead {
     r.capw += (m[x + C.R_CAPACITY] - m[x + C.R_SYNCEDCAP]) * w;
     x = m[x + C.R_TNEXT];
   }
-  return r;
+}
+
+/** A zeroed CounterRead. */
+export function counterRead(): CounterRead {
+  return { pages: 0, slices: 0, blocks: 0, words: 0, capw: 0, kinds: [0, 0, 0, 0] };
 }

@@ -10,7 +10,7 @@ import { blockStartOf } from './layout.js';
 import { hex } from './errors.js';
 import { usableOf } from './free.js';
 import { getLink } from './page.js';
-import { readCounters } from './counters.js';
+import { type CounterRead, counterRead, readCounters } from './counters.js';
 import { C } from './types.js';
 
 export interface StatsSnapshot {
@@ -84,50 +84,53 @@ function pendingRemote(a: Arena, rb: number): number {
   return n;
 }
 
-/** @internal `stats()`: the counters of every attached agent and of the abandoned pool, summed. */
+/** @internal `stats()`: the counters of every attached agent and of the abandoned pool, summed. O(MAX_AGENTS + tracked pages), plain loads. */
 export function collectStats(a: Arena): StatsSnapshot {
   const m = a.mem;
-  const st: StatsSnapshot = {
-    reserved: a.size - (a.baseSlice << C.SLICE_SHIFT), committed: a.committedBytes(),
-    metadata: a.metadataBytes(), used: 0, pagesBytes: 0, pages: 0, smallPages: 0, mediumPages: 0,
-    largePages: 0, hugePages: 0, abandonedPages: 0, blocks: 0, capacityBytes: 0, agents: 0, agentPages: [],
-  };
-  let words = 0;
-  let xfreed = Atomics.load(m, a.hdr + C.H_GONE_XFREED);
-  let xfreedW = Atomics.load(m, a.hdr + C.H_GONE_XFREEDW);
-  let collected = Atomics.load(m, a.hdr + C.H_GONE_COLLECTED);
-  let collectedW = Atomics.load(m, a.hdr + C.H_GONE_COLLECTEDW);
-  const add = (k: number, rec: number): ReturnType<typeof readCounters> => {
-    const r = readCounters(a, k, rec);
-    st.pages += r.pages;
-    st.pagesBytes += r.slices * C.SLICE_SIZE;
-    st.blocks += r.blocks;
-    words += r.words;
-    st.capacityBytes += r.capw * 8;
-    st.smallPages += r.kinds[0];
-    st.mediumPages += r.kinds[1];
-    st.largePages += r.kinds[2];
-    st.hugePages += r.kinds[3];
-    return r;
-  };
+  const h = a.hdr;
+  let xfreed = m[h + C.H_GONE_XFREED];
+  let xfreedW = m[h + C.H_GONE_XFREEDW];
+  let collected = m[h + C.H_GONE_COLLECTED];
+  let collectedW = m[h + C.H_GONE_COLLECTEDW];
+  const agentPages: AgentPages[] = [];
+  const all = counterRead();
+  const one = counterRead();
+  let agents = 0;
   for (let i = 0; i < C.MAX_AGENTS; i++) {
     const b = a.agentRecord(i);
-    const id = Atomics.load(m, b + C.A_ID);
+    const id = m[b + C.A_ID];
     if (id === 0) continue;
-    if (Atomics.load(m, b + C.A_STATE) === C.AGENT_ALIVE) st.agents++;
-    const r = add(b + C.A_STATS, b);
-    st.agentPages.push({ agentId: id, thread: Atomics.load(m, b + C.A_THREAD), pages: r.pages, bytes: r.slices * C.SLICE_SIZE, used: r.words * 8 });
+    if (m[b + C.A_STATE] === C.AGENT_ALIVE) agents++;
+    one.pages = one.slices = one.blocks = one.words = one.capw = 0;
+    one.kinds.fill(0);
+    readCounters(a, b + C.A_STATS, b, one);
+    add(all, one);
+    agentPages.push({ agentId: id, thread: m[b + C.A_THREAD], pages: one.pages, bytes: one.slices * C.SLICE_SIZE, used: one.words * 8 });
     xfreed += m[b + C.A_XFREED];
     xfreedW += m[b + C.A_XFREEDW];
     collected += m[b + C.A_COLLECTED];
     collectedW += m[b + C.A_COLLECTEDW];
   }
-  st.abandonedPages = add(a.hdr + C.H_POOL, -1).pages;
+  const pool = counterRead();
+  readCounters(a, h + C.H_POOL, -1, pool);
+  add(all, pool);
+  if (agentPages.length > 1) agentPages.sort((x, y) => x.agentId - y.agentId);
   // blocks freed by another agent and not collected yet are in USED but not live (mod 2^32: the counters wrap)
-  st.blocks -= (xfreed - collected) | 0;
-  st.used = (words - ((xfreedW - collectedW) | 0)) * 8;
-  st.agentPages.sort((x, y) => x.agentId - y.agentId);
-  return st;
+  return {
+    reserved: a.size - (a.baseSlice << C.SLICE_SHIFT), committed: a.committedBytes(), metadata: a.metadataBytes(),
+    used: (all.words - ((xfreedW - collectedW) | 0)) * 8, pagesBytes: all.slices * C.SLICE_SIZE, pages: all.pages,
+    smallPages: all.kinds[0], mediumPages: all.kinds[1], largePages: all.kinds[2], hugePages: all.kinds[3],
+    abandonedPages: pool.pages, blocks: all.blocks - ((xfreed - collected) | 0), capacityBytes: all.capw * 8, agents, agentPages,
+  };
+}
+
+function add(to: CounterRead, x: CounterRead): void {
+  to.pages += x.pages;
+  to.slices += x.slices;
+  to.blocks += x.blocks;
+  to.words += x.words;
+  to.capw += x.capw;
+  for (let i = 0; i < 4; i++) to.kinds[i] += x.kinds[i];
 }
 
 /**

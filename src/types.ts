@@ -425,6 +425,7 @@ export const enum C {
   A_COLLECTEDW = 20,
   A_THEAD = 21, // record base of the first tracked page (R_TNEXT links the rest), 0 = none
   A_TCOUNT = 22,
+  A_TLIMIT = 23, // the next fold at this many tracked pages (counters.ts syncTracked)
   /** A counter block (an agent's at A_STATS, the pool's at H_POOL): a page adds 1, its slices, USED, USED·size/8, CAPACITY·size/8, 1 at K_KIND + kind. */
   K_PAGES = 0,
   K_SLICES = 1,
