@@ -11,6 +11,7 @@ import { checkFreed, checkPadding } from './debug.js';
 import { hex } from './errors.js';
 import { getLink } from './page.js';
 import { brokenCanary } from './secure.js';
+import { collectStats, walkStats } from './stats.js';
 import { C } from './types.js';
 
 function fail(msg: string): never {
@@ -76,6 +77,7 @@ export function checkHeap(a: Arena): void {
     s += slices - 1;
   }
   const reaped = Atomics.load(mem, a.hdr + C.H_REAPED);
+  if (reaped === 0) checkCounters(a); // (a terminated agent may leave its last update half counted: counters.ts)
   if (orphans > reaped) fail(`I3: ${orphans} blocks have remote-free bits but are on no xthreadFree list (${reaped} agents were reaped)`);
 }
 
@@ -176,4 +178,24 @@ function checkPage(a: Arena, rb: number, live: Set<number>): number {
   for (let p = ps; p < end; p += 1 << C.R_WORD_SHIFT) rCount += popcount(a.mem[a.rw(p)]);
   if (rCount < nRemote) fail(`I3: ${name}: ${rCount} remote-free bits but ${nRemote} blocks on xthreadFree`);
   return rCount - nRemote;
+}
+
+/**
+ * C1 (counters.ts): what stats() reads agrees with a walk of the pages.
+ * Only while no agent was ever released: one terminated mid-call may leave
+ * an update half counted.
+ */
+function checkCounters(a: Arena): void {
+  const c = collectStats(a);
+  const w = walkStats(a);
+  for (const k of ['used', 'blocks', 'pages', 'pagesBytes', 'smallPages', 'mediumPages', 'largePages', 'hugePages', 'abandonedPages', 'capacityBytes'] as const) {
+    if (c[k] !== w[k]) fail(`C1: the statistics counters say ${k} = ${c[k]}, the pages say ${w[k]}`);
+  }
+  for (let i = 0; i < c.agentPages.length; i++) {
+    const x = c.agentPages[i];
+    const y = w.agentPages[i];
+    if (y === undefined || x.pages !== y.pages || x.bytes !== y.bytes || x.used !== y.used) {
+      fail(`C1: the statistics counters of agent ${x.agentId} say ${JSON.stringify(x)}, its pages say ${JSON.stringify(y)}`);
+    }
+  }
 }

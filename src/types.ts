@@ -99,6 +99,8 @@
  *   debug.ts's layout.
  * - D2 freed fill (debug): every block on `free` or `localFree` still holds
  *   DEBUG_FREED_BYTE in its filled range (a difference is a write after free).
+ * - C1 counters: stats() (counters.ts) agrees with a walk of the pages
+ *   (checked while no agent was ever released).
  *
  * ## Ownership: the OWNER state machine
  *
