@@ -177,7 +177,11 @@ export class Agent implements AgentContext {
     let base = -1;
     for (let i = 0; i < C.MAX_AGENTS; i++) {
       const b = arena.agentRecord(i);
-      if (Atomics.compareExchange(mem, b + C.A_ID, 0, id) === 0) { base = b; break; }
+      if (Atomics.compareExchange(mem, b + C.A_ID, 0, id) === 0) {
+        base = b;
+        Atomics.or(mem, arena.hdr + C.H_AGENT_BITS + (i >>> 5), 1 << (i & 31));
+        break;
+      }
     }
     if (base < 0) throw new Error(`mimalloc-ts: more than ${C.MAX_AGENTS} agents attached; detach() or releaseAgent() some first`);
     for (let k = C.A_ID + 1; k < C.AGENT_WORDS; k++) Atomics.store(mem, base + k, 0);
@@ -356,6 +360,7 @@ export function detachAgent(ag: Agent): void {
   abandonAllOf(ag, ag.tid, false); // none should be left; a safety net
   foldGone(ag.arena, ag.agentBase);
   Atomics.store(ag.mem, ag.agentBase + C.A_THREAD, 0);
+  agentBitOff(ag.arena, ag.agentBase);
   Atomics.store(ag.mem, ag.agentBase + C.A_ID, 0);
 }
 
@@ -406,6 +411,7 @@ function takeOver(ag: Agent, b: number, id: number): boolean {
   Atomics.add(a.mem, a.hdr + C.H_REAPED, 1);
   Atomics.store(a.mem, b + C.A_THREAD, 0);
   // one store frees the record: a kill before it leaves the record REAPING (never reused), never half-freed
+  agentBitOff(a, b);
   Atomics.store(a.mem, b + C.A_ID, 0);
   return true;
 }
@@ -551,4 +557,10 @@ export function terminateWorker(ag: Agent, worker: unknown): Promise<number> {
     const n = reapThread(ag, t);
     return n + before;
   });
+}
+
+/** Clear the H_AGENT_BITS bit of the agent record at word b (before the record is freed). */
+function agentBitOff(a: Arena, b: number): void {
+  const i = (b - a.agentRecord(0)) / C.AGENT_WORDS;
+  Atomics.and(a.mem, a.hdr + C.H_AGENT_BITS + (i >>> 5), ~(1 << (i & 31)));
 }

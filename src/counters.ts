@@ -12,12 +12,13 @@
  * moves it (`gain`, `lose`, `poolGain`, `poolLose`, at the OWNER
  * transitions of types.ts).
  *
- * USED and CAPACITY change while a page is held, on the fast paths too.
+ * USED changes while a page is held, on the fast paths too (CAPACITY only
+ * on the generic path that extends a page, which counts it directly).
  * Instead of counting those changes, the holder *tracks* the page
  * (F_TRACKED, a list through R_TNEXT from A_THEAD): its counters then hold
- * the page's values as of R_SYNCED / R_SYNCEDCAP, and a reader adds
- * USED − R_SYNCED for each tracked page. Every path that changes USED or
- * CAPACITY tracks the page first: the generic ones call `ensureTracked`;
+ * the page's USED as of R_SYNCED, and a reader adds
+ * USED − R_SYNCED for each tracked page (all in the record's first cache
+ * line). Every path that changes USED tracks the page first: the generic ones call `ensureTracked`;
  * the malloc fast path pops only from direct pages, which are tracked when
  * they become direct (page-queue.ts updateDirect); the free fast path takes
  * only pages with F_TRACKED (its flag test has one more bit), so the first
@@ -75,24 +76,24 @@ function contribute(a: Arena, k: number, rb: number, sign: number, atomic: boole
 function fold(a: Arena, rb: number): void {
   const m = a.mem;
   const k = a.agentBase + C.A_STATS;
-  const w = m[rb + C.R_BLOCK_SIZE] >>> 3;
   const du = m[rb + C.R_USED] - m[rb + C.R_SYNCED];
-  const dc = m[rb + C.R_CAPACITY] - m[rb + C.R_SYNCEDCAP];
   m[k + C.K_BLOCKS] += du;
-  m[k + C.K_WORDS] += du * w;
-  m[k + C.K_CAPW] += dc * w;
+  m[k + C.K_WORDS] += du * (m[rb + C.R_BLOCK_SIZE] >>> 3);
   m[rb + C.R_SYNCED] = m[rb + C.R_USED];
-  m[rb + C.R_SYNCEDCAP] = m[rb + C.R_CAPACITY];
 }
 
-/** The holder is about to change page rb's USED or CAPACITY: make sure its counters see it (O(1); O(TRACK_MAX) once per TRACK_MAX pages). */
+/** The holder extended page rb by n blocks (page.ts pageExtend, generic: counted directly). */
+export function countExtended(a: Arena, rb: number, n: number): void {
+  a.mem[a.agentBase + C.A_STATS + C.K_CAPW] += n * (a.mem[rb + C.R_BLOCK_SIZE] >>> 3);
+}
+
+/** The holder is about to change page rb's USED: make sure its counters see it (O(1); a fold of O(list) when the list has doubled). */
 export function ensureTracked(a: Arena, rb: number): void {
   const m = a.mem;
   if ((m[rb + C.R_FLAGS] & C.F_TRACKED) !== 0) return;
   const ab = a.agentBase;
   if (m[ab + C.A_TCOUNT] >= Math.max(C.TRACK_MAX, m[ab + C.A_TLIMIT])) syncTracked(a);
   m[rb + C.R_SYNCED] = m[rb + C.R_USED];
-  m[rb + C.R_SYNCEDCAP] = m[rb + C.R_CAPACITY];
   m[rb + C.R_TNEXT] = m[ab + C.A_THEAD];
   m[rb + C.R_FLAGS] |= C.F_TRACKED; // before the head names it: a reader that finds it reads a synced page
   m[ab + C.A_THEAD] = rb;
@@ -115,7 +116,7 @@ export function syncTracked(a: Arena): void {
   let n = 0;
   while (rb !== 0) {
     const next = m[rb + C.R_TNEXT];
-    const hot = m[rb + C.R_USED] !== m[rb + C.R_SYNCED] || m[rb + C.R_CAPACITY] !== m[rb + C.R_SYNCEDCAP];
+    const hot = m[rb + C.R_USED] !== m[rb + C.R_SYNCED];
     fold(a, rb);
     if (hot || (m[rb + C.R_FLAGS] & C.F_DIRECT) !== 0) {
       m[rb + C.R_TNEXT] = head;
@@ -222,11 +223,9 @@ export function readCounters(a: Arena, k: number, rec: number, r: CounterRead): 
   if (rec < 0) return;
   const limit = m.length - C.REC_WORDS;
   for (let x = m[rec + C.A_THEAD], guard = m[rec + C.A_TCOUNT] + C.TRACK_MAX; x > 0 && x < limit && guard > 0; guard--) {
-    const w = m[x + C.R_BLOCK_SIZE] >>> 3;
-    const du = m[x + C.R_USED] - m[x + C.R_SYNCED];
+    const du = m[x + C.R_USED] - m[x + C.R_SYNCED]; // (one cache line: words 1, 4, 12, 14)
     r.blocks += du;
-    r.words += du * w;
-    r.capw += (m[x + C.R_CAPACITY] - m[x + C.R_SYNCEDCAP]) * w;
+    r.words += du * (m[x + C.R_BLOCK_SIZE] >>> 3);
     x = m[x + C.R_TNEXT];
   }
 }

@@ -7,7 +7,7 @@
  * of this needs Atomics except XTHREAD_FREE, OWNER, STATE and the R bitmap.
  */
 import type { Arena } from './arena.js';
-import { countCollected, ensureTracked } from './counters.js';
+import { countCollected, countExtended, ensureTracked } from './counters.js';
 import { blockIsLive, blockStartOf, pageBin, pageSlice, pageStart } from './layout.js';
 import { fillFreed } from './debug.js';
 import { oddInverse, randomKey, shuffled, threadEncoded } from './secure.js';
@@ -97,7 +97,6 @@ export function pageInit(
  * canary). Precondition: FREE is empty and CAPACITY < RESERVED.
  */
 export function pageExtend(a: Arena, rb: number): void {
-  ensureTracked(a, rb); // CAPACITY changes (counters.ts)
   const meta = a.meta;
   const bs = meta[rb + C.R_BLOCK_SIZE];
   const cap = meta[rb + C.R_CAPACITY];
@@ -133,6 +132,7 @@ export function pageExtend(a: Arena, rb: number): void {
   }
   meta[rb + C.R_FREE] = head;
   meta[rb + C.R_CAPACITY] = cap + k;
+  countExtended(a, rb, k); // (counters.ts: the holder extends)
   const f = meta[rb + C.R_FLAGS];
   meta[rb + C.R_FLAGS] = (f & C.F_FRESH) !== 0 && !a.debug ? f | C.F_ZERO : f & ~C.F_ZERO;
 }

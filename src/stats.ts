@@ -97,6 +97,8 @@ export function collectStats(a: Arena): StatsSnapshot {
   const one = counterRead();
   let agents = 0;
   for (let i = 0; i < C.MAX_AGENTS; i++) {
+    if ((i & 31) === 0 && m[h + C.H_AGENT_BITS + (i >>> 5)] === 0) { i += 31; continue; } // (one load per 32 records)
+    if ((m[h + C.H_AGENT_BITS + (i >>> 5)] & (1 << (i & 31))) === 0) continue;
     const b = a.agentRecord(i);
     const id = m[b + C.A_ID];
     if (id === 0) continue;

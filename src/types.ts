@@ -169,8 +169,7 @@ export const enum C {
   R_GRANULE = 1 << R_GRANULE_SHIFT,
   R_WORD_SHIFT = R_GRANULE_SHIFT + 5, // 9
 
-  /** Format identity, written at word 0 of the header. "mits" */
-  MAGIC = 0x7374696d,
+  MAGIC = 0x7374696d, // format identity, the header's word 0: "mits"
   /** The format (CHANGELOG.md lists what each changed): an agent of another version must not attach, it would misread the buffer. */
   VERSION = 8,
 
@@ -305,6 +304,7 @@ export const enum C {
   H_GONE_XFREEDW = 110,
   H_GONE_COLLECTED = 111,
   H_GONE_COLLECTEDW = 112,
+  H_AGENT_BITS = 113, // .. 120: bit i ⇔ agent record i may be in use (atomic; stats()'s hint: set after the id CAS, cleared before the free)
   H_ABANDONED_COUNT = 16, // ABANDONED_BINS atomic counters of mapped abandoned pages (a hint), words 16..96
   H_FIXED_WORDS = 128,
 
@@ -436,8 +436,7 @@ export const enum C {
   K_CAPW = 4,
   K_KIND = 5, // .. 8
   K_WORDS_COUNT = 9,
-  /** Tracked pages an agent keeps before folding them into its counters (counters.ts syncTracked). */
-  TRACK_MAX = 64,
+  TRACK_MAX = 64, // tracked pages an agent keeps before its first fold (counters.ts syncTracked)
   AGENT_FREE = 0,
   AGENT_ALIVE = 1,
   AGENT_REAPING = 2,
@@ -487,12 +486,15 @@ export const enum C {
    *   8  OWNER         0 | ABANDONED | tid | tid|HELD (the state       atomic       anyone (Atomics); its holder
    *                    machine above)                                              plainly (see "Ownership")
    *  10  CANARY        padded modes: this page's canary key (I5)      init         —
-   *  11  NEXT, 12 PREV links in the holder's page queue               holder       —
+   *  11  NEXT          link in the holder's page queue (PREV: 26)     holder       —
+   *  12  SYNCED        tracked pages: USED when last folded into the   holder       stats (counters.ts)
+   *                    holder's counters
    *  13  FLAGS         bin (bits 0–7, init) | F_* | retire countdown  holder       remote free, validate:
    *                    << 16                                                       the bin and F_ALIGNED
    *                                                                                (set before the A bit of any
    *                                                                                aligned block, never cleared)
-   *  14  COLLECT       rest of an XTHREAD_FREE list being collected   holder       a reaper (the holder is dead)
+   *  14  TNEXT         next page on the holder's tracked list         holder       stats (counters.ts): a reader
+   *                                                                                walks the list in this line
    *  15  ADELTA        the A-bitmap word of address q is              init         the malloc fast paths
    *                    ADELTA + (q >>> 8): the directory entry of
    *                    its arena (arena.ts aw), kept here so malloc
@@ -508,6 +510,8 @@ export const enum C {
    *  21  EXTENT        bytes of the block area (BLOCK_SIZE × RESERVED) init        anyone who found the page in use
    *  22  ORIGIN        tid of the theap that created or last          holder       —
    *                    reclaimed the page
+   *  26  PREV          link in the holder's page queue                holder       —
+   *  27  COLLECT       rest of an XTHREAD_FREE list being collected   holder       a reaper (the holder is dead)
    * ```
    *
    * The page map (slice → record base) is written by the claimer before
@@ -530,9 +534,9 @@ export const enum C {
   R_KEYINV = 9,
   R_CANARY = 10,
   R_NEXT = 11,
-  R_PREV = 12,
+  R_SYNCED = 12,
   R_FLAGS = 13,
-  R_COLLECT = 14,
+  R_TNEXT = 14,
   R_ADELTA = 15,
   R_RESERVED = 16,
   R_CAPACITY = 17,
@@ -541,10 +545,8 @@ export const enum C {
   R_START = 20,
   R_EXTENT = 21, // bytes of the block area: BLOCK_SIZE × RESERVED
   R_ORIGIN = 22,
-  /** Tracked pages (counters.ts): USED and CAPACITY when last folded into the holder's counters, and the next tracked page. Holder only. */
-  R_SYNCED = 23,
-  R_SYNCEDCAP = 24,
-  R_TNEXT = 25,
+  R_PREV = 26,
+  R_COLLECT = 27,
   /**
    * Record bases are word indices below 2^30 (buffers ≤ 4 GiB), so masking a
    * base loaded from the direct table or the page map changes nothing but
