@@ -5,6 +5,7 @@
  * Everything exported here is the public API; every other module is internal.
  */
 export { Allocator } from './allocator.js';
+import './secure-paths.js'; // registers the secure fast paths (allocator.ts secureVariants)
 export type { AllocatorOptions, AttachOptions, AllocatorHandle, WatchableWorker, WasmMemory } from './options.js';
 export { AllocatorError } from './errors.js';
 export type { ErrorCode, ErrorHandler } from './errors.js';
