@@ -258,13 +258,14 @@ export class Agent implements AgentContext {
    * the new agent must not take that for its own release. A released agent
    * throws here, before touching anything, from now on.
    */
-  assertAttached(): void {
+  assertAttached(generic = true): void {
     if (this.detached) throw new Error(this.releasedMessage ?? 'mimalloc-ts: this allocator object was detached');
     if (this.arena.stale()) this.arena.refresh(); // another agent grew the buffer, or this agent's views were detached
     const base = this.agentBase;
     const m = this.mem;
     if (m[base + C.A_ID] !== this.id ||
         (m[base + C.A_STATE] !== C.AGENT_ALIVE && m[base + C.A_REAPER] !== 0)) this.released();
+    if (!generic) return; // (isAttached: a question, not a generic call)
     if (this.guardWords !== 0) this.nullGuardStep();
     if (this.arena.purgeDelay >= 0) this.arena.maybePurge();
   }
@@ -286,7 +287,7 @@ export class Agent implements AgentContext {
 
   /** Is this object still attached (not detached, not released)? Notes a release as assertAttached does, without throwing. */
   isAttached(): boolean {
-    try { this.assertAttached(); return true; } catch { return false; }
+    try { this.assertAttached(false); return true; } catch { return false; }
   }
 
   /**
@@ -426,7 +427,11 @@ function takeOver(ag: Agent, b: number, id: number): boolean {
 export function reapThread(ag: Agent, thread: number, flush = true): number {
   if (thread === 0) return 0;
   if (!ag.isAttached()) {
-    const tmp = new Agent(ag.arena, ag.errorHandler);
+    // an Arena of its own: an Arena object serves one agent (its agentBase, views, tracked list)
+    const ta = new Arena(ag.arena.backing);
+    ta.validateHeader();
+    const tmp = new Agent(ta, ag.errorHandler);
+    ta.onRefresh = () => tmp.syncViews();
     try {
       return reapThread(tmp, thread, flush);
     } finally {

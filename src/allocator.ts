@@ -360,6 +360,7 @@ export class Allocator {
   detach(): void {
     const ag = this.ag;
     if (ag.detached) return;
+    this.current();
     if (this.debug) warnLeaks(ag); // debug mode's leak report: blocks still live in this agent's pages
     detachAgent(ag);
     this.fastPathsOff();
@@ -387,6 +388,7 @@ export class Allocator {
   /** Is an agent with this id attached (alive, or terminated and not yet released)? */
   isAgentAttached(id: number): boolean {
     if (typeof id !== 'number') throw new TypeError(`isAgentAttached: id must be a number, got ${show(id)}`);
+    this.current();
     return findAgentRecord(this.arena, id) >= 0;
   }
 
@@ -402,7 +404,9 @@ export class Allocator {
    * and a printable summary; with `allocStacks`, where each was allocated.
    */
   leakReport(opts: { all?: boolean } = {}): LeakReport {
-    return leakReportOf(this.ag, parseLeakReportOptions(opts));
+    const all = parseLeakReportOptions(opts);
+    this.current();
+    return leakReportOf(this.ag, all);
   }
 
   // =========================================================================

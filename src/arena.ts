@@ -77,15 +77,49 @@ export class Arena extends ArenaViews {
     for (;;) {
       const en = Math.min(st + t, max);
       if (en - st - metaSlices(en - st) < want) return false;
-      Atomics.store(m, h + C.H_GROW_START, st);
-      Atomics.store(m, h + C.H_GROW_END, en);
-      if (this.growBacking(en)) {
-        this.publishArena(count, st, en);
-        return true;
+      if (this.backing.growth === Growth.MEMORY) {
+        const r = this.growMemory(count, st, en, want);
+        if (r !== 0) return r > 0;
+      } else {
+        Atomics.store(m, h + C.H_GROW_START, st);
+        Atomics.store(m, h + C.H_GROW_END, en);
+        if (this.growBacking(en)) {
+          this.publishArena(count, st, en);
+          return true;
+        }
       }
       if (t <= least) return false;
       t = Math.max(least, ((t >>> 1) + C.DIR_SLICES - 1) & ~(C.DIR_SLICES - 1));
     }
+  }
+
+  /**
+   * A WebAssembly.Memory: grow it by enough pages for [st, en), then take
+   * the pages `memory.grow` says were added (a module thread may have grown
+   * it in between: what lies below them is the module's). 1: published, −1:
+   * the pages came too late in the memory to hold the run (they stay unused),
+   * 0: the memory refused (a smaller step may pass).
+   */
+  private growMemory(count: number, st: number, en: number, want: number): number {
+    const mm = this.backing.memory!;
+    const max = this.mem[this.hdr + C.H_MAX_SLICES];
+    const cur = mm.buffer.byteLength;
+    const delta = Math.ceil((en * C.SLICE_SIZE - cur) / 65536);
+    let old: number;
+    try {
+      old = mm.grow(delta);
+    } catch {
+      return 0;
+    }
+    this.setViews(this.sliceCount); // a non-shared memory just detached the views this agent had
+    this.onRefresh?.();
+    const first = ((Math.ceil(old * 65536 / C.SLICE_SIZE)) + C.DIR_SLICES - 1) & ~(C.DIR_SLICES - 1);
+    const last = Math.min(Math.floor((old + delta) * 65536 / C.SLICE_SIZE), max);
+    if (last - first - metaSlices(last - first) < want) return -1;
+    Atomics.store(this.mem, this.hdr + C.H_GROW_START, first);
+    Atomics.store(this.mem, this.hdr + C.H_GROW_END, last);
+    this.publishArena(count, first, last);
+    return 1;
   }
 
   /** Make the backing at least end·16K bytes long; false if it cannot grow so far. */

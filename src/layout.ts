@@ -82,7 +82,9 @@ export function zeroWord(hdr: number): number {
 /** The layout of the arena [start, end); `hdr` ≥ 0 if it is the first (the header precedes its regions). */
 export function arenaLayout(start: number, end: number, hdr: number): ArenaLayout {
   const origin = start & ~(C.DIR_SLICES - 1);
-  const n = end - origin;
+  // to the end of its last MiB: the directory sends that whole MiB here, so an address past
+  // `end` in it (a gap before the next arena) must find zero A bits, not the next region
+  const n = ((end + C.DIR_SLICES - 1) & ~(C.DIR_SLICES - 1)) - origin;
   const sliceWords = (n + 31) >>> 5;
   const freeMap = hdr >= 0 ? zeroWord(hdr) + C.ZERO_WORDS : start << (C.SLICE_SHIFT - 2);
   const dirtyMap = freeMap + sliceWords;

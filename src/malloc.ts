@@ -66,8 +66,9 @@ export function allocSize(ag: Agent, th: Theap, size: number, note: boolean): nu
  */
 function popBlock(ag: Agent, rb: number, size: number): number {
   const a = ag.arena;
-  const meta = ag.meta;
-  const mem = ag.mem;
+  // (views read again after every report: a handler may call the allocator, which may grow the buffer)
+  let meta = ag.meta;
+  let mem = ag.mem;
   const b = meta[rb + C.R_FREE];
   if (ag.secure >= 3 || ag.debug) {
     // The fast path admits a decoded link after a range check only (a division per malloc would
@@ -81,6 +82,8 @@ function popBlock(ag: Agent, rb: number, size: number): number {
         (mem[a.aw(b)] & (1 << ((b >>> C.GRANULE_SHIFT) & 31))) !== 0) { // I3: not live
       meta[rb + C.R_FREE] = 0; // truncated first: reported once, whatever the handler does
       ag.report('EFAULT', `corrupted free list entry: ${hex(b)} in a page of ${bs}-byte blocks is not a free block of it (a write into a freed block's link?)`, b >>> 0);
+      meta = ag.meta;
+      mem = ag.mem;
       return 0;
     }
   }
@@ -88,6 +91,9 @@ function popBlock(ag: Agent, rb: number, size: number): number {
     const off = checkFreed(a, b >>> 0, meta[rb + C.R_BLOCK_SIZE]);
     if (off >= 0) {
       ag.report('EFAULT', `write after free: block ${hex(b)} (size ${meta[rb + C.R_BLOCK_SIZE]}) was modified at offset ${off} while it was free`, b >>> 0);
+      meta = ag.meta;
+      mem = ag.mem;
+      if (meta[rb + C.R_FREE] !== b) return 0; // the handler allocated meanwhile (perhaps b itself): pop again
     }
   }
   if (ag.secure >= 3) { // I5: the free fast path does not check the canary; this is where it is checked
@@ -95,12 +101,17 @@ function popBlock(ag: Agent, rb: number, size: number): number {
     if (mem[pad >>> 2] !== canaryOf(a, rb, pad)) {
       mem[pad >>> 2] = canaryOf(a, rb, pad); // repaired first: reported once, whatever the handler does
       ag.report('EFAULT', `buffer overflow in block ${hex(b)} (size ${meta[rb + C.R_BLOCK_SIZE] - C.PADDING}): the canary after it was overwritten (found when the block was to be handed out again; the write was made while it was live, or after it was freed)`, b >>> 0);
+      meta = ag.meta;
+      mem = ag.mem;
+      if (meta[rb + C.R_FREE] !== b) return 0; // the handler allocated meanwhile (perhaps b itself): pop again
     }
   }
   let next = getLink(a, rb, b >>> 0);
   if (next < 0) { // secure ≥ 3: a corrupted link is reported and the list truncated, never followed
     setLink(a, rb, b >>> 0, 0); // truncated first: reported once, whatever the handler does
     ag.report('EFAULT', `corrupted free list entry: free block ${hex(b)} (size ${meta[rb + C.R_BLOCK_SIZE]}) holds a link outside its page (a buffer overflow into a freed block?)`, b >>> 0);
+    meta = ag.meta;
+    mem = ag.mem;
     next = 0;
   }
   meta[rb + C.R_FREE] = next;

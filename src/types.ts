@@ -314,8 +314,8 @@ export const enum C {
   /**
    * Arenas: the first covers the buffer as created; every growth adds one
    * (arena.ts). The per-agent directories that find an address's metadata
-   * have one entry per 1 MiB (DIR_SHIFT): arenas that can grow end on a
-   * DIR_SHIFT boundary, so no directory entry covers two arenas.
+   * have one entry per 1 MiB (DIR_SHIFT): arenas start on one (but the first), and
+   * their metadata covers the rest of their last MiB: no entry covers two arenas or a gap.
    */
   DIR_SHIFT = 20,
   DIR_SLICES_SHIFT = DIR_SHIFT - SLICE_SHIFT, // 6: 64 slices

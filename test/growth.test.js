@@ -142,6 +142,46 @@ describe('growable buffers', () => {
     }
   });
 
+  test('a first arena that ends inside a MiB: addresses in the gap before the next arena are invalid, and nothing is written', () => {
+    const errors = [];
+    const a = Allocator.create({ size: 1536 * 1024, maxSize: 64 * MiB, onError: (code) => errors.push(code) });
+    const small = Array.from({ length: 3000 }, (_, i) => a.malloc(16 + 8 * (i % 8))); // in the first arena
+    const b = Allocator.attach(a.handle);
+    for (const p of small) b.free(p); // remote frees: R bits set, waiting for a to collect them
+    const { blocks } = fill(a, 8 * MiB);
+    assert.ok(a.arena.arenaCount >= 2);
+    const gapEnd = a.arena.arenas[1].start * C.SLICE_SIZE;
+    assert.ok(gapEnd > 1536 * 1024, 'a gap');
+    const ar = a.arena; // no address of the gap may read a set allocation bit (its MiB's metadata must cover it)
+    for (let q = 1536 * 1024; q < gapEnd; q += 8) assert.equal(ar.mem[ar.aw(q)] & (1 << ((q >>> 3) & 31)), 0, `A bit of ${q}`);
+    a.u8.fill(0x55, 1536 * 1024, gapEnd); // whatever is there must stay
+    errors.length = 0;
+    for (let q = 1536 * 1024; q < gapEnd; q += 4096 + 8) a.free(q);
+    assert.ok(errors.length > 100 && errors.every((c) => c === 'EINVAL'), `${errors.length}: ${[...new Set(errors)]}`);
+    assert.ok(a.u8.subarray(1536 * 1024, gapEnd).every((x) => x === 0x55));
+    verifyAll(a, blocks, 'after the gap frees');
+    a.check();
+    b.detach();
+  });
+
+  test('an error handler that allocates (and grows a non-shared memory) inside a malloc: no block handed out twice', () => {
+    const memory = new WebAssembly.Memory({ initial: 16, maximum: 2000 });
+    const a = Allocator.create({ memory, secure: 3 });
+    const p = a.malloc(100);
+    const ar = a.arena;
+    const rb = ar.mem[ar.pm(p >>> 14)];
+    const b = ar.mem[rb + C.R_FREE] >>> 0; // the next block malloc(100) hands out
+    a.u8[b + ar.mem[rb + C.R_BLOCK_SIZE] - 8] ^= 0x10; // an overrun broke its canary
+    let nested = 0;
+    a.setErrorHandler((code) => { if (code === 'EFAULT' && nested++ === 0) { a.malloc(2 * MiB); a.malloc(100); } });
+    const x = a.malloc(100);
+    const y = a.malloc(100);
+    assert.equal(nested, 1, 'the overrun was reported');
+    assert.notEqual(x, y);
+    a.setErrorHandler(null);
+    a.check();
+  });
+
   test('maxSize is checked: below size, above 4 GiB − 16 KiB, or not an integer', () => {
     assert.throws(() => Allocator.create({ size: 4 * MiB, maxSize: 2 * MiB }), RangeError);
     assert.throws(() => Allocator.create({ size: 4 * MiB, maxSize: 2 ** 32 }), RangeError);
