@@ -267,6 +267,23 @@ describe('growth across agents', () => {
     a.check();
   });
 
+  test('a shared WebAssembly.Memory from a base: a worker attaches with the handle, grows the memory, the main thread reads and frees its blocks', { timeout: 60_000 }, async () => {
+    const memory = new WebAssembly.Memory({ initial: 40, maximum: 4000, shared: true });
+    const base = 200_000;
+    const a = Allocator.create({ memory, base });
+    assert.equal(a.handle.memory, memory);
+    const w = new Remote(CMD, { handle: a.handle });
+    const sizes = Array.from({ length: 3000 }, (_, i) => 5000 + 8 * i);
+    const ps = await w.call('malloc', sizes);
+    assert.ok(ps.every((p) => p >= base));
+    assert.ok(memory.buffer.byteLength > 40 * 65536, 'the worker grew the memory');
+    verifyAll(a, ps.map((p, i) => [p, sizes[i]]), 'main reads the worker\'s blocks');
+    for (const p of ps) a.free(p);
+    assert.equal(await w.close(), 0);
+    a.check();
+    assert.equal(a.stats().used, 0);
+  });
+
   test('two workers grow the buffer at once: disjoint blocks, every one intact', { timeout: 60_000 }, async () => {
     for (let round = 0; round < 3; round++) await growTogether();
   });
