@@ -262,10 +262,10 @@ export class Arena extends ArenaViews {
    * are a hint; the claim re-checks with CAS.
    */
   private findRun(n: number, align: number): number {
-    const hwm = Atomics.load(this.mem, this.hdr + C.H_COMMITTED);
+    const hwm = n === 1 && align === 1 ? Atomics.load(this.mem, this.hdr + C.H_COMMITTED) : 0; // (a fence: only when used)
     for (let i = 0; i < this.arenaCount; i++) {
       const L = this.arenas[i];
-      if (n === 1 && align === 1 && L.first < hwm) {
+      if (L.first < hwm) {
         const s = this.findPartlyUsedGroup(L, hwm);
         if (s >= 0) return s;
       }
