@@ -167,7 +167,7 @@ export function pageEmptied(ag: Agent, rb: number): void {
   // contention between workers. Expired pages go back on the heartbeat.
   const cycles = BIN_BLOCK_SIZE[bin] <= C.SMALL_OBJ_SIZE_MAX ? C.RETIRE_CYCLES_SMALL : C.RETIRE_CYCLES_OTHER;
   meta[rb + C.R_FLAGS] = (meta[rb + C.R_FLAGS] & ~C.RETIRE_MASK) | (cycles << C.RETIRE_SHIFT);
-  const s = meta[rb + C.R_START] >>> C.SLICE_SHIFT;
+  const s = ag.arena.sliceOfRecord(rb);
   if (ag.retiredIn[s] !== th.heapId + 1) { // not in th's list yet (an entry elsewhere is dropped as stale)
     ag.retiredIn[s] = th.heapId + 1;
     th.pushRetired(rb);
@@ -188,7 +188,7 @@ export function collectRetired(ag: Agent, th: Theap, force: boolean): void {
   let kept = 0;
   for (let i = 0; i < n; i++) {
     const rb = list[i];
-    const s = meta[rb + C.R_START] >>> C.SLICE_SHIFT;
+    const s = ag.arena.sliceOfRecord(rb);
     const f = meta[rb + C.R_FLAGS];
     const cycles = (f & C.RETIRE_MASK) >>> C.RETIRE_SHIFT;
     if (ag.retiredIn[s] !== mine) continue; // a later entry in another theap's list owns it

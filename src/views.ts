@@ -169,6 +169,20 @@ export class ArenaViews {
     return this.hdr + C.H_FIXED_WORDS + i * C.AGENT_WORDS;
   }
 
+  /**
+   * Slice of the record at rb, from where the record lies (no load from the
+   * record itself: the heartbeat visits retired pages by record base, and
+   * START is in the record's second cache line). O(arenas); −1 if none.
+   */
+  sliceOfRecord(rb: number): number {
+    for (let i = 0; i < this.arenaCount; i++) {
+      const L = this.arenas[i];
+      const d = rb - L.records;
+      if (d >= 0 && d < L.aBits - L.records) return L.origin + (d >>> C.REC_SHIFT);
+    }
+    return -1;
+  }
+
   /** Slice of a page's record base (the page's START field: records of pages in use only). */
   sliceOfRec(rb: number): number {
     return this.meta[rb + C.R_START] >>> C.SLICE_SHIFT;
