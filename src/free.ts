@@ -99,16 +99,23 @@ function freeLive(ag: Agent, rb: number, q: number): void {
     if (meta[rb + C.R_USED] === 0) pageEmptied(ag, rb);
     return;
   }
-  if (owner === C.OWNER_ABANDONED &&
-      Atomics.compareExchange(meta, rb + C.R_OWNER, C.OWNER_ABANDONED, ag.tid | C.OWNER_HELD) === C.OWNER_ABANDONED) {
-    poolLose(ag.arena, rb);
-    gain(ag.arena, rb);
-    const err = freeHeld(ag, rb, q);
-    settleHeld(ag, rb, true);
-    if (err !== null) ag.report('EAGAIN', err, q);
-    return;
-  }
+  if (owner === C.OWNER_ABANDONED && freeAbandoned(ag, rb, q)) return;
   freeRemote(ag, rb, q);
+}
+
+/**
+ * A free into an abandoned page: take it (false if another agent took it
+ * first), free, settle. Out of line: freeLive stays small enough for V8 to
+ * inline the common cases into freeGeneric.
+ */
+function freeAbandoned(ag: Agent, rb: number, q: number): boolean {
+  if (Atomics.compareExchange(ag.meta, rb + C.R_OWNER, C.OWNER_ABANDONED, ag.tid | C.OWNER_HELD) !== C.OWNER_ABANDONED) return false;
+  poolLose(ag.arena, rb);
+  gain(ag.arena, rb);
+  const err = freeHeld(ag, rb, q);
+  settleHeld(ag, rb, true);
+  if (err !== null) ag.report('EAGAIN', err, q);
+  return true;
 }
 
 /** Free q on a page this agent holds. Returns an error message instead of reporting (the caller settles first). */

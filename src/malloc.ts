@@ -66,54 +66,13 @@ export function allocSize(ag: Agent, th: Theap, size: number, note: boolean): nu
  */
 function popBlock(ag: Agent, rb: number, size: number): number {
   const a = ag.arena;
-  // (views read again after every report: a handler may call the allocator, which may grow the buffer)
-  let meta = ag.meta;
-  let mem = ag.mem;
-  const b = meta[rb + C.R_FREE];
-  if (ag.secure >= 3 || ag.debug) {
-    // The fast path admits a decoded link after a range check only (a division per malloc would
-    // cost more than the rest): a corrupted link that still lands inside the page, off a block
-    // start, is caught here, before the canary repair below could write into a neighbour; and
-    // one that lands on a live block (a copied link, or a stale one) is not handed out twice.
-    // Debug mode (every malloc comes here) checks its plain links the same way.
-    const off = (b - meta[rb + C.R_START]) >>> 0;
-    const bs = meta[rb + C.R_BLOCK_SIZE];
-    if (off % bs !== 0 || off / bs >= meta[rb + C.R_CAPACITY] ||
-        (mem[a.aw(b)] & (1 << ((b >>> C.GRANULE_SHIFT) & 31))) !== 0) { // I3: not live
-      meta[rb + C.R_FREE] = 0; // truncated first: reported once, whatever the handler does
-      ag.report('EFAULT', `corrupted free list entry: ${hex(b)} in a page of ${bs}-byte blocks is not a free block of it (a write into a freed block's link?)`, b >>> 0);
-      meta = ag.meta;
-      mem = ag.mem;
-      return 0;
-    }
-  }
-  if (ag.debug) { // write after free: the block's 0xDF fill changed while it was free
-    const off = checkFreed(a, b >>> 0, meta[rb + C.R_BLOCK_SIZE]);
-    if (off >= 0) {
-      ag.report('EFAULT', `write after free: block ${hex(b)} (size ${meta[rb + C.R_BLOCK_SIZE]}) was modified at offset ${off} while it was free`, b >>> 0);
-      meta = ag.meta;
-      mem = ag.mem;
-      if (meta[rb + C.R_FREE] !== b) return 0; // the handler allocated meanwhile (perhaps b itself): pop again
-    }
-  }
-  if (ag.secure >= 3) { // I5: the free fast path does not check the canary; this is where it is checked
-    const pad = ((b >>> 0) + meta[rb + C.R_BLOCK_SIZE] - C.PADDING) >>> 0;
-    if (mem[pad >>> 2] !== canaryOf(a, rb, pad)) {
-      mem[pad >>> 2] = canaryOf(a, rb, pad); // repaired first: reported once, whatever the handler does
-      ag.report('EFAULT', `buffer overflow in block ${hex(b)} (size ${meta[rb + C.R_BLOCK_SIZE] - C.PADDING}): the canary after it was overwritten (found when the block was to be handed out again; the write was made while it was live, or after it was freed)`, b >>> 0);
-      meta = ag.meta;
-      mem = ag.mem;
-      if (meta[rb + C.R_FREE] !== b) return 0; // the handler allocated meanwhile (perhaps b itself): pop again
-    }
-  }
+  const b = ag.meta[rb + C.R_FREE];
+  if ((ag.secure >= 3 || ag.debug) && !popChecks(ag, rb, b)) return 0;
+  // (views read after the checks and after any report: a handler may call the allocator, which may grow the buffer)
   let next = getLink(a, rb, b >>> 0);
-  if (next < 0) { // secure ≥ 3: a corrupted link is reported and the list truncated, never followed
-    setLink(a, rb, b >>> 0, 0); // truncated first: reported once, whatever the handler does
-    ag.report('EFAULT', `corrupted free list entry: free block ${hex(b)} (size ${meta[rb + C.R_BLOCK_SIZE]}) holds a link outside its page (a buffer overflow into a freed block?)`, b >>> 0);
-    meta = ag.meta;
-    mem = ag.mem;
-    next = 0;
-  }
+  if (next < 0) next = corruptLink(ag, rb, b);
+  const meta = ag.meta;
+  const mem = ag.mem;
   meta[rb + C.R_FREE] = next;
   ensureTracked(a, rb); // (counters.ts)
   meta[rb + C.R_USED]++;
@@ -121,6 +80,56 @@ function popBlock(ag: Agent, rb: number, size: number): number {
   if (ag.padded) setPadding(a, rb, b >>> 0, size, ag.debug);
   mem[a.aw(b)] |= 1 << ((b >>> C.GRANULE_SHIFT) & 31);
   return b >>> 0;
+}
+
+/** Secure ≥ 3: a link outside the page is reported and the list truncated, never followed; returns the new next (0). */
+function corruptLink(ag: Agent, rb: number, b: number): number {
+  setLink(ag.arena, rb, b >>> 0, 0); // truncated first: reported once, whatever the handler does
+  ag.report('EFAULT', `corrupted free list entry: free block ${hex(b)} (size ${ag.meta[rb + C.R_BLOCK_SIZE]}) holds a link outside its page (a buffer overflow into a freed block?)`, b >>> 0);
+  return 0;
+}
+
+/**
+ * Debug and secure ≥ 3: the checks of the block b about to be popped (out
+ * of line, so that popBlock stays small for the default modes). False when
+ * it must not be handed out now: a corrupted list (truncated, reported), or
+ * a handler that allocated meanwhile (pop again).
+ */
+function popChecks(ag: Agent, rb: number, b: number): boolean {
+  const a = ag.arena;
+  let meta = ag.meta;
+  let mem = ag.mem;
+  // The fast path admits a decoded link after a range check only (a division per malloc would
+  // cost more than the rest): a corrupted link that still lands inside the page, off a block
+  // start, is caught here, before the canary repair below could write into a neighbour; and
+  // one that lands on a live block (a copied link, or a stale one) is not handed out twice.
+  // Debug mode (every malloc comes here) checks its plain links the same way.
+  const off = (b - meta[rb + C.R_START]) >>> 0;
+  const bs = meta[rb + C.R_BLOCK_SIZE];
+  if (off % bs !== 0 || off / bs >= meta[rb + C.R_CAPACITY] ||
+      (mem[a.aw(b)] & (1 << ((b >>> C.GRANULE_SHIFT) & 31))) !== 0) { // I3: not live
+    meta[rb + C.R_FREE] = 0; // truncated first: reported once, whatever the handler does
+    ag.report('EFAULT', `corrupted free list entry: ${hex(b)} in a page of ${bs}-byte blocks is not a free block of it (a write into a freed block's link?)`, b >>> 0);
+    return false;
+  }
+  if (ag.debug) { // write after free: the block's 0xDF fill changed while it was free
+    const o = checkFreed(a, b >>> 0, bs);
+    if (o >= 0) {
+      ag.report('EFAULT', `write after free: block ${hex(b)} (size ${bs}) was modified at offset ${o} while it was free`, b >>> 0);
+      meta = ag.meta;
+      mem = ag.mem;
+      if (meta[rb + C.R_FREE] !== b) return false; // the handler allocated meanwhile (perhaps b itself): pop again
+    }
+  }
+  if (ag.secure >= 3) { // I5: the free fast path does not check the canary; this is where it is checked
+    const pad = ((b >>> 0) + bs - C.PADDING) >>> 0;
+    if (mem[pad >>> 2] !== canaryOf(a, rb, pad)) {
+      mem[pad >>> 2] = canaryOf(a, rb, pad); // repaired first: reported once, whatever the handler does
+      ag.report('EFAULT', `buffer overflow in block ${hex(b)} (size ${bs - C.PADDING}): the canary after it was overwritten (found when the block was to be handed out again; the write was made while it was live, or after it was freed)`, b >>> 0);
+      if (ag.meta[rb + C.R_FREE] !== b) return false; // the handler allocated meanwhile (perhaps b itself): pop again
+    }
+  }
+  return true;
 }
 
 /**
