@@ -89,8 +89,11 @@ export function countExtended(a: Arena, rb: number, n: number): void {
 
 /** The holder is about to change page rb's USED: make sure its counters see it (O(1); a fold of O(list) when the list has doubled). */
 export function ensureTracked(a: Arena, rb: number): void {
+  if ((a.mem[rb + C.R_FLAGS] & C.F_TRACKED) === 0) track(a, rb); // (the test inline, the rest out of line: callers stay small)
+}
+
+function track(a: Arena, rb: number): void {
   const m = a.mem;
-  if ((m[rb + C.R_FLAGS] & C.F_TRACKED) !== 0) return;
   const ab = a.agentBase;
   if (m[ab + C.A_TCOUNT] >= Math.max(C.TRACK_MAX, m[ab + C.A_TLIMIT])) syncTracked(a);
   m[rb + C.R_SYNCED] = m[rb + C.R_USED];
