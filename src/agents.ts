@@ -108,13 +108,13 @@ export class Agent implements AgentContext {
    * (`syncViews`, called by the arena's refresh): code that may claim
    * slices re-reads them after the claim.
    */
-  mem: Int32Array;
-  meta: Int32Array;
-  u8: Uint8Array;
-  f64: Float64Array;
-  u32: Uint32Array;
-  view: DataView;
-  size: number;
+  mem!: Int32Array;
+  meta!: Int32Array;
+  u8!: Uint8Array;
+  f64!: Float64Array;
+  u32!: Uint32Array;
+  view!: DataView;
+  size!: number;
   /** This agent's id (≥ 1, distinct per agent, never reused). */
   readonly id: number;
   /** id << 2: the value in OWNER of the pages this agent's theaps own (types.ts OWNER). */
@@ -130,7 +130,7 @@ export class Agent implements AgentContext {
    * starting there, or 0. Agent-local (only this agent's theaps retire its
    * pages), so no entry is pushed twice into one list.
    */
-  retiredIn: Int32Array;
+  retiredIn = new Int32Array(0);
   /** The buffer's modes (types.ts OPT_*: every agent of a buffer agrees). */
   readonly debug: boolean;
   readonly padded: boolean;
@@ -157,14 +157,7 @@ export class Agent implements AgentContext {
   /** Register a new agent of `arena`: a never-reused id and a free agent record. */
   constructor(arena: Arena, onError: ErrorHandler) {
     this.arena = arena;
-    this.mem = arena.mem;
-    this.meta = arena.meta;
-    this.u8 = arena.u8;
-    this.f64 = new Float64Array(arena.buffer, 0, arena.size >>> 3);
-    this.u32 = new Uint32Array(arena.buffer, 0, arena.size >>> 2);
-    this.view = new DataView(arena.buffer, 0, arena.size);
-    this.size = arena.size;
-    this.retiredIn = new Int32Array(arena.sliceCount);
+    this.syncViews();
     this.debug = arena.debug;
     this.padded = arena.padded;
     this.secure = arena.secure;

@@ -108,8 +108,8 @@ export class Allocator {
     const first = arena.arenas[0];
     this.lo0 = first.first << C.SLICE_SHIFT >>> 0;
     this.len0 = (first.end - first.first) << C.SLICE_SHIFT >>> 0;
-    this.aBase0 = arena.aDir[first.first >>> C.DIR_SLICES_SHIFT];
-    this.pmBase0 = arena.pmDir[first.first >>> C.DIR_SLICES_SHIFT];
+    this.aBase0 = arena.fdir[(first.first >>> C.DIR_SLICES_SHIFT) << 1];
+    this.pmBase0 = arena.fdir[((first.first >>> C.DIR_SLICES_SHIFT) << 1) + 1];
     this.agentId = ag.id;
     this.fastTid = ag.tid;
     this.direct = ag.theap.direct;

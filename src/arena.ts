@@ -15,7 +15,7 @@
  * per word (a 1 GiB buffer is 2048 words), once per new page (≥ 16 KiB of
  * blocks), plus one CAS per bitmap word of the run.
  */
-import { type ArenaLayout, Growth, arenaLayout, ctz, metaSlices, tableWord, wordMask, zeroWord } from './layout.js';
+import { type ArenaLayout, Growth, arenaLayout, ctz, metaSlices, tableWord, wordMask } from './layout.js';
 import { C } from './types.js';
 import { ArenaViews } from './views.js';
 
@@ -203,12 +203,7 @@ export class Arena extends ArenaViews {
     if (target === L.start) { // drop the arena: its bitmaps go with its memory
       this.arenas.pop();
       this.arenaCount = count - 1;
-      const z = zeroWord(h);
-      for (let d = L.origin >>> C.DIR_SLICES_SHIFT; d < (L.cap + C.DIR_SLICES - 1) >>> C.DIR_SLICES_SHIFT; d++) {
-        this.aDir[d] = this.fdir[2 * d] = z - (d << (C.DIR_SHIFT - C.BITMAP_WORD_SHIFT));
-        this.rDir[d] = z - (d << (C.DIR_SHIFT - C.R_WORD_SHIFT));
-        this.pmDir[d] = this.fdir[2 * d + 1] = z - (d << C.DIR_SLICES_SHIFT);
-      }
+      this.setDirs(L.origin >>> C.DIR_SLICES_SHIFT, (L.cap + C.DIR_SLICES - 1) >>> C.DIR_SLICES_SHIFT, null);
       end = this.arenas[count - 2].end;
       m[h + C.H_ARENAS] = count - 1;
     } else { // the tail's slices stop being free (and dirty: they come back zero)

@@ -54,7 +54,7 @@ export function checkHeap(a: Arena): void {
     const free = a.isSliceFree(s);
     const rb = a.rec(s);
     if (free) {
-      if (meta[a.pm(s)] !== 0) fail(`I1: slice ${s} is free but the page map names page ${a.sliceOfRec(meta[a.pm(s)])}`);
+      if (meta[a.pm(s)] !== 0) fail(`I1: slice ${s} is free but the page map names page ${a.sliceOfRecord(meta[a.pm(s)])}`);
       const a0 = a.aw(s * C.SLICE_SIZE);
       for (let w = 0; w < wordsPerSlice; w++) {
         if (mem[a0 + w] !== 0) fail(`I2: free slice ${s} has allocation bits set near ${hex(s * C.SLICE_SIZE + (w << C.BITMAP_WORD_SHIFT))}`);
@@ -65,8 +65,8 @@ export function checkHeap(a: Arena): void {
       }
       continue;
     }
-    if (Atomics.load(meta, rb + C.R_STATE) !== C.STATE_IN_USE) fail(`I1: slice ${s} is taken but no page starts there or covers it (page map ${a.sliceOfRec(meta[a.pm(s)])})`);
-    if (meta[a.pm(s)] !== rb) fail(`I1: page map of slice ${s} names ${a.sliceOfRec(meta[a.pm(s)])}, not the page starting there`);
+    if (Atomics.load(meta, rb + C.R_STATE) !== C.STATE_IN_USE) fail(`I1: slice ${s} is taken but no page starts there or covers it (page map ${a.sliceOfRecord(meta[a.pm(s)])})`);
+    if (meta[a.pm(s)] !== rb) fail(`I1: page map of slice ${s} names ${a.sliceOfRecord(meta[a.pm(s)])}, not the page starting there`);
     const slices = meta[rb + C.R_SLICES];
     if (slices < 1 || s + slices > L.end) fail(`page ${s}: bad slice count ${slices}`);
     for (let x = s + 1; x < s + slices; x++) {
@@ -84,7 +84,7 @@ export function checkHeap(a: Arena): void {
 /** Checks one page; returns the number of blocks whose R bit is set but that wait on no list. */
 function checkPage(a: Arena, rb: number, live: Set<number>): number {
   const meta = a.meta;
-  const s = a.sliceOfRec(rb);
+  const s = a.sliceOfRecord(rb);
   const name = `page ${s}`;
   const bs = meta[rb + C.R_BLOCK_SIZE];
   const res = meta[rb + C.R_RESERVED];

@@ -17,7 +17,7 @@
  * a header sized for 4 GiB. Addresses and slice numbers stay global: slice
  * s is the bytes [s·16K, (s+1)·16K) of the buffer whatever arena holds it.
  * An agent finds the metadata of slice s or address q through per-1 MiB
- * directories (`aDir[q >>> 20] + (q >>> 8)` is q's A-bitmap word in `mem`):
+ * directories (`fdir[(q >>> 20) << 1] + (q >>> 8)` is q's A-bitmap word in `mem`):
  * one load from a small agent-local table more than a fixed base would
  * cost, on the free fast path only (BENCHMARKS.md "Growable memory").
  *

@@ -72,7 +72,7 @@ export function pageInit(
   meta[rb + C.R_FLAGS] = bin | (fresh ? C.F_FRESH : 0);
   meta[rb + C.R_COLLECT] = 0;
   meta[rb + C.R_ORIGIN] = origin;
-  meta[rb + C.R_ADELTA] = a.aDir[s >>> C.DIR_SLICES_SHIFT];
+  meta[rb + C.R_ADELTA] = a.fdir[(s >>> C.DIR_SLICES_SHIFT) << 1];
   const k0 = a.secure >= 3 ? randomKey() | 1 : 0;
   meta[rb + C.R_KEY0] = k0;
   meta[rb + C.R_KEYINV] = oddInverse(k0);

@@ -47,7 +47,7 @@
  * | A bitmap | one bit per 8-byte granule: set ⇔ that address is a live block as returned to the user |
  * | R bitmap | one bit per 16-byte granule: set ⇔ the live block whose address is in it was freed by another agent and waits on `xthreadFree` |
  *
- * The A/R bitmaps are indexed by address (A: `aDir[p >>> 20] + (p >>> 8)` is the word, `(p >>> 3) & 31`
+ * The A/R bitmaps are indexed by address (A: `fdir[(p >>> 20) << 1] + (p >>> 8)` is the word, `(p >>> 3) & 31`
  * the bit; R: `rDir[p >>> 20] + (p >>> 9)`, `(p >>> 4) & 31`), so checking that `p` is a live block
  * is one load and one test, with no division, for every page kind and for
  * aligned blocks alike. R bits are only read or set for an address whose A
@@ -321,7 +321,7 @@ export const enum C {
   DIR_SLICES_SHIFT = DIR_SHIFT - SLICE_SHIFT, // 6: 64 slices
   DIR_SLICES = 1 << DIR_SLICES_SHIFT,
   MAX_ARENAS = 64,
-  /** The zero region (arena.ts zeroWord): one MiB's worth of A-bitmap words. */
+  /** The zero region (layout.ts zeroWord): one MiB's worth of A-bitmap words. */
   ZERO_WORDS = 1 << (DIR_SHIFT - BITMAP_WORD_SHIFT), // 4096
   ARENA_WORDS = 4,
   T_START = 0, // first slice of the arena (its metadata first)

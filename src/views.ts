@@ -44,17 +44,15 @@ export class ArenaViews {
    * global index (`aw`, `rw`, `pm`, `rec`, `fw`, `dw`, `abw` below). Agent-local
    * copies of what the arena table says; 0 where no arena is known.
    */
-  readonly aDir: Int32Array;
   readonly rDir: Int32Array;
-  readonly pmDir: Int32Array;
   readonly recDir: Int32Array;
   readonly fmDir: Int32Array;
   readonly dmDir: Int32Array;
   readonly abDir: Int32Array;
   readonly abStride: Int32Array;
   /**
-   * aDir and pmDir interleaved (entry 2d, 2d + 1): the free fast path reads
-   * both for one address, from one line and one field load.
+   * The A-bitmap and page-map directories, interleaved (entries 2d, 2d + 1):
+   * the free fast path reads both for one address from one line.
    */
   readonly fdir: Int32Array;
   /** A record that is always empty (the first arena's first slice holds metadata, never a page): the direct table's "no page". */
@@ -70,8 +68,7 @@ export class ArenaViews {
   minEnd = 0;
   purgeSince = 0;
   purgeLook = false;
-  /** Bumped whenever the views are replaced; `onRefresh` is called then. */
-  epoch = 0;
+  /** Called when the views are replaced (refresh, growth, purge): the agent takes the new ones. */
   onRefresh: (() => void) | null = null;
   /** Debug mode (a property of the buffer: every agent sees the header's OPT_DEBUG). */
   readonly debug: boolean;
@@ -101,23 +98,14 @@ export class ArenaViews {
     this.headerSlices = this.sliceCount;
     this.maxSlices = this.sliceCount;
     const dirs = (C.MAX_SIZE >>> C.DIR_SHIFT) + 1;
-    this.aDir = new Int32Array(dirs);
     this.rDir = new Int32Array(dirs);
-    this.pmDir = new Int32Array(dirs);
     this.recDir = new Int32Array(dirs);
     this.fmDir = new Int32Array(dirs);
     this.dmDir = new Int32Array(dirs);
     this.abDir = new Int32Array(dirs);
     this.abStride = new Int32Array(dirs);
     this.fdir = new Int32Array(2 * dirs);
-    const z = zeroWord(this.hdr);
-    for (let d = 0; d < dirs; d++) { // no arena known: the zero region
-      this.aDir[d] = z - (d << (C.DIR_SHIFT - C.BITMAP_WORD_SHIFT));
-      this.rDir[d] = z - (d << (C.DIR_SHIFT - C.R_WORD_SHIFT));
-      this.pmDir[d] = z - (d << C.DIR_SLICES_SHIFT);
-      this.fdir[2 * d] = this.aDir[d];
-      this.fdir[2 * d + 1] = this.pmDir[d];
-    }
+    this.setDirs(0, dirs, null); // no arena known: the zero region
     const m = this.mem;
     const h = this.hdr;
     const formatted = Atomics.load(m, h + C.H_MAGIC) === C.MAGIC;
@@ -140,12 +128,12 @@ export class ArenaViews {
 
   /** Word of the page map entry of slice s. */
   pm(s: number): number {
-    return this.pmDir[s >>> C.DIR_SLICES_SHIFT] + s;
+    return this.fdir[((s >>> C.DIR_SLICES_SHIFT) << 1) + 1] + s;
   }
 
   /** Word of the A bitmap holding address q's bit (`1 << ((q >>> 3) & 31)`). */
   aw(q: number): number {
-    return this.aDir[q >>> C.DIR_SHIFT] + (q >>> C.BITMAP_WORD_SHIFT);
+    return this.fdir[(q >>> C.DIR_SHIFT) << 1] + (q >>> C.BITMAP_WORD_SHIFT);
   }
 
   /** Word of the R bitmap holding address q's bit (`1 << ((q >>> 4) & 31)`). */
@@ -183,9 +171,26 @@ export class ArenaViews {
     return -1;
   }
 
-  /** Slice of a page's record base (the page's START field: records of pages in use only). */
-  sliceOfRec(rb: number): number {
-    return this.meta[rb + C.R_START] >>> C.SLICE_SHIFT;
+  /** Directory entries [d0, d1) (MiB numbers): arena L's regions, or (null) the zero region (no arena there). */
+  protected setDirs(d0: number, d1: number, L: ArenaLayout | null): void {
+    const z = zeroWord(this.hdr);
+    for (let d = d0; d < d1; d++) {
+      if (L === null) {
+        this.fdir[2 * d] = z - (d << (C.DIR_SHIFT - C.BITMAP_WORD_SHIFT));
+        this.fdir[2 * d + 1] = z - (d << C.DIR_SLICES_SHIFT);
+        this.rDir[d] = z - (d << (C.DIR_SHIFT - C.R_WORD_SHIFT));
+        continue;
+      }
+      const o = L.origin;
+      this.fdir[2 * d] = L.aBits - (o << 6);
+      this.fdir[2 * d + 1] = L.pageMap - o;
+      this.rDir[d] = L.rBits - (o << 5);
+      this.recDir[d] = L.records - (o << C.REC_SHIFT);
+      this.fmDir[d] = L.freeMap - (o >>> 5);
+      this.dmDir[d] = L.dirtyMap - (o >>> 5);
+      this.abDir[d] = L.abandoned - (o >>> 5);
+      this.abStride[d] = L.sliceWords;
+    }
   }
 
   /** Is the arena table ahead of this agent (another agent grew the buffer), or the views detached? One load. */
@@ -202,7 +207,6 @@ export class ArenaViews {
     this.meta = this.mem;
     this.u8 = new Uint8Array(buf, 0, bytes);
     this.size = bytes;
-    this.epoch++;
   }
 
   /**
@@ -223,19 +227,7 @@ export class ArenaViews {
         const L = arenaLayout(Atomics.load(m, t + C.T_START), Atomics.load(m, t + C.T_CAP), i === 0 ? h : -1);
         L.end = Atomics.load(m, t + C.T_END);
         this.arenas.push(L);
-        const o = L.origin;
-        for (let d = o >>> C.DIR_SLICES_SHIFT; d < (L.end + C.DIR_SLICES - 1) >>> C.DIR_SLICES_SHIFT; d++) {
-          this.aDir[d] = L.aBits - (o << 6);
-          this.rDir[d] = L.rBits - (o << 5);
-          this.pmDir[d] = L.pageMap - o;
-          this.recDir[d] = L.records - (o << C.REC_SHIFT);
-          this.fmDir[d] = L.freeMap - (o >>> 5);
-          this.dmDir[d] = L.dirtyMap - (o >>> 5);
-          this.abDir[d] = L.abandoned - (o >>> 5);
-          this.abStride[d] = L.sliceWords;
-          this.fdir[2 * d] = this.aDir[d];
-          this.fdir[2 * d + 1] = this.pmDir[d];
-        }
+        this.setDirs(L.origin >>> C.DIR_SLICES_SHIFT, (L.cap + C.DIR_SLICES - 1) >>> C.DIR_SLICES_SHIFT, L);
       }
       this.arenaCount = count;
       const first = this.arenas[0];
