@@ -93,8 +93,12 @@ export function checkPadding(a: Arena, rb: number, q: number): string | null {
   const got = mem[pad >>> 2];
   // The size word follows the canary: trusted while the canary's last byte is intact (an
   // overrun that stopped inside the canary did not reach it), else the size is not named
-  // and the first changed byte is looked for in the canary only.
-  const sizeOk = delta >= 0 && delta <= pad - q && ((got ^ want) >>> 24) === 0;
+  // and the first changed byte is looked for in the canary only. Not when its first three
+  // bytes all changed: an overrun through the canary leaves a last byte equal to the key's
+  // by chance once in 256, and its size word then named a wrong size.
+  const x = got ^ want;
+  const sizeOk = delta >= 0 && delta <= pad - q && (x >>> 24) === 0 &&
+    ((x & 0xff) === 0 || (x & 0xff00) === 0 || (x & 0xff0000) === 0);
   const size = sizeOk ? pad - q - delta : -1;
   const u8 = a.u8;
   if (sizeOk && slackChecked(a)) { // the slack first: it lies before the canary, so a contiguous overrun starts there
@@ -106,7 +110,6 @@ export function checkPadding(a: Arena, rb: number, q: number): string | null {
     }
   }
   if (got !== want || !sizeOk) {
-    const x = got ^ want;
     const at = pad - q + (x !== 0 ? (31 - Math.clz32(x & -x)) >>> 3 : 4); // first changed byte (little-endian), else the size word
     return `buffer overflow in block ${hex(q)}${size >= 0 ? ` of size ${size}` : ''}: the padding canary after the block was overwritten (first changed byte at offset ${at})`;
   }
