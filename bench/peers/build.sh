@@ -2,6 +2,12 @@
 # Build the peer allocators for bench/micro.js and bench/replay.js into bench/build/:
 #   dlmalloc.wasm            wasi-libc malloc/free/calloc/realloc/aligned_alloc
 #                            (dlmalloc) + batched loop
+#   mimalloc.wasm            mimalloc v3.4.3 (../shared/vendor/mimalloc-3.4.3.tar.gz,
+#                            src/static.c, -DMI_MALLOC_OVERRIDE so it is the libc
+#                            malloc) with the same exports and batched loop as
+#                            dlmalloc.wasm; the source is unpacked to
+#                            bench/build/mimalloc-3.4.3/ (MIMALLOC_TGZ=<file>
+#                            names another copy of the tarball)
 #   tlsf.wasm                AssemblyScript heap.alloc/free (TLSF) + batched loop
 #   native_micro_mimalloc    bench/peers/native_micro.c linked with -lmimalloc
 #   native_micro_glibc       the same program on glibc malloc
@@ -83,6 +89,62 @@ build_dlmalloc() {
   fi
 }
 
+# ---- mimalloc v3 (wasm) ----------------------------------------------------
+# Built like dlmalloc.wasm, from mimalloc's one-unit src/static.c:
+#   -DMI_MALLOC_OVERRIDE   defines malloc/free/calloc/realloc/aligned_alloc, so
+#                          wasi-libc's dlmalloc is not linked
+#   -D_WASI_EMULATED_PROCESS_CLOCKS, -lwasi-emulated-process-clocks
+#                          its wasi layer calls clock()
+#   -DNDEBUG -DMI_DEBUG=0  release build (MI_SECURE 0, no stats)
+# The module imports environ_sizes_get/environ_get (wasi-libc reads the
+# environment for mimalloc's MIMALLOC_* options and exits when that fails) and
+# clock_time_get; bench/lib/peers.js gives it an empty environment and a clock.
+# Arenas are mimalloc's defaults (wasm32: 32 MiB, a quarter of the 128 MiB
+# arena_reserve as wasm has no virtual reserve), grown with memory.grow.
+mimalloc_tgz="${MIMALLOC_TGZ:-$root/../shared/vendor/mimalloc-3.4.3.tar.gz}"
+mimalloc_src="$out/mimalloc-3.4.3"
+
+# unpack the vendor tarball into bench/build/ (git-ignored) once; prints the error
+unpack_mimalloc() {
+  [ -f "$mimalloc_src/src/static.c" ] && return 0
+  if [ ! -f "$mimalloc_tgz" ]; then echo "no mimalloc source at $mimalloc_tgz (set MIMALLOC_TGZ)"; return 1; fi
+  local tmp
+  tmp="$(mktemp -d "$out/.mimalloc-src.XXXXXX")" || return 1
+  if ! tar -C "$tmp" -xzf "$mimalloc_tgz" 2>&1 || [ ! -f "$tmp/mimalloc-3.4.3/src/static.c" ]; then
+    rm -rf "$tmp"; echo "cannot unpack $mimalloc_tgz (expected mimalloc-3.4.3/src/static.c)"; return 1
+  fi
+  rm -rf "$mimalloc_src"
+  mv "$tmp/mimalloc-3.4.3" "$mimalloc_src" && rm -rf "$tmp"
+}
+
+build_mimalloc_wasm() {
+  if ! ensure_pkgs clang lld wasi-libc; then
+    fail mimalloc-wasm "could not install clang, lld or wasi-libc"; return
+  fi
+  local major
+  major="$(clang --version | sed -n 's/.*clang version \([0-9]*\).*/\1/p' | head -n1)"
+  if ! ensure_pkgs "libclang-rt-${major}-dev-wasm32"; then
+    fail mimalloc-wasm "could not install libclang-rt-${major}-dev-wasm32"; return
+  fi
+  local libc sysroot err
+  libc="$(dpkg -L wasi-libc 2>/dev/null | grep '/wasm32-wasi/libc\.a$' | head -n1)"
+  if [ -z "$libc" ]; then fail mimalloc-wasm "wasi-libc's libc.a not found"; return; fi
+  sysroot="$(dirname "$(dirname "$(dirname "$libc")")")"
+  if ! err="$(unpack_mimalloc)"; then rm -f "$out/mimalloc.wasm"; fail mimalloc-wasm "$err"; return; fi
+  if err="$(clang --target=wasm32-wasi --sysroot="$sysroot" -O2 -mexec-model=reactor \
+      -DNDEBUG -DMI_DEBUG=0 -DMI_MALLOC_OVERRIDE -D_WASI_EMULATED_PROCESS_CLOCKS \
+      -I"$mimalloc_src/include" \
+      -Wl,--export=malloc -Wl,--export=free -Wl,--export=calloc -Wl,--export=realloc \
+      -Wl,--export=aligned_alloc -Wl,--strip-all \
+      "$mimalloc_src/src/static.c" "$here/dlmalloc_exports.c" -lwasi-emulated-process-clocks \
+      -o "$out/mimalloc.wasm" 2>&1)"; then
+    ok mimalloc-wasm
+  else
+    rm -f "$out/mimalloc.wasm"
+    fail mimalloc-wasm "clang failed: $(printf '%s' "$err" | grep -v warning | head -n3 | tr '\n' ' ')"
+  fi
+}
+
 # ---- TLSF (AssemblyScript) -------------------------------------------------
 build_tlsf() {
   local asc="$root/node_modules/.bin/asc"
@@ -134,6 +196,7 @@ build_native() {
 }
 
 build_dlmalloc
+build_mimalloc_wasm
 build_tlsf
 build_native
 exit 0
