@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Micro benchmark: mimalloc-ts side by side with native mimalloc (the
-// reference), glibc malloc, dlmalloc and AssemblyScript's TLSF compiled to
-// wasm, and @thi.ng/malloc (plus js-floor, a no-checks reference floor).
+// reference), glibc malloc, dlmalloc, mimalloc v3 and AssemblyScript's TLSF
+// compiled to wasm, and @thi.ng/malloc (plus js-floor, a no-checks reference
+// floor).
 // Run with `npm run bench:micro`.
 //
 //   (a) malloc 1,000 blocks of 8..207 B, free them in allocation order; repeat
@@ -62,12 +63,14 @@ const log = (...m) => console.error('[bench:micro]', ...m);
 
 const ARTIFACTS = {
   dlmalloc: { file: 'dlmalloc.wasm', src: ['peers/dlmalloc_exports.c'] },
+  'mimalloc-wasm': { file: 'mimalloc.wasm', src: ['peers/dlmalloc_exports.c'] },
   tlsf: { file: 'tlsf.wasm', src: ['peers/tlsf/index.ts'] },
   'native-mimalloc': { file: 'native_micro_mimalloc', src: ['peers/native_micro.c'] },
   'native-glibc': { file: 'native_micro_glibc', src: ['peers/native_micro.c'] },
 };
 const PEER_ARTIFACT = {
   'dlmalloc-wasm': 'dlmalloc',
+  'mimalloc-wasm': 'mimalloc-wasm',
   'tlsf-wasm': 'tlsf',
   'native-mimalloc': 'native-mimalloc',
   'native-glibc': 'native-glibc',

@@ -21,7 +21,8 @@
 //              minus VmRSS just before the allocator was created, in the
 //              peer's own process; mimalloc-ts also: peak stats().committed
 //              (high-water of bytes handed to pages) and stats().pagesBytes,
-//              sampled every 65,536 events; dlmalloc-wasm: wasm memory size.
+//              sampled every 65,536 events; dlmalloc-wasm and mimalloc-wasm
+//              (mimalloc v3.4.3 in wasm): wasm memory size.
 //              "ideal" is the trace's peak live bytes.
 //
 // --threads: multi-agent replay of the multi-threaded traces on mimalloc-ts
@@ -72,7 +73,7 @@ const TRACES = tracesDir(REPO, argv);
 const NATIVE = ['native-mimalloc', 'native-glibc'];
 // mimalloc-ts-secure2 (randomised extension, plain links, no canaries) splits secure 4's overhead
 // into what level 2's random block order costs and what levels 3-4's fast paths add
-const JS = ['mimalloc-ts', 'mimalloc-ts-secure4', 'mimalloc-ts-secure2', 'mimalloc-ts-nocheck', 'dlmalloc-wasm'];
+const JS = ['mimalloc-ts', 'mimalloc-ts-secure4', 'mimalloc-ts-secure2', 'mimalloc-ts-nocheck', 'dlmalloc-wasm', 'mimalloc-wasm'];
 const ALL = [...NATIVE, ...JS];
 const REF = 'native-mimalloc';
 const selected = opt('peers')?.split(',') ?? (threadsMode ? ['mimalloc-ts', 'mimalloc-ts-secure4'] : ALL);
@@ -105,10 +106,11 @@ if (!traceFiles.length) {
 
 const ARTIFACTS = {
   dlmalloc: { file: 'dlmalloc.wasm', src: ['peers/dlmalloc_exports.c'] },
+  'mimalloc-wasm': { file: 'mimalloc.wasm', src: ['peers/dlmalloc_exports.c'] },
   'native-replay-mimalloc': { file: 'native_replay_mimalloc', src: ['peers/native_replay.c'] },
   'native-replay-glibc': { file: 'native_replay_glibc', src: ['peers/native_replay.c'] },
 };
-const PEER_ARTIFACT = { 'dlmalloc-wasm': 'dlmalloc', 'native-mimalloc': 'native-replay-mimalloc', 'native-glibc': 'native-replay-glibc' };
+const PEER_ARTIFACT = { 'dlmalloc-wasm': 'dlmalloc', 'mimalloc-wasm': 'mimalloc-wasm', 'native-mimalloc': 'native-replay-mimalloc', 'native-glibc': 'native-replay-glibc' };
 
 function stale(a) {
   const f = path.join(BUILD_DIR, a.file);
@@ -449,12 +451,13 @@ out.push(
     ],
   ),
 );
-const own = peersShown.filter((p) => p.startsWith('mimalloc-ts') || p === 'dlmalloc-wasm');
+const WASM_PEERS = ['dlmalloc-wasm', 'mimalloc-wasm'];
+const own = peersShown.filter((p) => p.startsWith('mimalloc-ts') || WASM_PEERS.includes(p));
 if (own.length) {
   out.push('');
   out.push(
     table(
-      "memory as the allocators see it, MiB (x ideal): mimalloc-ts peak stats().committed / peak stats().pagesBytes (sampled every 65,536 events); dlmalloc-wasm: wasm memory size",
+      "memory as the allocators see it, MiB (x ideal): mimalloc-ts peak stats().committed / peak stats().pagesBytes (sampled every 65,536 events); dlmalloc-wasm, mimalloc-wasm: wasm memory size",
       names.map((n) => ({ n })),
       [
         { h: 'trace', left: true, f: (r) => r.n },
@@ -464,7 +467,7 @@ if (own.length) {
           f: (r) => {
             const m = cell(r.n, p)?.mem;
             if (!m) return '-';
-            return p === 'dlmalloc-wasm' ? ratio(m.wasmMemory, r.n) : `${ratio(m.committed, r.n)} / ${mib(m.pagesBytes)}`;
+            return WASM_PEERS.includes(p) ? ratio(m.wasmMemory, r.n) : `${ratio(m.committed, r.n)} / ${mib(m.pagesBytes)}`;
           },
         })),
       ],

@@ -22,7 +22,7 @@ export const DIST_INDEX = process.env.MIMALLOC_TS_DIST
 export const MIMALLOC_TS_SIZE = 256 * 1024 * 1024;
 const THING_POOL_SIZE = 64 * 1024 * 1024;
 
-export const JS_PEERS = ['mimalloc-ts', 'mimalloc-ts-nocheck', 'mimalloc-ts-secure4', 'dlmalloc-wasm', 'tlsf-wasm', 'thing-malloc', 'js-floor'];
+export const JS_PEERS = ['mimalloc-ts', 'mimalloc-ts-nocheck', 'mimalloc-ts-secure4', 'dlmalloc-wasm', 'mimalloc-wasm', 'tlsf-wasm', 'thing-malloc', 'js-floor'];
 
 /**
  * Not an allocator: the least work a JavaScript malloc/free over a typed
@@ -99,19 +99,49 @@ function wasmMemBytes(memory) {
   return () => memory.buffer.byteLength;
 }
 
-/** Imports for a module: a minimal WASI (everything ENOSYS) plus env.abort. */
-function makeImports(module) {
+/**
+ * Imports for a module: a minimal WASI plus env.abort. Everything answers
+ * ENOSYS except: proc_exit throws; environ_sizes_get/environ_get report an
+ * empty environment (mimalloc.wasm reads MIMALLOC_* options through getenv,
+ * and wasi-libc exits with code 71 when the environment cannot be read);
+ * clock_time_get gives a monotonic time in ns (mimalloc.wasm reads the time
+ * for its purge delays, about once per 60 malloc/free calls). dlmalloc.wasm
+ * and tlsf.wasm import none of these three. `getMemory` returns the
+ * instance's memory (set once it exists).
+ */
+function makeImports(module, getMemory) {
   const imports = {};
+  const view = () => new DataView(getMemory().buffer);
   for (const imp of WebAssembly.Module.imports(module)) {
     if (imp.kind !== 'function') throw new Error(`unsupported import ${imp.module}.${imp.name} (${imp.kind})`);
     let fn;
     if (imp.module === 'wasi_snapshot_preview1') {
-      fn =
-        imp.name === 'proc_exit'
-          ? (code) => {
-              throw new Error(`wasm called proc_exit(${code})`);
-            }
-          : () => 52; // ENOSYS: malloc/free never need a host call
+      switch (imp.name) {
+        case 'proc_exit':
+          fn = (code) => {
+            throw new Error(`wasm called proc_exit(${code})`);
+          };
+          break;
+        case 'environ_sizes_get':
+          fn = (countOut, bytesOut) => {
+            const v = view();
+            v.setUint32(countOut >>> 0, 0, true);
+            v.setUint32(bytesOut >>> 0, 0, true);
+            return 0;
+          };
+          break;
+        case 'environ_get':
+          fn = () => 0; // no variables: nothing to write
+          break;
+        case 'clock_time_get':
+          fn = (id, precision, out) => {
+            view().setBigUint64(out >>> 0, process.hrtime.bigint(), true);
+            return 0;
+          };
+          break;
+        default:
+          fn = () => 52; // ENOSYS: malloc/free need no other host call
+      }
     } else if (imp.module === 'env' && imp.name === 'abort') {
       fn = () => {
         throw new Error('wasm abort()');
@@ -127,7 +157,9 @@ function makeImports(module) {
 export async function instantiate(file) {
   const bytes = readFileSync(path.join(BUILD_DIR, file));
   const module = await WebAssembly.compile(bytes);
-  const instance = await WebAssembly.instantiate(module, makeImports(module));
+  let memory = null;
+  const instance = await WebAssembly.instantiate(module, makeImports(module, () => memory));
+  memory = instance.exports.memory;
   return instance.exports;
 }
 
@@ -182,15 +214,19 @@ export async function openPeer(name, { handle } = {}) {
             (name === 'mimalloc-ts-nocheck' ? ', checkFree: false' : name === 'mimalloc-ts-secure4' ? ', secure: 4' : '') + ' })') + ', SharedArrayBuffer',
       };
     }
-    case 'dlmalloc-wasm': {
-      const ex = await instantiate('dlmalloc.wasm');
+    case 'dlmalloc-wasm':
+    case 'mimalloc-wasm': {
+      const ex = await instantiate(name === 'dlmalloc-wasm' ? 'dlmalloc.wasm' : 'mimalloc.wasm');
       if (typeof ex._initialize === 'function') ex._initialize();
       return {
         al: { malloc: ex.malloc, free: ex.free },
         memBytes: wasmMemBytes(ex.memory),
         batchA: makeBatchA(ex, ex.malloc, ex.bench_a),
         close() {},
-        info: 'wasi-libc malloc (dlmalloc), clang -O2 wasm32-wasi, exports called from JS',
+        info:
+          name === 'dlmalloc-wasm'
+            ? 'wasi-libc malloc (dlmalloc), clang -O2 wasm32-wasi, exports called from JS'
+            : 'mimalloc v3.4.3 (src/static.c, MI_MALLOC_OVERRIDE), clang -O2 wasm32-wasi, exports called from JS',
       };
     }
     case 'tlsf-wasm': {

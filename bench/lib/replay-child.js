@@ -17,7 +17,7 @@
 // VmHWM after the replay loop minus VmRSS just before the allocator was
 // created (the same measure as bench/peers/native_replay.c), plus, sampled
 // every SAMPLE_EVERY events and at the end, stats().committed / pagesBytes
-// (mimalloc-ts) or the wasm memory size (dlmalloc-wasm).
+// (mimalloc-ts) or the wasm memory size (dlmalloc-wasm, mimalloc-wasm).
 
 import { readFileSync } from 'node:fs';
 import { instantiate, loadMimallocTs, probeNoCheck } from './peers.js';
@@ -85,15 +85,17 @@ async function openPeer(name, mimallocSize) {
         },
       };
     }
-    case 'dlmalloc-wasm': {
-      let next = await instantiate('dlmalloc.wasm');
+    case 'dlmalloc-wasm':
+    case 'mimalloc-wasm': {
+      const file = name === 'dlmalloc-wasm' ? 'dlmalloc.wasm' : 'mimalloc.wasm';
+      let next = await instantiate(file);
       for (const f of ['malloc', 'free', 'calloc', 'realloc', 'aligned_alloc']) {
-        if (typeof next[f] !== 'function') throw new Error(`dlmalloc.wasm does not export ${f} (rebuild: npm run bench:peers)`);
+        if (typeof next[f] !== 'function') throw new Error(`${file} does not export ${f} (rebuild: npm run bench:peers)`);
       }
       return {
-        info: 'wasi-libc dlmalloc, clang -O2 wasm32-wasi, malloc/calloc/realloc/aligned_alloc/free called from JS',
+        info: `${name === 'dlmalloc-wasm' ? 'wasi-libc dlmalloc' : 'mimalloc v3.4.3 (src/static.c, MI_MALLOC_OVERRIDE)'}, clang -O2 wasm32-wasi, malloc/calloc/realloc/aligned_alloc/free called from JS`,
         async prepare() {
-          next ??= await instantiate('dlmalloc.wasm');
+          next ??= await instantiate(file);
         },
         fresh() {
           const ex = next;
