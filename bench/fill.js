@@ -20,6 +20,10 @@
 //   tlsf-wasm        AssemblyScript TLSF, wasm memory with maximum 64 MiB
 //                    (it traps with `unreachable` when memory.grow fails: that
 //                    trap is its NULL)
+//   mimalloc-wasm    mimalloc v3.4.3 (the C library) compiled to wasm, memory
+//                    with maximum 64 MiB, arena reserve lowered so that three
+//                    16 MiB arenas fit (bench/peers/build-fill.sh says why);
+//                    malloc returns NULL when memory.grow fails, as dlmalloc's
 // The wasm peers are bench/build/fill/*.wasm (bench/peers/build-fill.sh);
 // their static data and stack lie inside the 64 MiB and count against them.
 // Each cell: the median over the seeds (min..max beside it). The 1-agent
@@ -33,7 +37,7 @@
 //          free-running on this 2-core machine, a run that is over in a few
 //          ms was often filled by one or two workers while the others had not
 //          been scheduled yet (that measured 1 agent, not 4)
-//          --peers=mimalloc-ts,mimalloc-ts-x4,dlmalloc-wasm,tlsf-wasm
+//          --peers=mimalloc-ts,mimalloc-ts-x4,dlmalloc-wasm,tlsf-wasm,mimalloc-wasm
 //          --quick (1 seed, rows 4k and 1m: a smoke run)
 // Results: tables on stdout, progress on stderr, bench/results/fill.json.
 // A peer that cannot be built or loaded stops the run (exit status 1).
@@ -68,8 +72,11 @@ const PEERS = {
   'mimalloc-ts-x4': null, // label set below from --workers
   'dlmalloc-wasm': 'dlmalloc (wasm)',
   'tlsf-wasm': 'TLSF (wasm)',
+  'mimalloc-wasm': 'mimalloc v3 (wasm)',
 };
-const WASM = { 'dlmalloc-wasm': 'dlmalloc', 'tlsf-wasm': 'tlsf' };
+const WASM = { 'dlmalloc-wasm': 'dlmalloc', 'tlsf-wasm': 'tlsf', 'mimalloc-wasm': 'mimalloc' };
+// the wasm peers whose malloc returns NULL (0) when memory.grow fails
+const C_MALLOC = ['dlmalloc-wasm', 'mimalloc-wasm'];
 
 function parseSize(s) {
   const m = /^(\d+)([kKmM]?)$/.exec(s);
@@ -98,7 +105,7 @@ const seeds = Array.from({ length: nseeds }, (_, i) => i + 1);
 // ---- peers ------------------------------------------------------------------
 
 const FILL_DIR = path.join(BUILD_DIR, 'fill');
-const WASM_SRC = { dlmalloc: 'peers/dlmalloc_exports.c', tlsf: 'peers/tlsf/index.ts' };
+const WASM_SRC = { dlmalloc: 'peers/dlmalloc_exports.c', tlsf: 'peers/tlsf/index.ts', mimalloc: 'peers/dlmalloc_exports.c' };
 
 function stale(key) {
   const f = path.join(FILL_DIR, `${key}.wasm`);
@@ -122,18 +129,32 @@ if (toBuild.length) {
   for (const k of toBuild) if (!existsSync(path.join(FILL_DIR, `${k}.wasm`))) fail(`bench/build/fill/${k}.wasm was not built`);
 }
 
-/** Instantiate a compiled module: minimal WASI (ENOSYS) and env.abort, as bench/lib/peers.js does. */
+/**
+ * Instantiate a compiled module: minimal WASI and env.abort, as bench/lib/peers.js
+ * does (ENOSYS, except an empty environment and a monotonic clock, which
+ * mimalloc.wasm needs: wasi-libc exits when the environment cannot be read).
+ */
 function instantiate(module) {
   const imports = {};
+  let memory = null;
+  const view = () => new DataView(memory.buffer);
+  const WASI = {
+    proc_exit: (c) => { throw new Error(`wasm proc_exit(${c})`); },
+    environ_sizes_get: (count, bytes) => { view().setUint32(count >>> 0, 0, true); view().setUint32(bytes >>> 0, 0, true); return 0; },
+    environ_get: () => 0,
+    clock_time_get: (id, precision, out) => { view().setBigUint64(out >>> 0, process.hrtime.bigint(), true); return 0; },
+  };
   for (const imp of WebAssembly.Module.imports(module)) {
     if (imp.kind !== 'function') throw new Error(`unsupported import ${imp.module}.${imp.name} (${imp.kind})`);
     let fn;
-    if (imp.module === 'wasi_snapshot_preview1') fn = imp.name === 'proc_exit' ? (c) => { throw new Error(`wasm proc_exit(${c})`); } : () => 52;
+    if (imp.module === 'wasi_snapshot_preview1') fn = WASI[imp.name] ?? (() => 52);
     else if (imp.module === 'env' && imp.name === 'abort') fn = () => { throw new Error('wasm abort()'); };
     else throw new Error(`unexpected import ${imp.module}.${imp.name}`);
     (imports[imp.module] ??= {})[imp.name] = fn;
   }
-  return new WebAssembly.Instance(module, imports).exports;
+  const ex = new WebAssembly.Instance(module, imports).exports;
+  memory = ex.memory;
+  return ex;
 }
 
 const modules = {};
@@ -155,7 +176,7 @@ for (const k of wasmKeys) {
     if (max !== REGION) fail(`${k}.wasm: its memory does not stop at 64 MiB (${max === -1 ? 'grew past it' : `max ${max}`}); rebuild with bash bench/peers/build-fill.sh`);
     const ex2 = instantiate(modules[k]);
     if (typeof ex2._initialize === 'function') ex2._initialize();
-    const first = k === 'dlmalloc' ? ex2.malloc(1) : ex2.alloc(1);
+    const first = k === 'tlsf' ? ex2.alloc(1) : ex2.malloc(1);
     wasmInfo[k] = {
       initial_bytes: initial,
       max_bytes: REGION,
@@ -195,7 +216,7 @@ function runOne(peer, mix, max, pattern, seed) {
   const ex = instantiate(modules[WASM[peer]]);
   let al;
   let trap = null;
-  if (peer === 'dlmalloc-wasm') {
+  if (C_MALLOC.includes(peer)) {
     ex._initialize();
     al = { malloc: (n) => ex.malloc(n) >>> 0, free: ex.free };
   } else {
