@@ -34,7 +34,7 @@
  */
 import { AgentContext, abandonAllOf, settleHeld } from './abandon.js';
 import { Arena } from './arena.js';
-import { ensureTracked, foldGone } from './counters.js';
+import { foldGone } from './counters.js';
 import { recoverIntent } from './intent.js';
 import { clearNullGuard, nullGuardWrite } from './layout.js';
 import type { AllocStacks } from './debug.js';
@@ -187,7 +187,7 @@ export class Agent implements AgentContext {
     this.agentBase = base;
     arena.agentBase = base;
     this.theap = new Theap(0, arena.emptyRec);
-    this.theap.onDirect = (rb) => ensureTracked(arena, rb); // the malloc fast path changes direct pages (counters.ts)
+    this.theap.counters = arena; // the malloc fast path changes direct pages (counters.ts)
     this.theaps[0] = this.theap;
     const refs = liveHere.get(this.nonce);
     if (refs === undefined) liveHere.set(this.nonce, [new WeakRef(this)]);

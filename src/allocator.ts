@@ -50,8 +50,21 @@ import {
   AllocatorHandle, AllocatorOptions, AttachOptions, WatchableWorker, handleOf, parseAttachOptions, parseCreateOptions, parseLeakReportOptions,
 } from './options.js';
 import { LeakReport, StatsSnapshot, collectStats, formatStats, leakReportOf, warnLeaks } from './stats.js';
-import { pageEmptied, theapCollect } from './theap.js';
+import { pageEmptied, theapCollect, unfull } from './theap.js';
 import { C } from './types.js';
+
+/**
+ * The `direct` slot of a request 1 KiB < n ≤ LARGE_OBJ_SIZE_MAX:
+ * DIRECT_BINS + its bin (bins.ts binOfWsize, its branch for wsize > 8;
+ * test/bins.test.js checks they agree). A clz and a few shifts.
+ */
+function directSlot(n: number): number {
+  const w = ((n + 7) >>> C.WORD_SHIFT) - 1;
+  const b = 31 - Math.clz32(w);
+  return C.DIRECT_BINS + (b < C.FINE_LOG
+    ? (b << 2) + ((w >>> (b - 2)) & 3) - 3
+    : (C.FINE_LOG << 2) - 3 + ((b - C.FINE_LOG) << 3) + ((w >>> (b - 3)) & 7));
+}
 
 export class Allocator {
   // --- hot fields (read by the fast paths on every call) ---
@@ -200,9 +213,9 @@ export class Allocator {
    * path's TypeError, not throw V8's at `>>>`; free for a number.)
    */
   malloc(n: number): number {
-    if (typeof n === 'number' && (n >>> 0) === n && n <= C.SMALL_SIZE_MAX) {
+    if (typeof n === 'number' && (n >>> 0) === n && n <= C.LARGE_OBJ_SIZE_MAX) {
       const mem = this.mem;
-      const rb = this.direct[(n + 7) >>> 3] & C.REC_BASE_MASK; // (REC_BASE_MASK: see types.ts)
+      const rb = this.direct[n <= C.SMALL_SIZE_MAX ? (n + 7) >>> 3 : directSlot(n)] & C.REC_BASE_MASK; // (REC_BASE_MASK: see types.ts)
       let b = mem[rb + C.R_FREE] | 0; // (| 0: over a detached buffer, undefined → the generic path, which refreshes)
       if (b === 0 && (++this.refills & 63) !== 0) b = takeLocalFree(mem, rb); // every 64th: generic (retire heartbeat)
       if (b !== 0) {
@@ -218,7 +231,8 @@ export class Allocator {
 
   /**
    * Free a block; `free(0)` does nothing. Fast path (a block on a page this
-   * agent owns): A-bit test, page-map load, owner compare, push.
+   * agent owns): A-bit test, page-map load, owner compare, push; a page
+   * that leaves the full queue or empties calls out of line.
    */
   free(p: number): void {
     if (typeof p === 'number' && (p >>> 0) === p && p < this.size && (p & 7) === 0) {
@@ -242,13 +256,15 @@ export class Allocator {
         // (its R bit is clear), so the R test is needed only when the list is
         // non-empty: the generic path does it. This keeps the fast path inside
         // the page record's cache line instead of touching the R bitmap.
-        if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & (C.F_ALIGNED | C.F_FULL | C.F_TRACKED)) === C.F_TRACKED &&
+        const flags = mem[rb + C.R_FLAGS];
+        if (mem[rb + C.R_OWNER] === this.fastTid && (flags & (C.F_ALIGNED | C.F_TRACKED)) === C.F_TRACKED &&
             mem[rb + C.R_XTHREAD_FREE] === 0) {
           mem[ai] = aw ^ bit;
           mem[p >>> 2] = mem[rb + C.R_LOCAL_FREE];
           mem[rb + C.R_LOCAL_FREE] = p;
           const used = (mem[rb + C.R_USED] - 1) | 0;
           mem[rb + C.R_USED] = used;
+          if ((flags & C.F_FULL) !== 0) unfull(this.ag, rb);
           if (used === 0) pageEmptied(this.ag, rb);
           return;
         }
@@ -440,9 +456,9 @@ export class Allocator {
  */
 class UncheckedAllocator extends Allocator {
   override malloc(n: number): number {
-    if (typeof n === 'number' && (n >>> 0) === n && n <= C.SMALL_SIZE_MAX) {
+    if (typeof n === 'number' && (n >>> 0) === n && n <= C.LARGE_OBJ_SIZE_MAX) {
       const mem = this.mem;
-      const rb = this.direct[(n + 7) >>> 3] & C.REC_BASE_MASK; // (REC_BASE_MASK: see types.ts)
+      const rb = this.direct[n <= C.SMALL_SIZE_MAX ? (n + 7) >>> 3 : directSlot(n)] & C.REC_BASE_MASK; // (REC_BASE_MASK: see types.ts)
       let b = mem[rb + C.R_FREE] | 0; // (| 0: over a detached buffer, undefined → the generic path, which refreshes)
       if (b === 0 && (++this.refills & 63) !== 0) b = takeLocalFree(mem, rb); // every 64th: generic (retire heartbeat)
       if (b !== 0) {
@@ -460,11 +476,13 @@ class UncheckedAllocator extends Allocator {
       const mem = this.mem;
       const pb = ((p - this.lo0) >>> 0) < this.len0 ? this.pmBase0 : this.fdir[((p >>> C.DIR_SHIFT) << 1) + 1];
       const rb = mem[pb + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
-      if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & (C.F_ALIGNED | C.F_FULL | C.F_TRACKED)) === C.F_TRACKED) {
+      const flags = mem[rb + C.R_FLAGS];
+      if (mem[rb + C.R_OWNER] === this.fastTid && (flags & (C.F_ALIGNED | C.F_TRACKED)) === C.F_TRACKED) {
         mem[p >>> 2] = mem[rb + C.R_LOCAL_FREE];
         mem[rb + C.R_LOCAL_FREE] = p;
         const used = (mem[rb + C.R_USED] - 1) | 0;
         mem[rb + C.R_USED] = used;
+        if ((flags & C.F_FULL) !== 0) unfull(this.ag, rb);
         if (used === 0) pageEmptied(this.ag, rb);
         return;
       }
