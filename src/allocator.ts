@@ -134,6 +134,7 @@ export class Allocator {
   /** Create an allocator over a new (or the given) buffer; this agent is its first. */
   static create(opts: AllocatorOptions = {}): Allocator {
     const cfg = parseCreateOptions(opts); // every option checked before the buffer is touched
+    if (primer.run !== null && !cfg.debug && cfg.allocStacks === 0) primer.run(cfg.secure, !cfg.checkFree && cfg.secure < 3, isShared(cfg.backing.buffer));
     const arena = new Arena(cfg.backing);
     arena.format(cfg.end, cfg.maxEnd, cfg.knownZero, cfg.debug, cfg.secure, !cfg.checkFree && cfg.secure < 3);
     arena.purgeDelay = cfg.purgeDelay;
@@ -147,6 +148,7 @@ export class Allocator {
     const cfg = parseAttachOptions(handle, opts);
     const arena = new Arena(cfg.backing);
     arena.validateHeader();
+    if (primer.run !== null && !arena.debug && cfg.allocStacks === 0) primer.run(arena.secure, arena.noCheck, isShared(cfg.backing.buffer));
     const al = Allocator.forArena(arena, cfg.onError);
     if (cfg.thread !== undefined) recordHandleThread(al.ag, cfg.thread); // a handle from watch(worker)
     if (cfg.allocStacks > 0) al.recordStacks(cfg.allocStacks);
@@ -498,5 +500,15 @@ class UncheckedAllocator extends Allocator {
  * uninitialised class at load).
  */
 export const secureVariants: [((a: Arena, e: ErrorHandler | undefined) => Allocator) | null, ((a: Arena, e: ErrorHandler | undefined) => Allocator) | null] = [null, null];
+
+/**
+ * @internal prime.ts (loaded by index.ts) sets `run`: it primes V8's type
+ * feedback of every path before the first allocator of a mode in a thread.
+ */
+export const primer: { run: ((secure: number, noCheck: boolean, shared: boolean) => void) | null } = { run: null };
+
+function isShared(b: ArrayBufferLike): boolean {
+  return typeof SharedArrayBuffer === 'function' && b instanceof SharedArrayBuffer;
+}
 
 export { AllocatorError };
