@@ -298,6 +298,7 @@ export class Agent implements AgentContext {
     this.detached = true;
     this.theaps.length = 0;
     forgetHere(this.nonce, this);
+    collected.unregister(this); // (see detachAgent)
     const off = this.onReleased;
     this.onReleased = null;
     if (off !== null) off();
@@ -351,6 +352,11 @@ export function detachAgent(ag: Agent): void {
   ag.detached = true;
   ag.theaps.length = 0;
   forgetHere(ag.nonce, ag);
+  // Nothing left for the registry to do once it is collected. (And Node 20 aborts in a Worker
+  // terminated while a registry has a dead entry to clean and an optimizing compile is in
+  // flight — "Assertion failed: (data.first) != nullptr" in NodePlatform::ForIsolate — which
+  // prime.ts's detached scratch agents made likely: test/torture.test.js hit it.)
+  collected.unregister(ag);
   abandonAllOf(ag, ag.tid, false); // none should be left; a safety net
   foldGone(ag.arena, ag.agentBase);
   Atomics.store(ag.mem, ag.agentBase + C.A_THREAD, 0);

@@ -51,3 +51,38 @@ for (const mode of VARIANTS) {
     if (mode.checkFree !== false) a.check(); // (checkFree: false keeps no allocation bits for check() to verify)
   });
 }
+
+for (const mode of VARIANTS) {
+  test(`${JSON.stringify(mode)}: realloc keeps every byte, NaN bit patterns included, for every length across the copy's 64-byte switch`, () => {
+    const errors = [];
+    const a = Allocator.create({ size: 16 * MiB, ...mode, onError: (code, msg) => errors.push(`${code} ${msg}`) });
+    const u8 = a.u8;
+    for (let n = 1; n <= 300; n++) {
+      let p = a.malloc(n);
+      for (let i = 0; i < n; i++) u8[p + i] = (i * 37 + n) & 255;
+      if (n >= 8) { u8.set([1, 0, 0, 0, 0, 0, 0xf4, 0x7f], p); } // a signalling NaN in the first 8 bytes
+      const want = u8.slice(p, p + n);
+      p = a.realloc(p, n * 3 + 5); // moves (the block is too small)
+      assert.deepEqual(u8.slice(p, p + n), want, `grown from ${n}`);
+      const q = a.realloc(p, n); // shrinks: in place when n ≥ half the block, else moves
+      assert.deepEqual(u8.slice(q, q + n), want, `shrunk back to ${n}`);
+      a.free(q);
+    }
+    assert.deepEqual(errors, []);
+    assert.equal(a.stats().used, 0);
+    if (mode.checkFree !== false) a.check();
+  });
+}
+
+test('realloc in place when the size stays within [usable / 2, usable]; a double free after a realloc that moved is caught', () => {
+  const a = Allocator.create({ size: 16 * MiB });
+  const p = a.malloc(1000); // a 1024-byte block
+  assert.equal(a.realloc(p, 1024), p);
+  assert.equal(a.realloc(p, 512), p);
+  const q = a.realloc(p, 511); // below half: moves to a smaller block
+  assert.notEqual(q, p);
+  assert.throws(() => a.free(p), /double free|not allocated|invalid/);
+  assert.throws(() => a.realloc(p, 100), /double free|not allocated|invalid|already/);
+  a.free(q);
+  a.check();
+});
