@@ -34,7 +34,7 @@
  */
 import { AgentContext, abandonAllOf, settleHeld } from './abandon.js';
 import { Arena } from './arena.js';
-import { ensureTracked, foldGone } from './counters.js';
+import { foldGone } from './counters.js';
 import { recoverIntent } from './intent.js';
 import { clearNullGuard, nullGuardWrite } from './layout.js';
 import type { AllocStacks } from './debug.js';
@@ -187,7 +187,7 @@ export class Agent implements AgentContext {
     this.agentBase = base;
     arena.agentBase = base;
     this.theap = new Theap(0, arena.emptyRec);
-    this.theap.onDirect = (rb) => ensureTracked(arena, rb); // the malloc fast path changes direct pages (counters.ts)
+    this.theap.counters = arena; // the malloc fast path changes direct pages (counters.ts)
     this.theaps[0] = this.theap;
     const refs = liveHere.get(this.nonce);
     if (refs === undefined) liveHere.set(this.nonce, [new WeakRef(this)]);
@@ -298,6 +298,7 @@ export class Agent implements AgentContext {
     this.detached = true;
     this.theaps.length = 0;
     forgetHere(this.nonce, this);
+    collected.unregister(this); // (see detachAgent)
     const off = this.onReleased;
     this.onReleased = null;
     if (off !== null) off();
@@ -351,6 +352,11 @@ export function detachAgent(ag: Agent): void {
   ag.detached = true;
   ag.theaps.length = 0;
   forgetHere(ag.nonce, ag);
+  // Nothing left for the registry to do once it is collected. (And Node 20 aborts in a Worker
+  // terminated while a registry has a dead entry to clean and an optimizing compile is in
+  // flight — "Assertion failed: (data.first) != nullptr" in NodePlatform::ForIsolate — which
+  // prime.ts's detached scratch agents made likely: test/torture.test.js hit it.)
+  collected.unregister(ag);
   abandonAllOf(ag, ag.tid, false); // none should be left; a safety net
   foldGone(ag.arena, ag.agentBase);
   Atomics.store(ag.mem, ag.agentBase + C.A_THREAD, 0);

@@ -50,8 +50,41 @@ import {
   AllocatorHandle, AllocatorOptions, AttachOptions, WatchableWorker, handleOf, parseAttachOptions, parseCreateOptions, parseLeakReportOptions,
 } from './options.js';
 import { LeakReport, StatsSnapshot, collectStats, formatStats, leakReportOf, warnLeaks } from './stats.js';
-import { pageEmptied, theapCollect } from './theap.js';
+import { pageEmptied, theapCollect, unfull } from './theap.js';
 import { C } from './types.js';
+
+/**
+ * The `direct` slot of a request 1 KiB < n ≤ LARGE_OBJ_SIZE_MAX:
+ * DIRECT_BINS + its bin (bins.ts binOfWsize, its branch for wsize > 8;
+ * test/bins.test.js checks they agree). A clz and a few shifts.
+ */
+function directSlot(n: number): number {
+  const w = ((n + 7) >>> C.WORD_SHIFT) - 1;
+  const b = 31 - Math.clz32(w);
+  return C.DIRECT_BINS + (b < C.FINE_LOG
+    ? (b << 2) + ((w >>> (b - 2)) & 3) - 3
+    : (C.FINE_LOG << 2) - 3 + ((b - C.FINE_LOG) << 3) + ((w >>> (b - 3)) & 7));
+}
+
+/**
+ * Copy n bytes from block q to block nb (both 8-aligned). Below 64 bytes
+ * 4-byte loads and stores, then the last n % 4 bytes one by one (not a
+ * byte more: in padded modes the new block's slack and canary follow);
+ * copyWithin costs ~33 ns for 16 bytes on a SharedArrayBuffer, the loop
+ * ~16. From 64 bytes copyWithin (~10-15 GB/s). (Not Float64Array: a NaN
+ * may be stored with other bits, ECMA-262 SetValueInBuffer.)
+ */
+function copyBlock(ag: Agent, nb: number, q: number, n: number): void {
+  if (n < 64) {
+    const mem = ag.mem;
+    const words = n >>> 2;
+    for (let i = q >>> 2, j = nb >>> 2, e = (q >>> 2) + words; i < e; i++, j++) mem[j] = mem[i];
+    const u8 = ag.u8;
+    for (let k = words << 2; k < n; k++) u8[nb + k] = u8[q + k];
+  } else {
+    ag.u8.copyWithin(nb, q, q + n);
+  }
+}
 
 export class Allocator {
   // --- hot fields (read by the fast paths on every call) ---
@@ -73,6 +106,8 @@ export class Allocator {
   protected readonly len0: number;
   protected readonly aBase0: number;
   protected readonly pmBase0: number;
+  /** @internal Blocks without padding (not debug, secure < 3): realloc's fast path knows a block's usable size from its page. */
+  protected readonly plainBlocks: boolean;
   /** @internal tid while the fast paths are on; −1 (never an OWNER value) after detach, in debug mode or with allocStacks. */
   protected fastTid: number;
   /**
@@ -114,6 +149,7 @@ export class Allocator {
     this.fastTid = ag.tid;
     this.direct = ag.theap.direct;
     this.debug = arena.debug;
+    this.plainBlocks = !ag.padded;
     arena.onRefresh = () => { ag.syncViews(); this.mem = arena.mem; this.size = arena.size; }; // new views (growth, detach)
     if (this.debug) this.fastPathsOff(); // the fast paths have no room for debug mode's fills
   }
@@ -121,6 +157,7 @@ export class Allocator {
   /** Create an allocator over a new (or the given) buffer; this agent is its first. */
   static create(opts: AllocatorOptions = {}): Allocator {
     const cfg = parseCreateOptions(opts); // every option checked before the buffer is touched
+    if (primer.run !== null && !cfg.debug && cfg.allocStacks === 0) primer.run(cfg.secure, !cfg.checkFree && cfg.secure < 3, isShared(cfg.backing.buffer));
     const arena = new Arena(cfg.backing);
     arena.format(cfg.end, cfg.maxEnd, cfg.knownZero, cfg.debug, cfg.secure, !cfg.checkFree && cfg.secure < 3);
     arena.purgeDelay = cfg.purgeDelay;
@@ -134,6 +171,7 @@ export class Allocator {
     const cfg = parseAttachOptions(handle, opts);
     const arena = new Arena(cfg.backing);
     arena.validateHeader();
+    if (primer.run !== null && !arena.debug && cfg.allocStacks === 0) primer.run(arena.secure, arena.noCheck, isShared(cfg.backing.buffer));
     const al = Allocator.forArena(arena, cfg.onError);
     if (cfg.thread !== undefined) recordHandleThread(al.ag, cfg.thread); // a handle from watch(worker)
     if (cfg.allocStacks > 0) al.recordStacks(cfg.allocStacks);
@@ -200,9 +238,9 @@ export class Allocator {
    * path's TypeError, not throw V8's at `>>>`; free for a number.)
    */
   malloc(n: number): number {
-    if (typeof n === 'number' && (n >>> 0) === n && n <= C.SMALL_SIZE_MAX) {
+    if (typeof n === 'number' && (n >>> 0) === n && n <= C.LARGE_OBJ_SIZE_MAX) {
       const mem = this.mem;
-      const rb = this.direct[(n + 7) >>> 3] & C.REC_BASE_MASK; // (REC_BASE_MASK: see types.ts)
+      const rb = this.direct[n <= C.SMALL_SIZE_MAX ? (n + 7) >>> 3 : directSlot(n)] & C.REC_BASE_MASK; // (REC_BASE_MASK: see types.ts)
       let b = mem[rb + C.R_FREE] | 0; // (| 0: over a detached buffer, undefined → the generic path, which refreshes)
       if (b === 0 && (++this.refills & 63) !== 0) b = takeLocalFree(mem, rb); // every 64th: generic (retire heartbeat)
       if (b !== 0) {
@@ -218,7 +256,8 @@ export class Allocator {
 
   /**
    * Free a block; `free(0)` does nothing. Fast path (a block on a page this
-   * agent owns): A-bit test, page-map load, owner compare, push.
+   * agent owns): A-bit test, page-map load, owner compare, push; a page
+   * that leaves the full queue or empties calls out of line.
    */
   free(p: number): void {
     if (typeof p === 'number' && (p >>> 0) === p && p < this.size && (p & 7) === 0) {
@@ -242,13 +281,15 @@ export class Allocator {
         // (its R bit is clear), so the R test is needed only when the list is
         // non-empty: the generic path does it. This keeps the fast path inside
         // the page record's cache line instead of touching the R bitmap.
-        if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & (C.F_ALIGNED | C.F_FULL | C.F_TRACKED)) === C.F_TRACKED &&
+        const flags = mem[rb + C.R_FLAGS];
+        if (mem[rb + C.R_OWNER] === this.fastTid && (flags & (C.F_ALIGNED | C.F_TRACKED)) === C.F_TRACKED &&
             mem[rb + C.R_XTHREAD_FREE] === 0) {
           mem[ai] = aw ^ bit;
           mem[p >>> 2] = mem[rb + C.R_LOCAL_FREE];
           mem[rb + C.R_LOCAL_FREE] = p;
           const used = (mem[rb + C.R_USED] - 1) | 0;
           mem[rb + C.R_USED] = used;
+          if ((flags & C.F_FULL) !== 0) unfull(this.ag, rb);
           if (used === 0) pageEmptied(this.ag, rb);
           return;
         }
@@ -303,6 +344,31 @@ export class Allocator {
    * min(usable, n) bytes). A failed grow returns 0 and leaves p live and intact.
    */
   realloc(p: number, n: number): number {
+    // Fast path (a live block of a page this agent holds, no padding): the free fast path's
+    // A-bit test, then in place, or the malloc fast path, a copy and the free fast path.
+    if (typeof p === 'number' && typeof n === 'number' && (p >>> 0) === p && (n >>> 0) === n && p < this.size && (p & 7) === 0 && this.plainBlocks) {
+      const mem = this.mem;
+      const lo = ((p - this.lo0) >>> 0) < this.len0;
+      const d = (p >>> C.DIR_SHIFT) << 1;
+      if ((mem[(lo ? this.aBase0 : this.fdir[d]) + (p >>> C.BITMAP_WORD_SHIFT)] & (1 << ((p >>> C.GRANULE_SHIFT) & 31))) !== 0) {
+        const rb = mem[(lo ? this.pmBase0 : this.fdir[d + 1]) + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
+        // (an empty XTHREAD_FREE: no block of the page waits on a remote free, so p is live, as in free)
+        if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & C.F_ALIGNED) === 0 && mem[rb + C.R_XTHREAD_FREE] === 0) {
+          const bs = mem[rb + C.R_BLOCK_SIZE];
+          if (n <= bs && n >= (bs >>> 1) && n !== 0) return p;
+          const nb = this.malloc(n);
+          if (nb === 0) return 0; // (ENOMEM reported by malloc; p stays live and intact)
+          copyBlock(this.ag, nb, p, n < bs ? n : bs);
+          this.free(p);
+          return nb;
+        }
+      }
+    }
+    return this.reallocGeneric(p, n);
+  }
+
+  /** @internal realloc after the fast path declined: every mode, every check. */
+  private reallocGeneric(p: unknown, n: unknown): number {
     const q = checkAddress(p);
     const size = checkSize('size', n);
     if (q === 0) return this.malloc(size);
@@ -314,7 +380,7 @@ export class Allocator {
     if (usable < 0) return usable === -1 ? q : 0;
     const nb = this.malloc(size); // the fast path when it can: reallocs that move are common (ripgrep: 18% of calls)
     if (nb === 0) return 0;
-    this.ag.u8.copyWithin(nb, q, q + Math.min(usable, size));
+    copyBlock(this.ag, nb, q, Math.min(usable, size));
     this.free(q);
     return nb;
   }
@@ -440,9 +506,9 @@ export class Allocator {
  */
 class UncheckedAllocator extends Allocator {
   override malloc(n: number): number {
-    if (typeof n === 'number' && (n >>> 0) === n && n <= C.SMALL_SIZE_MAX) {
+    if (typeof n === 'number' && (n >>> 0) === n && n <= C.LARGE_OBJ_SIZE_MAX) {
       const mem = this.mem;
-      const rb = this.direct[(n + 7) >>> 3] & C.REC_BASE_MASK; // (REC_BASE_MASK: see types.ts)
+      const rb = this.direct[n <= C.SMALL_SIZE_MAX ? (n + 7) >>> 3 : directSlot(n)] & C.REC_BASE_MASK; // (REC_BASE_MASK: see types.ts)
       let b = mem[rb + C.R_FREE] | 0; // (| 0: over a detached buffer, undefined → the generic path, which refreshes)
       if (b === 0 && (++this.refills & 63) !== 0) b = takeLocalFree(mem, rb); // every 64th: generic (retire heartbeat)
       if (b !== 0) {
@@ -460,11 +526,13 @@ class UncheckedAllocator extends Allocator {
       const mem = this.mem;
       const pb = ((p - this.lo0) >>> 0) < this.len0 ? this.pmBase0 : this.fdir[((p >>> C.DIR_SHIFT) << 1) + 1];
       const rb = mem[pb + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
-      if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & (C.F_ALIGNED | C.F_FULL | C.F_TRACKED)) === C.F_TRACKED) {
+      const flags = mem[rb + C.R_FLAGS];
+      if (mem[rb + C.R_OWNER] === this.fastTid && (flags & (C.F_ALIGNED | C.F_TRACKED)) === C.F_TRACKED) {
         mem[p >>> 2] = mem[rb + C.R_LOCAL_FREE];
         mem[rb + C.R_LOCAL_FREE] = p;
         const used = (mem[rb + C.R_USED] - 1) | 0;
         mem[rb + C.R_USED] = used;
+        if ((flags & C.F_FULL) !== 0) unfull(this.ag, rb);
         if (used === 0) pageEmptied(this.ag, rb);
         return;
       }
@@ -480,5 +548,15 @@ class UncheckedAllocator extends Allocator {
  * uninitialised class at load).
  */
 export const secureVariants: [((a: Arena, e: ErrorHandler | undefined) => Allocator) | null, ((a: Arena, e: ErrorHandler | undefined) => Allocator) | null] = [null, null];
+
+/**
+ * @internal prime.ts (loaded by index.ts) sets `run`: it primes V8's type
+ * feedback of every path before the first allocator of a mode in a thread.
+ */
+export const primer: { run: ((secure: number, noCheck: boolean, shared: boolean) => void) | null } = { run: null };
+
+function isShared(b: ArrayBufferLike): boolean {
+  return typeof SharedArrayBuffer === 'function' && b instanceof SharedArrayBuffer;
+}
 
 export { AllocatorError };

@@ -51,7 +51,7 @@ import { checkPadding, fillFreed, paddingOf, repairCanary, requestedSize } from 
 import { checkAddress, hex } from './errors.js';
 import { setLink } from './page.js';
 import { countRemoteFree, ensureTracked, gain, poolLose } from './counters.js';
-import { pageEmptied } from './theap.js';
+import { pageEmptied, unfull } from './theap.js';
 import { C } from './types.js';
 
 /** `free(p)` after the fast path declined: the free, then the reports it owes (a throw then loses nothing). */
@@ -88,14 +88,7 @@ function freeLive(ag: Agent, rb: number, q: number): void {
   if (owner === ag.tid) {
     const err = freeHeld(ag, rb, q);
     if (err !== null) { ag.report('EAGAIN', err, q); return; }
-    if ((meta[rb + C.R_FLAGS] & C.F_FULL) !== 0) { // a full page has a free block again
-      const th = ag.theapOf(meta[rb + C.R_HEAP]);
-      const bin = meta[rb + C.R_FLAGS] & C.FLAG_BIN_MASK;
-      if (th !== null) {
-        th.remove(meta, bin + C.BIN_COUNT, rb);
-        th.pushBack(meta, bin, rb);
-      }
-    }
+    if ((meta[rb + C.R_FLAGS] & C.F_FULL) !== 0) unfull(ag, rb); // a full page has a free block again
     if (meta[rb + C.R_USED] === 0) pageEmptied(ag, rb);
     return;
   }

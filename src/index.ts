@@ -6,6 +6,7 @@
  */
 export { Allocator } from './allocator.js';
 import './secure-paths.js'; // registers the secure fast paths (allocator.ts secureVariants)
+import './prime.js'; // registers the priming of V8's feedback (allocator.ts primer)
 export type { AllocatorOptions, AttachOptions, AllocatorHandle, WatchableWorker, WasmMemory } from './options.js';
 export { AllocatorError } from './errors.js';
 export type { ErrorCode, ErrorHandler } from './errors.js';

@@ -10,7 +10,9 @@
  * belongs to this theap iff its OWNER is this agent's tid and its HEAP is
  * this heap), which is all a reaper needs to take the pages over.
  */
+import type { Arena } from './arena.js';
 import { BIN_BLOCK_SIZE, WSIZE_BIN } from './bins.js';
+import { ensureTracked } from './counters.js';
 import { C } from './types.js';
 
 /** For bins whose blocks are ≤ SMALL_SIZE_MAX: the wsize range [lo, hi] mapping to them. */
@@ -40,10 +42,12 @@ export class Theap {
   readonly count = new Int32Array(2 * C.BIN_COUNT);
   /**
    * pagesFreeDirect: wsize (0..128) → record base of the first page of that
-   * size's bin, or `emptyRb`, the record of header slice 0, whose FREE is
-   * always 0, so the fast path needs no "initialised?" test.
+   * size's bin; then, at DIRECT_BINS + bin, the first page of every bin (the
+   * malloc fast path above 1 KiB computes the bin). An empty queue's entries
+   * hold `emptyRb`, the record of header slice 0, whose FREE is always 0, so
+   * the fast path needs no "initialised?" test.
    */
-  readonly direct = new Int32Array(C.SMALL_WSIZE_MAX + 1);
+  readonly direct = new Int32Array(C.DIRECT_BINS + C.BIN_COUNT);
   /**
    * Record bases of this theap's retired pages (emptied, kept a few generic
    * calls; see theap.ts pageEmptied), so the heartbeat visits those pages
@@ -82,24 +86,32 @@ export class Theap {
   }
 
   /**
-   * Called when a page becomes its bin's direct page (counters.ts: the
-   * malloc fast path changes its USED, so it must be tracked).
+   * The arena whose counters a page that becomes its bin's direct page joins
+   * (counters.ts: the malloc fast path changes its USED, so it must be
+   * tracked); null for a theap without counters. A field, not a callback:
+   * a closure per agent would be a different call target per allocator, and
+   * V8 deoptimizes updateDirect each time it meets another (measured in a
+   * cold replay: "wrong call target").
    */
-  onDirect: ((rb: number) => void) | null = null;
+  counters: Arena | null = null;
 
-  /** The direct entries of a small bin follow its queue head; F_DIRECT moves with them. */
+  /**
+   * The direct entries of a bin follow its queue head (its DIRECT_BINS + bin
+   * slot, and for a small bin its wsize range); F_DIRECT moves with them.
+   */
   private updateDirect(meta: Int32Array, bin: number): void {
-    if (bin >= C.BIN_COUNT || BIN_BLOCK_SIZE[bin] > C.SMALL_SIZE_MAX) return;
+    if (bin >= C.BIN_COUNT) return; // a full queue
     const rb = this.first[bin] || this.emptyRb;
     const d = this.direct;
-    const old = d[DIRECT_LO[bin]];
+    const old = d[C.DIRECT_BINS + bin];
     if (old === rb) return;
     if (old !== this.emptyRb) meta[old + C.R_FLAGS] &= ~C.F_DIRECT; // (still held: it leaves the head before it leaves the theap)
     if (rb !== this.emptyRb) {
       meta[rb + C.R_FLAGS] |= C.F_DIRECT;
-      this.onDirect?.(rb);
+      if (this.counters !== null) ensureTracked(this.counters, rb);
     }
-    for (let w = DIRECT_LO[bin]; w <= DIRECT_HI[bin]; w++) d[w] = rb;
+    d[C.DIRECT_BINS + bin] = rb;
+    for (let w = DIRECT_LO[bin]; w <= DIRECT_HI[bin]; w++) d[w] = rb; // (none for a bin above SMALL_SIZE_MAX: LO −1, HI −2)
   }
 
   pushFront(meta: Int32Array, bin: number, rb: number): void {

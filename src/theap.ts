@@ -151,6 +151,21 @@ function freshPage(ag: Agent, th: Theap, bin: number): number {
 }
 
 /**
+ * A local free into a full page (F_FULL): the page leaves its bin's full
+ * queue for the back of the bin's queue (v2's `_mi_page_unfull`). O(1);
+ * called by the free fast paths, so a bin whose pages hold a few big
+ * blocks each does not send every other free to the generic path.
+ */
+export function unfull(ag: Agent, rb: number): void {
+  const meta = ag.meta;
+  const th = ag.theapOf(meta[rb + C.R_HEAP]);
+  if (th === null) return;
+  const bin = meta[rb + C.R_FLAGS] & C.FLAG_BIN_MASK;
+  th.remove(meta, bin + C.BIN_COUNT, rb);
+  th.pushBack(meta, bin, rb);
+}
+
+/**
  * A free made a queued page empty (mimalloc's `_mi_page_retire`): keep it a
  * few generic calls (RETIRE_CYCLES_*) on its theap's retired list. Called
  * by the fast free path too: O(1), no Atomics but one load.

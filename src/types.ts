@@ -187,6 +187,8 @@ export const enum C {
   /** Requests up to this many bytes take the `pagesFreeDirect` fast path (mimalloc's MI_SMALL_SIZE_MAX). */
   SMALL_SIZE_MAX = 1024,
   SMALL_WSIZE_MAX = SMALL_SIZE_MAX >>> WORD_SHIFT, // 128
+  /** `direct[DIRECT_BINS + bin]`: the first page of each bin (the malloc fast path up to LARGE_OBJ_SIZE_MAX); below it, one entry per wsize. */
+  DIRECT_BINS = SMALL_WSIZE_MAX + 1, // 129
   /** Blocks larger than this live in singleton (huge) pages: 512 KiB, as v3. */
   LARGE_OBJ_SIZE_MAX = 512 * 1024,
   LARGE_OBJ_WSIZE_MAX = LARGE_OBJ_SIZE_MAX >>> WORD_SHIFT, // 65536
@@ -582,12 +584,10 @@ export const enum C {
   /** Some blocks were returned at an aligned address inside the block (mimalloc's HAS_INTERIOR_POINTERS). */
   F_ALIGNED = 1 << 10,
   /**
-   * The page is full and parked in its theap's full queue for its bin (queue
-   * index bin + BIN_COUNT): the malloc search skips it, a local free moves it
-   * back (v2's `_mi_page_unfull`), and a search that finds nothing polls the
-   * full queue for remote frees before taking a new page. Fast-path frees
-   * test this flag, so a free into a full page takes the generic path once.
-   */
+   * The page is full and parked in its theap's full queue for its bin (queue index
+   * bin + BIN_COUNT): the malloc search skips it, a local free moves it back (v2's
+   * `_mi_page_unfull`; the free fast path calls allocator.ts unfull), and a search
+   * that finds nothing polls the full queue for remote frees before a new page. */
   F_FULL = 1 << 12,
   /** On its holder's tracked list (counters.ts): the free fast path takes only such pages, so no fast path counts. */
   F_TRACKED = 1 << 11,

@@ -351,12 +351,12 @@ test('a reaper that lost its race marks a reused record REAPING for an instant: 
   }
   assert.ok(rec >= 0);
   Atomics.store(mem, rec + C.A_STATE, C.AGENT_REAPING); // the stale reaper's CAS, before it sees the id and gives the state back
-  const p = b.malloc(5000); // a generic call: assertAttached runs
+  const p = b.mallocAligned(5000, 16); // a generic call: assertAttached runs
   assert.notEqual(p, 0);
   Atomics.store(mem, rec + C.A_STATE, C.AGENT_ALIVE);
   b.free(p);
   // a reaper that named itself is a release
   Atomics.store(mem, rec + C.A_STATE, C.AGENT_REAPING);
   Atomics.store(mem, rec + C.A_REAPER, a.agentId);
-  assert.throws(() => b.malloc(5000), /released by agent/);
+  assert.throws(() => b.mallocAligned(5000, 16), /released by agent/);
 });

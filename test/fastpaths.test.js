@@ -1,0 +1,88 @@
+// The fast paths above 1 KiB (allocator.ts directSlot, page-queue.ts `direct[DIRECT_BINS + bin]`)
+// and the local free into a full page (theap.ts unfull): the malloc fast path must pick the page of
+// exactly the request's bin for every size up to LARGE_OBJ_SIZE_MAX, and a free into a full page
+// must put the page back where the next malloc of its bin finds it, in every variant.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Allocator } from '../dist/index.js';
+import { MiB, KiB } from './lib/helpers.js';
+
+const VARIANTS = [{}, { checkFree: false }, { secure: 1 }, { secure: 3 }, { secure: 4 }];
+
+test('every request up to 512 KiB gets a block of its own bin, from the fast path too (the second malloc of a size)', () => {
+  const a = Allocator.create({ size: 256 * MiB });
+  for (let n = 1; n <= 512 * KiB; n += n < 4096 ? 1 : n < 65536 ? 7 : 61) {
+    const p = a.malloc(n); // generic the first time a bin is met (a fresh page), fast afterwards
+    const q = a.malloc(n); // fast: the bin's page is in direct[]
+    assert.ok(p !== 0 && q !== 0, `malloc(${n})`);
+    assert.equal(a.usableSize(q), a.goodSize(n), `malloc(${n}) came from a page of another bin`);
+    assert.equal(a.usableSize(p), a.goodSize(n));
+    a.free(q);
+    a.free(p);
+  }
+  assert.equal(a.stats().used, 0);
+  a.check();
+});
+
+for (const mode of VARIANTS) {
+  test(`${JSON.stringify(mode)}: a free into a full page puts it back in its bin: the next malloc takes the freed block, no new page`, () => {
+    const a = Allocator.create({ size: 64 * MiB, ...mode });
+    const n = 20000; // a medium page (128 KiB) holds six
+    const blocks = [];
+    const pagesOf = () => a.stats().pages;
+    blocks.push(a.malloc(n));
+    const pages1 = pagesOf();
+    for (let i = 0; i < 64 && pagesOf() === pages1; i++) blocks.push(a.malloc(n)); // until the first page is full and a second one is taken
+    const pages2 = pagesOf();
+    assert.equal(pages2, pages1 + 1, 'a second page was needed: the first is full');
+    const onFirst = blocks.slice(0, -1);
+    assert.ok(onFirst.length >= 2, `${onFirst.length} blocks per page`);
+    for (let i = 1; i < onFirst.length; i++) blocks.push(a.malloc(n)); // the second page holds as many: full too
+    assert.equal(pagesOf(), pages2);
+    const victim = onFirst[1];
+    a.free(victim); // a local free into a full page (the fast path in the default and unchecked variants)
+    const again = a.malloc(n);
+    assert.equal(again, victim, 'the freed block of the full page is reused');
+    assert.equal(pagesOf(), pages2, 'no new page');
+    for (const p of blocks) if (p !== victim) a.free(p);
+    a.free(again);
+    assert.equal(a.stats().used, 0);
+    if (mode.checkFree !== false) a.check(); // (checkFree: false keeps no allocation bits for check() to verify)
+  });
+}
+
+for (const mode of VARIANTS) {
+  test(`${JSON.stringify(mode)}: realloc keeps every byte, NaN bit patterns included, for every length across the copy's 64-byte switch`, () => {
+    const errors = [];
+    const a = Allocator.create({ size: 16 * MiB, ...mode, onError: (code, msg) => errors.push(`${code} ${msg}`) });
+    const u8 = a.u8;
+    for (let n = 1; n <= 300; n++) {
+      let p = a.malloc(n);
+      for (let i = 0; i < n; i++) u8[p + i] = (i * 37 + n) & 255;
+      if (n >= 8) { u8.set([1, 0, 0, 0, 0, 0, 0xf4, 0x7f], p); } // a signalling NaN in the first 8 bytes
+      const want = u8.slice(p, p + n);
+      p = a.realloc(p, n * 3 + 5); // moves (the block is too small)
+      assert.deepEqual(u8.slice(p, p + n), want, `grown from ${n}`);
+      const q = a.realloc(p, n); // shrinks: in place when n ≥ half the block, else moves
+      assert.deepEqual(u8.slice(q, q + n), want, `shrunk back to ${n}`);
+      a.free(q);
+    }
+    assert.deepEqual(errors, []);
+    assert.equal(a.stats().used, 0);
+    if (mode.checkFree !== false) a.check();
+  });
+}
+
+test('realloc in place when the size stays within [usable / 2, usable]; a double free after a realloc that moved is caught', () => {
+  const a = Allocator.create({ size: 16 * MiB });
+  const p = a.malloc(1000); // a 1024-byte block
+  assert.equal(a.realloc(p, 1024), p);
+  assert.equal(a.realloc(p, 512), p);
+  const q = a.realloc(p, 511); // below half: moves to a smaller block
+  assert.notEqual(q, p);
+  assert.throws(() => a.free(p), /double free|not allocated|invalid/);
+  assert.throws(() => a.realloc(p, 100), /double free|not allocated|invalid|already/);
+  a.free(q);
+  a.check();
+});
