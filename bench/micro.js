@@ -8,8 +8,13 @@
 //   (a) malloc 1,000 blocks of 8..207 B, free them in allocation order; repeat
 //   (b) 100,000 live blocks; free a random one and malloc a new one in its slot
 //   (c) two workers each doing (a) at once vs one worker doing (a) alone
+//   (d) realloc-grow: 64 growing buffers, round-robin; each starts as
+//       malloc(16) and is grown by realloc in steps of +16..+64 B up to 64 KiB,
+//       then freed and started again; after each call the buffer's first and
+//       last 8 bytes are written. ns per realloc call (the restarts' malloc
+//       and free included in the time). Run in its own worker/process.
 //
-// Options: --quick (fewer/shorter reps), --peers=name,name  --workloads=abc
+// Options: --quick (fewer/shorter reps), --peers=name,name  --workloads=abcd
 //          --wait-idle[=seconds]: first wait (default up to 300 s) until other
 //          processes use < 10% of the CPUs; --v8-default-tiering (see below)
 // Results: a table on stdout, progress on stderr, bench/results/micro.json.
@@ -52,7 +57,7 @@ const quick = argv.includes('--quick');
 const params = quick
   ? { ...PARAMS, reps: 5, c_reps: 4, target_ms: 30, c_target_ms: 50, warmup_ms: 100, passes: 1, c_passes: 1 }
   : { ...PARAMS };
-const workloads = opt('workloads') ?? 'abc';
+const workloads = opt('workloads') ?? 'abcd';
 const NATIVE = ['native-mimalloc', 'native-glibc'];
 const ALL = [...NATIVE, ...JS_PEERS];
 const selected = opt('peers')?.split(',') ?? ALL;
@@ -262,32 +267,43 @@ const active = () => selected.filter((p) => !unavailable[p]);
 
 /** Pool the samples of one more pass into results[peer][key]. */
 function merge(peer, key, run) {
-  const dst = ((results[peer] ??= {})[key] ??= { ...run, samples: [], passes: [] });
+  const counts = ['reallocs', 'restarts', 'moved'].filter((k) => run[k]); // (d): per-rep counts
+  const dst = ((results[peer] ??= {})[key] ??= { ...run, samples: [], passes: [], ...Object.fromEntries(counts.map((k) => [k, []])) });
   dst.samples.push(...run.samples);
+  for (const k of counts) dst[k].push(...run[k]);
   dst.passes.push({ ops_per_rep: run.ops_per_rep, ns_per_op: run.ns_per_op });
   dst.ns_per_op = median(dst.samples);
 }
 
-// (a) and (b): `passes` passes over all peers, interleaved so that slow drifts
-// of the machine hit every peer alike; each pass is a fresh process or worker.
-const singleWl = workloads.replace('c', '');
-for (let pass = 1; singleWl && pass <= params.passes; pass++) {
+// (a), (b) and (d): `passes` passes over all peers, interleaved so that slow
+// drifts of the machine hit every peer alike; each pass is a fresh process or
+// worker, and (d) gets its own (a fresh heap, whatever else ran).
+const groups = [workloads.replace(/[^ab]/g, ''), workloads.replace(/[^d]/g, '')].filter(Boolean);
+for (let pass = 1; groups.length && pass <= params.passes; pass++) {
   for (const peer of active()) {
-    log(`pass ${pass}/${params.passes}: ${peer} ${singleWl}`);
-    try {
-      let r;
-      if (NATIVE.includes(peer)) r = await guarded(`${peer} pass ${pass}`, () => runNative(peer, singleWl));
-      else {
-        const wl = peer === 'mimalloc-ts-nocheck' ? singleWl.replace(/[^a]/g, '') : singleWl;
-        if (!wl) continue;
-        r = await guarded(`${peer} pass ${pass}`, () => runWorker({ kind: 'single', peer, workloads: wl, params }));
+    for (const group of groups) {
+      if (unavailable[peer]) break;
+      if (group === 'd' && results[peer]?.d_error) continue;
+      try {
+        let r;
+        if (NATIVE.includes(peer)) {
+          log(`pass ${pass}/${params.passes}: ${peer} ${group}`);
+          r = await guarded(`${peer} ${group} pass ${pass}`, () => runNative(peer, group));
+        } else {
+          const wl = peer === 'mimalloc-ts-nocheck' ? group.replace(/[^ad]/g, '') : group;
+          if (!wl) continue;
+          log(`pass ${pass}/${params.passes}: ${peer} ${wl}`);
+          r = await guarded(`${peer} ${wl} pass ${pass}`, () => runWorker({ kind: 'single', peer, workloads: wl, params }));
+        }
+        (results[peer] ??= {}).info = r.info;
+        if (r.check && (results[peer].check ?? 'ok') === 'ok') results[peer].check = r.check; // keep a failure
+        for (const key of ['a', 'a_batched', 'b', 'd']) if (r[key]) merge(peer, key, r[key]);
+      } catch (e) {
+        // a failure in (d) costs the peer only its (d) column
+        if (group === 'd') (results[peer] ??= {}).d_error = `failed: ${e.message}`;
+        else unavailable[peer] = `failed: ${e.message}`;
+        log(`${peer} ${group} failed: ${e.message}`);
       }
-      (results[peer] ??= {}).info = r.info;
-      if (r.check) results[peer].check = r.check;
-      for (const key of ['a', 'a_batched', 'b']) if (r[key]) merge(peer, key, r[key]);
-    } catch (e) {
-      unavailable[peer] = `failed: ${e.message}`;
-      log(`${peer} failed: ${e.message}`);
     }
   }
 }
@@ -391,7 +407,7 @@ const out = [];
 const machine = `${os.cpus()[0]?.model ?? '?'}, ${os.availableParallelism?.() ?? os.cpus().length} CPUs, Node ${process.version}`;
 out.push(`mimalloc-ts micro benchmark (${machine})${quick ? ' [--quick]' : ''}`);
 out.push(
-  `(a)/(b): median of ${params.passes} passes x ${params.reps} timed reps (each pass a fresh worker/process, ` +
+  `(a)/(b)/(d): median of ${params.passes} passes x ${params.reps} timed reps (each pass a fresh worker/process, ` +
     `warm-up >= ${params.warmup} reps and ${params.warmup_ms} ms, ~${params.target_ms} ms per rep); ratio = ns/op / ${REF} ns/op`,
 );
 
@@ -471,6 +487,45 @@ if (workloads.includes('c')) {
                     ? 'reference floor (not an allocator), one per worker'
                     : 'one instance per worker'
               : x.err,
+        },
+      ],
+    ),
+  );
+}
+
+if (workloads.includes('d')) {
+  const rows = order
+    .filter((p) => results[p]?.d || results[p]?.d_error || unavailable[p])
+    .map((p) => ({ name: p, r: results[p]?.d, err: results[p]?.d_error ?? why(p) }));
+  const sum = (v) => v.reduce((x, y) => x + y, 0);
+  out.push('');
+  out.push(
+    table(
+      `(d) realloc-grow: ${params.d_buffers} buffers round-robin, each malloc(${params.d_start}) then realloc'd by ` +
+        `+${params.d_step_min}..+${params.d_step_min + params.d_step_span - 1} B up to ${params.d_max / 1024} KiB, then freed and restarted; ` +
+        'first and last 8 B written after each call; ns per realloc (restart malloc+free included)',
+      rows,
+      [
+        { h: 'allocator', left: true, f: (x) => x.name },
+        { h: 'ns/realloc', f: (x) => (x.r ? fmt(x.r.ns_per_op) : '-') },
+        { h: 'min..max', f: (x) => (x.r ? spread(x.r.samples) : '') },
+        { h: 'x native-mi', f: (x) => (x.r && ref?.d ? fmt(x.r.ns_per_op / ref.d.ns_per_op) : '-') },
+        { h: 'reallocs/rep', f: (x) => (x.r ? x.r.ops_per_rep : '') },
+        { h: 'malloc+free/rep', f: (x) => (x.r?.restarts ? fmt(sum(x.r.restarts) / x.r.restarts.length, 0) : '') },
+        { h: 'moved', f: (x) => (x.r?.moved ? `${fmt((100 * sum(x.r.moved)) / sum(x.r.reallocs), 1)}%` : '') },
+        {
+          h: 'notes',
+          left: true,
+          f: (x) =>
+            !x.r
+              ? x.err
+              : x.name === 'js-floor'
+                ? `${FLOOR_NOTE}; realloc in place within the class, else malloc+copy+free`
+                : x.name === 'tlsf-wasm'
+                  ? 'heap.realloc exported from the AssemblyScript module'
+                  : x.name === 'thing-malloc'
+                    ? "MemPool.realloc, then free(old) after a move: MemPool's own move leaks the old block"
+                    : '',
         },
       ],
     ),

@@ -1,6 +1,9 @@
 // Peer adapters for bench/micro.js. Each returns an object with
-//   al        something with malloc(n) -> address (0 = NULL) and free(p)
+//   al        something with malloc(n) -> address (0 = NULL), free(p) and
+//             realloc(p, n) -> address (0 = NULL, p stays live)
 //   memBytes  () -> current size of the memory the addresses index
+//   view      () -> a DataView over that memory as it is now (a wasm
+//             memory's ArrayBuffer is replaced when it grows)
 //   batchA    optional (sizes, nblocks, ntables, rounds) -> ms, workload (a)
 //             run inside wasm with one call
 //   close()   release the peer (mimalloc-ts: detach)
@@ -24,30 +27,55 @@ const THING_POOL_SIZE = 64 * 1024 * 1024;
 
 export const JS_PEERS = ['mimalloc-ts', 'mimalloc-ts-nocheck', 'mimalloc-ts-secure4', 'dlmalloc-wasm', 'mimalloc-wasm', 'tlsf-wasm', 'thing-malloc', 'js-floor'];
 
+const FLOOR_SMALL = 128; // classes 0..127: c * 8 bytes (up to 1016 B)
+const FLOOR_MAX = 2 ** 30;
+// then four classes per power of two (1.25, 1.5, 1.75, 2 x 2^e), up to 1 GiB:
+// class 128 + 4 (e - 9) + s holds (5 + s) << (e - 2) bytes, for requests n
+// with 2^e <= n - 1 < 2^(e+1) (classes 128..130 are unused: e = 9 starts at 1017)
+const FLOOR_CLASSES = FLOOR_SMALL + 4 * 21;
+const FLOOR_SIZE = new Int32Array(FLOOR_CLASSES);
+for (let c = 0; c < FLOOR_SMALL; c++) FLOOR_SIZE[c] = c << 3;
+for (let c = FLOOR_SMALL; c < FLOOR_CLASSES; c++) {
+  const e = 9 + ((c - FLOOR_SMALL) >> 2);
+  FLOOR_SIZE[c] = (5 + ((c - FLOOR_SMALL) & 3)) << (e - 2);
+}
+
 /**
- * Not an allocator: the least work a JavaScript malloc/free over a typed
- * array can do (8-byte size classes, one LIFO list per class, a bump pointer,
- * a one-word header holding the class; no checks, no page structure, never
- * returns memory). It shows how close to native a JS allocator can get here.
+ * Not an allocator: the least work a JavaScript malloc/free/realloc over a
+ * typed array can do (8-byte size classes up to 1016 B, then four per power
+ * of two up to 1 GiB; one LIFO list per class; a bump pointer; an 8-byte
+ * header whose second word holds the class; no checks, no page structure,
+ * never returns memory or coalesces). realloc stays in place when the new
+ * size fits the block's class, else malloc + copy of the old class size +
+ * free (Uint8Array.copyWithin from 64 bytes, an 8-byte Float64Array loop
+ * below). It shows how close to native a JS allocator can get here.
  */
 class FloorFreeLists {
   constructor(bytes) {
-    this.mem = new Int32Array(new SharedArrayBuffer(bytes));
-    this.heads = new Int32Array(128); // classes up to 1016 B
+    const sab = new SharedArrayBuffer(bytes);
+    this.mem = new Int32Array(sab);
+    this.u8 = new Uint8Array(sab);
+    this.f64 = new Float64Array(sab);
+    this.heads = new Int32Array(FLOOR_CLASSES);
+    this.size = FLOOR_SIZE;
     this.top = 16;
     this.end = bytes;
   }
 
   malloc(n) {
-    const c = (n + 7) >>> 3;
-    if (c >= 128) return 0;
+    let c = (n + 7) >>> 3;
+    if (c >= FLOOR_SMALL) {
+      if (n > FLOOR_MAX) return 0;
+      const e = 31 - Math.clz32(n - 1);
+      c = FLOOR_SMALL + ((e - 9) << 2) + (((n - 1) >>> (e - 2)) & 3);
+    }
     const b = this.heads[c];
     if (b !== 0) {
       this.heads[c] = this.mem[b >>> 2];
       return b;
     }
     const p = this.top + 8;
-    const next = p + (c << 3);
+    const next = p + this.size[c];
     if (next > this.end) return 0;
     this.top = next;
     this.mem[(p >>> 2) - 1] = c;
@@ -58,6 +86,20 @@ class FloorFreeLists {
     const c = this.mem[(p >>> 2) - 1];
     this.mem[p >>> 2] = this.heads[c];
     this.heads[c] = p;
+  }
+
+  realloc(p, n) {
+    const u = this.size[this.mem[(p >>> 2) - 1]];
+    if (n <= u) return p;
+    const q = this.malloc(n);
+    if (q === 0) return 0;
+    if (u >= 64) this.u8.copyWithin(q, p, p + u);
+    else {
+      const f = this.f64;
+      for (let i = p >>> 3, j = q >>> 3, e = i + (u >>> 3); i < e; i++, j++) f[j] = f[i];
+    }
+    this.free(p);
+    return q;
   }
 }
 
@@ -188,7 +230,11 @@ function makeBatchA(ex, mallocFn, loop) {
   };
 }
 
-export async function openPeer(name, { handle } = {}) {
+/**
+ * `realloc`: the worker runs (d) (thing-malloc then gets its realloc fix; the
+ * other workloads keep the plain MemPool).
+ */
+export async function openPeer(name, { handle, realloc = false } = {}) {
   switch (name) {
     case 'mimalloc-ts':
     case 'mimalloc-ts-secure4':
@@ -206,6 +252,7 @@ export async function openPeer(name, { handle } = {}) {
       return {
         al: a,
         memBytes: () => a.u8?.length ?? 0,
+        view: () => new DataView(a.buffer),
         close: () => {
           if (handle !== undefined) a.detach();
         },
@@ -219,8 +266,9 @@ export async function openPeer(name, { handle } = {}) {
       const ex = await instantiate(name === 'dlmalloc-wasm' ? 'dlmalloc.wasm' : 'mimalloc.wasm');
       if (typeof ex._initialize === 'function') ex._initialize();
       return {
-        al: { malloc: ex.malloc, free: ex.free },
+        al: { malloc: ex.malloc, free: ex.free, realloc: ex.realloc },
         memBytes: wasmMemBytes(ex.memory),
+        view: () => new DataView(ex.memory.buffer),
         batchA: makeBatchA(ex, ex.malloc, ex.bench_a),
         close() {},
         info:
@@ -232,21 +280,46 @@ export async function openPeer(name, { handle } = {}) {
     case 'tlsf-wasm': {
       const ex = await instantiate('tlsf.wasm');
       return {
-        al: { malloc: ex.alloc, free: ex.free },
+        al: {
+          malloc: ex.alloc,
+          free: ex.free,
+          realloc:
+            ex.realloc ??
+            (() => {
+              throw new Error('tlsf.wasm has no realloc export (an old build: bash bench/peers/build.sh)');
+            }),
+        },
         memBytes: wasmMemBytes(ex.memory),
+        view: () => new DataView(ex.memory.buffer),
         batchA: makeBatchA(ex, ex.alloc, ex.benchA),
         close() {},
-        info: 'AssemblyScript heap.alloc/free (TLSF), asc --runtime minimal -O3 --noAssert',
+        info: 'AssemblyScript heap.alloc/free/realloc (TLSF), asc --runtime minimal -O3 --noAssert',
       };
     }
     case 'thing-malloc': {
       const { MemPool } = await import('@thi.ng/malloc');
-      const pool = new MemPool({ buf: new ArrayBuffer(THING_POOL_SIZE) });
+      // @thi.ng/malloc 6.1.150: a realloc that moves calls this.free(block) with the
+      // block's header address where free() expects the data address, so the old
+      // block is never freed (3 used blocks after malloc, malloc, realloc-move; (d)
+      // exhausts even a 256 MiB pool within 50,000 steps). For (d) the old block is
+      // freed here after a move; it is still intact and in the used list, so this
+      // is the free MemPool meant to do (one more O(live) walk of the used list).
+      class ReallocFreesOld extends MemPool {
+        realloc(p, n) {
+          const q = super.realloc(p, n);
+          if (q !== 0 && q !== p) this.free(p);
+          return q;
+        }
+      }
+      const pool = new (realloc ? ReallocFreesOld : MemPool)({ buf: new ArrayBuffer(THING_POOL_SIZE) });
       return {
         al: pool,
         memBytes: () => THING_POOL_SIZE,
+        view: () => new DataView(pool.buf),
         close() {},
-        info: '@thi.ng/malloc MemPool over a 64 MiB ArrayBuffer (defaults: align 8, compact, split)',
+        info:
+          '@thi.ng/malloc MemPool over a 64 MiB ArrayBuffer (defaults: align 8, compact, split)' +
+          (realloc ? "; realloc followed by free(old) after a move (MemPool's own leaks the old block)" : ''),
       };
     }
     case 'js-floor': {
@@ -254,8 +327,9 @@ export async function openPeer(name, { handle } = {}) {
       return {
         al: fl,
         memBytes: () => THING_POOL_SIZE,
+        view: () => new DataView(fl.mem.buffer),
         close() {},
-        info: 'reference floor, not an allocator: size-class LIFO lists over an Int32Array on a SharedArrayBuffer, no checks',
+        info: 'reference floor, not an allocator: size-class LIFO lists over an Int32Array on a SharedArrayBuffer, no checks; realloc in place within the class, else malloc + copy + free',
       };
     }
     default:

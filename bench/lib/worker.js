@@ -1,5 +1,5 @@
 // Worker entry for bench/micro.js: opens ONE peer and runs one task.
-//   { kind: 'single', peer, workloads, params }  -> (a), batched (a), (b)
+//   { kind: 'single', peer, workloads, params }  -> (a), batched (a), (b), (d)
 //   { kind: 'c', peer, params, ctrl, idx, rounds, schedule, handle? } -> per-rep timestamps
 import { parentPort, workerData } from 'node:worker_threads';
 import { openPeer } from './peers.js';
@@ -7,22 +7,30 @@ import {
   barrier,
   calibrate,
   fillB,
+  initD,
   makeSizesA,
+  makeStepsD,
   makeTablesB,
   median,
   runA,
   runB,
+  runD,
   validate,
+  validateD,
 } from './workload.js';
 
-function measure(run, start, p) {
+/** Calibrate, warm up, recalibrate, then p.reps timed runs (`afterRep(i)` after each). */
+function measure(run, start, p, afterRep) {
   let n = calibrate(run, start, p.target_ms);
   warmUp(() => run(n), p);
   // calibrate again now that the code is optimised (the first calibration
   // may have timed interpreted code and chosen far too few iterations)
   n = Math.max(1, Math.floor((n * p.target_ms) / Math.max(run(n), 1e-3)));
   const ms = [];
-  for (let i = 0; i < p.reps; i++) ms.push(run(n));
+  for (let i = 0; i < p.reps; i++) {
+    ms.push(run(n));
+    afterRep?.(i);
+  }
   return { n, ms };
 }
 
@@ -33,7 +41,7 @@ function warmUp(run, p) {
 }
 
 async function single({ peer: name, workloads, params: p }) {
-  const peer = await openPeer(name);
+  const peer = await openPeer(name, { realloc: workloads.includes('d') });
   const out = { info: peer.info };
   const al = peer.al;
   const sizes = makeSizesA(p);
@@ -60,6 +68,32 @@ async function single({ peer: name, workloads, params: p }) {
     const { n, ms } = measure((s) => runB(al, st, s), 1000, p);
     const samples = ms.map((t) => (t * 1e6) / (2 * n));
     out.b = { live: p.b_live, steps: n, ops_per_rep: 2 * n, fill_ms, ns_per_op: median(samples), samples };
+  }
+
+  if (workloads.includes('d')) {
+    const inc = makeStepsD(p);
+    validateD(al, inc, p, peer.view, peer.memBytes);
+    const st = initD(al, inc, p, peer.view);
+    const reallocs = [];
+    const restarts = [];
+    const moved = [];
+    const { n, ms } = measure((s) => runD(al, st, s), 1000, p, () => {
+      reallocs.push(st.reallocs);
+      restarts.push(st.restarts);
+      moved.push(st.moved);
+    });
+    const samples = ms.map((t, i) => (t * 1e6) / Math.max(1, reallocs[i]));
+    out.d = {
+      buffers: p.d_buffers,
+      steps: n,
+      ops_per_rep: median(reallocs),
+      ns_per_op: median(samples),
+      samples,
+      reallocs,
+      restarts,
+      moved,
+    };
+    for (const q of st.ptr) al.free(q);
   }
 
   // untimed consistency check where the allocator offers one (not with

@@ -9,8 +9,11 @@
  * bench/micro.js passes every one of them so both sides share one set of
  * parameters). Prints one JSON object on stdout.
  *
- * The PRNG (xorshift32), the seeds and the order in which the size and slot
- * tables are generated are the same as in bench/lib/workload.js, so the C
+ * Workloads: (a) churn, (b) random replacement in a large live set, (c) (a)
+ * in two threads, (d) realloc-grow (only when asked for: workloads=d).
+ *
+ * The PRNG (xorshift32), the seeds and the order in which the size, slot
+ * and step tables are generated are the same as in bench/lib/workload.js, so the C
  * and JavaScript runs see identical request sequences.
  */
 #define _GNU_SOURCE
@@ -26,16 +29,19 @@
 #define ALLOC_NAME "native-mimalloc"
 #define MALLOC(n) mi_malloc(n)
 #define FREE(p) mi_free(p)
+#define REALLOC(p, n) mi_realloc(p, n)
 #else
 #define ALLOC_NAME "native-glibc"
 #define MALLOC(n) malloc(n)
 #define FREE(p) free(p)
+#define REALLOC(p, n) realloc(p, n)
 #endif
 
 struct params {
   uint32_t a_blocks, a_tables, size_min, size_span;
   uint32_t b_live, b_table;
   uint32_t seed_a, seed_b_fill, seed_b_steps;
+  uint32_t d_buffers, d_start, d_step_min, d_step_span, d_max, d_table, seed_d;
   uint32_t reps, warmup, c_reps;
   double target_ms, c_target_ms, warmup_ms;
   char workloads[16];
@@ -45,6 +51,8 @@ static struct params P = {
   .a_blocks = 1000, .a_tables = 8, .size_min = 8, .size_span = 200,
   .b_live = 100000, .b_table = 1u << 20,
   .seed_a = 0x12345678u, .seed_b_fill = 0x9E3779B9u, .seed_b_steps = 0x85EBCA6Bu,
+  .d_buffers = 64, .d_start = 16, .d_step_min = 16, .d_step_span = 49, .d_max = 65536,
+  .d_table = 1u << 16, .seed_d = 0xC2B2AE35u,
   .reps = 11, .warmup = 2, .c_reps = 8,
   .target_ms = 60, .c_target_ms = 100, .warmup_ms = 250,
   .workloads = "abc",
@@ -217,6 +225,124 @@ static void workload_b(void) {
   free(s.size);
 }
 
+/* ---- workload (d) ------------------------------------------------------ */
+
+/*
+ * realloc-grow (bench/lib/workload.js initD/runD): d_buffers buffers advanced
+ * round-robin; each step grows the next buffer by the next step size from a
+ * pre-generated table with realloc, or, when that would pass d_max, frees it
+ * and starts it again with malloc(d_start); then the buffer's first and last
+ * 8 bytes are written. Initially buffer k is grown (untimed) until it holds
+ * >= k * d_max / d_buffers bytes.
+ */
+struct dstate {
+  uint8_t *inc;
+  void **ptr;
+  uint32_t *size;
+  uint32_t cursor, slot;
+  uint64_t reallocs, restarts, moved; /* of the last run_d call */
+};
+
+static inline void write_ends(void *q, uint32_t n, uint32_t c) {
+  double v = c;
+  memcpy(q, &v, 8);
+  memcpy((char *)q + n - 8, &v, 8);
+  __asm__ volatile("" : : "r"(q) : "memory"); /* the stores stay */
+}
+
+static double run_d(uint32_t steps, void *ctx) {
+  struct dstate *s = ctx;
+  const uint32_t K = P.d_buffers, mask = P.d_table - 1, max = P.d_max, start = P.d_start;
+  uint32_t c = s->cursor, j = s->slot;
+  uint64_t reallocs = 0, restarts = 0, moved = 0;
+  double t0 = now_ms();
+  for (uint32_t i = 0; i < steps; i++) {
+    void *p0 = s->ptr[j], *q;
+    uint32_t n = s->size[j] + s->inc[c & mask];
+    if (n > max) {
+      FREE(p0);
+      n = start;
+      q = MALLOC(n);
+      restarts++;
+    } else {
+      q = REALLOC(p0, n);
+      reallocs++;
+      moved += q != p0;
+    }
+    if (q == NULL) die("(d): malloc/realloc returned NULL");
+    s->ptr[j] = q;
+    s->size[j] = n;
+    write_ends(q, n, c);
+    c++;
+    if (++j == K) j = 0;
+  }
+  double t = now_ms() - t0;
+  s->cursor = c;
+  s->slot = j;
+  s->reallocs = reallocs;
+  s->restarts = restarts;
+  s->moved = moved;
+  return t;
+}
+
+static void workload_d(void) {
+  if (P.d_table & (P.d_table - 1)) die("d_table must be a power of two");
+  struct dstate s = {0};
+  const uint32_t K = P.d_buffers, mask = P.d_table - 1;
+  s.inc = calloc(P.d_table, 1);
+  s.ptr = calloc(K, sizeof *s.ptr);
+  s.size = calloc(K, sizeof *s.size);
+  xs_state = P.seed_d;
+  for (uint32_t i = 0; i < P.d_table; i++) s.inc[i] = (uint8_t)(P.d_step_min + xs_next() % P.d_step_span);
+  uint32_t c = 0;
+  for (uint32_t k = 0; k < K; k++) {
+    uint32_t n = P.d_start;
+    void *q = MALLOC(n);
+    if (q == NULL) die("(d): malloc returned NULL");
+    uint32_t target = (uint32_t)(((uint64_t)k * P.d_max) / K);
+    for (;;) {
+      write_ends(q, n, c);
+      if (n >= target) break;
+      n += s.inc[c++ & mask];
+      q = REALLOC(q, n);
+      if (q == NULL) die("(d): realloc returned NULL");
+    }
+    s.ptr[k] = q;
+    s.size[k] = n;
+  }
+  s.cursor = c;
+  uint32_t steps = calibrate(run_d, &s, 1000, P.target_ms);
+  warm_up(run_d, &s, steps);
+  steps = recalibrate(run_d, &s, steps, P.target_ms);
+  double *ns = calloc(P.reps, sizeof *ns), *rs = calloc(P.reps, sizeof *rs),
+         *rst = calloc(P.reps, sizeof *rst), *mv = calloc(P.reps, sizeof *mv);
+  for (uint32_t i = 0; i < P.reps; i++) {
+    double t = run_d(steps, &s);
+    ns[i] = t * 1e6 / (double)(s.reallocs ? s.reallocs : 1);
+    rs[i] = (double)s.reallocs;
+    rst[i] = (double)s.restarts;
+    mv[i] = (double)s.moved;
+  }
+  printf("\"d\":{\"buffers\":%u,\"steps\":%u,\"ops_per_rep\":%.0f,\"ns_per_op\":%.4f,", K, steps,
+         median(rs, P.reps), median(ns, P.reps));
+  print_array("samples", ns, P.reps);
+  printf(",");
+  print_array("reallocs", rs, P.reps);
+  printf(",");
+  print_array("restarts", rst, P.reps);
+  printf(",");
+  print_array("moved", mv, P.reps);
+  printf("}");
+  for (uint32_t k = 0; k < K; k++) FREE(s.ptr[k]);
+  free(ns);
+  free(rs);
+  free(rst);
+  free(mv);
+  free(s.inc);
+  free(s.ptr);
+  free(s.size);
+}
+
 /* ---- workload (c) ------------------------------------------------------ */
 
 /*
@@ -312,6 +438,7 @@ static void set_param(const char *kv) {
   }
   U(a_blocks) U(a_tables) U(size_min) U(size_span) U(b_live) U(b_table)
   U(seed_a) U(seed_b_fill) U(seed_b_steps) U(reps) U(warmup) U(c_reps)
+  U(d_buffers) U(d_start) U(d_step_min) U(d_step_span) U(d_max) U(d_table) U(seed_d)
   D(target_ms) D(c_target_ms) D(warmup_ms)
   if (kl == 9 && !strncmp(kv, "workloads", 9)) {
     snprintf(P.workloads, sizeof P.workloads, "%s", v);
@@ -338,6 +465,7 @@ int main(int argc, char **argv) {
   if (strchr(P.workloads, 'a')) printf(","), workload_a();
   if (strchr(P.workloads, 'b')) printf(","), workload_b();
   if (strchr(P.workloads, 'c')) printf(","), workload_c();
+  if (strchr(P.workloads, 'd')) printf(","), workload_d();
   printf("}\n");
   free(a_sizes);
   return 0;

@@ -10,6 +10,12 @@ export function free(ptr: usize): void {
   heap.free(ptr);
 }
 
+// Resize in place when the block (or the free block after it) is large
+// enough, else allocate, copy and free (std/assembly/rt/tlsf.ts __realloc).
+export function realloc(ptr: usize, size: usize): usize {
+  return heap.realloc(ptr, size);
+}
+
 // Workload (a) run entirely inside wasm, to separate the JS<->wasm call
 // overhead from the allocator cost. `sizes` holds `ntables` runs of `nblocks`
 // u32 sizes (round r uses run r % ntables); `ptrs` has room for `nblocks`
