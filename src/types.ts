@@ -171,7 +171,7 @@ export const enum C {
 
   MAGIC = 0x7374696d, // format identity, the header's word 0: "mits"
   /** The format (CHANGELOG.md lists what each changed): an agent of another version must not attach, it would misread the buffer. */
-  VERSION = 8,
+  VERSION = 9,
 
   /** Maximum simultaneously attached agents (main thread + workers). */
   MAX_AGENTS = 256,
