@@ -43,7 +43,7 @@ import { goodSizeIn } from './bins.js';
 import { checkHeap } from './check.js';
 import { AllocStacks } from './debug.js';
 import { AllocatorError, ErrorHandler, checkAddress, checkAlignment, checkSize, defaultErrorHandler, show } from './errors.js';
-import { freeGeneric, usableOf, validate } from './free.js';
+import { freeGeneric, freeRemoteFast, usableOf, validate } from './free.js';
 import { takeLocalFree } from './page.js';
 import { allocAligned, callocSize, mallocGeneric, reallocInPlace, zeroNew } from './malloc.js';
 import {
@@ -277,20 +277,23 @@ export class Allocator {
       const aw = mem[ai];
       if ((aw & bit) !== 0) {
         const rb = mem[pb + (p >>> C.SLICE_SHIFT)] & C.REC_BASE_MASK;
-        // No block of a page with an empty XTHREAD_FREE waits on a remote free
-        // (its R bit is clear), so the R test is needed only when the list is
-        // non-empty: the generic path does it. This keeps the fast path inside
-        // the page record's cache line instead of touching the R bitmap.
-        const flags = mem[rb + C.R_FLAGS];
-        if (mem[rb + C.R_OWNER] === this.fastTid && (flags & (C.F_ALIGNED | C.F_TRACKED)) === C.F_TRACKED &&
-            mem[rb + C.R_XTHREAD_FREE] === 0) {
-          mem[ai] = aw ^ bit;
-          mem[p >>> 2] = mem[rb + C.R_LOCAL_FREE];
-          mem[rb + C.R_LOCAL_FREE] = p;
-          const used = (mem[rb + C.R_USED] - 1) | 0;
-          mem[rb + C.R_USED] = used;
-          if ((flags & C.F_FULL) !== 0) unfull(this.ag, rb);
-          if (used === 0) pageEmptied(this.ag, rb);
+        const owner = mem[rb + C.R_OWNER];
+        if (owner === this.fastTid) {
+          // No block of a page with XTHREAD_FREE = 0 waits on a remote free (its R bit is
+          // clear), so the R test is needed only when it is set: the generic path does it.
+          const flags = mem[rb + C.R_FLAGS];
+          if ((flags & (C.F_ALIGNED | C.F_TRACKED)) === C.F_TRACKED && mem[rb + C.R_XTHREAD_FREE] === 0) {
+            mem[ai] = aw ^ bit;
+            mem[p >>> 2] = mem[rb + C.R_LOCAL_FREE];
+            mem[rb + C.R_LOCAL_FREE] = p;
+            const used = (mem[rb + C.R_USED] - 1) | 0;
+            mem[rb + C.R_USED] = used;
+            if ((flags & C.F_FULL) !== 0) unfull(this.ag, rb);
+            if (used === 0) pageEmptied(this.ag, rb);
+            return;
+          }
+        } else if (this.fastTid >= 0) { // another agent's page (a live block: A set ⇒ in use): the remote free, out of line
+          freeRemoteFast(this.ag, rb, p);
           return;
         }
       }

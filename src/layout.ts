@@ -114,6 +114,13 @@ export function ctz(x: number): number {
   return 31 - Math.clz32(x & -x);
 }
 
+/** Set bits of a 32-bit word. */
+export function popcount(x: number): number {
+  x -= (x >>> 1) & 0x55555555;
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  return Math.imul((x + (x >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24;
+}
+
 /** How the buffer can grow. */
 export const enum Growth {
   FIXED = 0,

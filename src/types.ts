@@ -171,7 +171,7 @@ export const enum C {
 
   MAGIC = 0x7374696d, // format identity, the header's word 0: "mits"
   /** The format (CHANGELOG.md lists what each changed): an agent of another version must not attach, it would misread the buffer. */
-  VERSION = 8,
+  VERSION = 9,
 
   /** Maximum simultaneously attached agents (main thread + workers). */
   MAX_AGENTS = 256,
@@ -468,44 +468,35 @@ export const enum C {
    *
    * ```
    *  word field        meaning                                        writes       read without holding
-   *   0  STATE         1 = page in use (written last on create,       atomic       anyone (Atomics)
-   *                    first on release)
-   *   1  BLOCK_SIZE    bytes per block                                init         remote free, validate, stats
    *   2  KEY0          secure ≥ 3 link keys: enc(p) = imul(p ^ KEY1,  init         remote free (encodes its link)
    *   3  KEY1            KEY0), KEY0 odd, KEYINV = KEY0⁻¹ mod 2^32
    *   9  KEYINV          (so dec(x) = imul(x, KEYINV) ^ KEY1)
    *   4  USED          blocks handed out, those waiting on            holder       stats (a hint), check (quiescent)
-   *                    XTHREAD_FREE included
+   *                    XTHREAD_FREE included (mimalloc's used)
    *   5  FREE          head of the list malloc pops (0 = empty)       holder       —
    *   6  LOCAL_FREE    head of the blocks the holder freed            holder       —
-   *   7  XTHREAD_FREE  head of the blocks other agents freed          atomic       anyone (Atomics); the holder's
-   *                                                                                fast free reads it plain: a
-   *                                                                                stale 0 could only hide a
-   *                                                                                remote free of the very block
-   *                                                                                being freed, a double free
-   *                                                                                racing across agents (which
-   *                                                                                mimalloc does not catch either)
-   *   8  OWNER         0 | ABANDONED | tid | tid|HELD (the state       atomic       anyone (Atomics); its holder
-   *                    machine above)                                              plainly (see "Ownership")
    *  10  CANARY        padded modes: this page's canary key (I5)      init         —
    *  11  NEXT          link in the holder's page queue (PREV: 26)     holder       —
-   *  12  SYNCED        tracked pages: USED when last folded into the   holder       stats (counters.ts)
-   *                    holder's counters
-   *  13  FLAGS         bin (bits 0–7, init) | F_* | retire countdown  holder       remote free, validate:
-   *                    << 16                                                       the bin and F_ALIGNED
-   *                                                                                (set before the A bit of any
-   *                                                                                aligned block, never cleared)
-   *  14  TNEXT         next page on the holder's tracked list         holder       stats (counters.ts): a reader
-   *                                                                                walks the list in this line
-   *  15  ADELTA        the A-bitmap word of address q is              init         the malloc fast paths
-   *                    ADELTA + (q >>> 8): the directory entry of
-   *                    its arena (arena.ts aw), kept here so malloc
-   *                    finds it in the line it reads anyway
-   *      ── records are 128-byte aligned: everything the fast paths read, in every
-   *         mode, is in the first 64-byte cache line, words 0–15 ──
+   *  12  SYNCED        tracked pages: USED at the last fold           holder       stats (counters.ts)
+   *  13  FLAGS         bin (bits 0–7, init) | F_* | retire countdown  holder       remote free, validate: the bin, F_ALIGNED (set
+   *                    << 16                                                       before the A bit of any aligned
+   *                                                                                block, never cleared)
+   *  14  TNEXT         next page on the holder's tracked list         holder       stats (counters.ts)
+   *  15  ADELTA        A-bitmap word of q = ADELTA + (q >>> 8) (arena.ts aw): init  the malloc fast paths
+   *      ── words 0–15, one 64-byte line: what the holder's fast paths write. Words 16–31:
+   *         what a remote free reads and writes (but FLAGS' F_ALIGNED and secure keys), so
+   *         that it rarely takes the line the holder writes at every malloc ──
+   *  23  STATE         1 = page in use (written last on create,       atomic       anyone (Atomics)
+   *                    first on release)
+   *  24  XTHREAD_FREE  head of the blocks other agents freed          atomic       anyone (Atomics); the holder's
+   *                    (the link in each block, as LOCAL_FREE's)                   fast free reads it plain (a stale 0
+   *                                                                                hides only a double free racing
+   *                                                                                across agents, as in mimalloc)
+   *  25  OWNER         0 | ABANDONED | tid | tid|HELD (the state       atomic       anyone (Atomics); its holder
+   *                    machine above)                                              plainly (see "Ownership")
+   *  28  BLOCK_SIZE    bytes per block                                init         remote free, validate, stats
    *  16  RESERVED      blocks that fit                                init         anyone who found the page in use
-   *  17  CAPACITY      blocks initialised so far (lazy extension)     holder       validate (only to word its
-   *                                                                                message), check (quiescent)
+   *  17  CAPACITY      blocks initialised so far (lazy extension)     holder       validate (messages), check
    *  18  HEAP          heap id (0 = main heap)                        holder       a claimer, after its CAS
    *  19  SLICES        slices spanned                                 init         anyone who found the page in use
    *  20  START         address of the page's first byte (slice << 16) init         anyone who found the page in use
@@ -524,15 +515,11 @@ export const enum C {
    */
   REC_SHIFT = 5,
   REC_WORDS = 1 << REC_SHIFT, // 32 words = 128 bytes per slice (0.2 %)
-  R_STATE = 0,
-  R_BLOCK_SIZE = 1,
   R_KEY0 = 2,
   R_KEY1 = 3,
   R_USED = 4,
   R_FREE = 5,
   R_LOCAL_FREE = 6,
-  R_XTHREAD_FREE = 7,
-  R_OWNER = 8,
   R_KEYINV = 9,
   R_CANARY = 10,
   R_NEXT = 11,
@@ -547,8 +534,12 @@ export const enum C {
   R_START = 20,
   R_EXTENT = 21, // bytes of the block area: BLOCK_SIZE × RESERVED
   R_ORIGIN = 22,
+  R_STATE = 23,
+  R_XTHREAD_FREE = 24,
+  R_OWNER = 25,
   R_PREV = 26,
   R_COLLECT = 27,
+  R_BLOCK_SIZE = 28,
   /**
    * Record bases are word indices below 2^30 (buffers ≤ 4 GiB), so masking a
    * base loaded from the direct table or the page map changes nothing but

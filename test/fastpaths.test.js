@@ -6,7 +6,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Allocator } from '../dist/index.js';
-import { MiB, KiB } from './lib/helpers.js';
+import { MiB, KiB, asTerminated } from './lib/helpers.js';
+import { C } from '../dist/types.js';
+import { walkStats } from '../dist/stats.js';
 
 const VARIANTS = [{}, { checkFree: false }, { secure: 1 }, { secure: 3 }, { secure: 4 }];
 
@@ -85,4 +87,40 @@ test('realloc in place when the size stays within [usable / 2, usable]; a double
   assert.throws(() => a.realloc(p, 100), /double free|not allocated|invalid|already/);
   a.free(q);
   a.check();
+});
+
+test('a holder terminated while collecting remote frees (A bits cleared, R bits not yet: they are cleared a word at a time): the reaper finishes, check() holds, no false double free after', () => {
+  const a = Allocator.create({ size: 16 * MiB });
+  const b = Allocator.attach(a.handle);
+  const ps = Array.from({ length: 40 }, () => b.malloc(48)); // one page, several R words (512 bytes each)
+  for (const p of ps) a.free(p); // remote frees (a's fast path): b's XTHREAD_FREE list
+  const ar = a.arena;
+  const meta = ar.meta;
+  const mem = a.i32;
+  const rb = meta[ar.pm(ps[0] >>> C.SLICE_SHIFT)];
+  assert.notEqual(Atomics.load(meta, rb + C.R_XTHREAD_FREE), 0);
+  // what page.ts collectXthread / drainCollect does, stopped after 5 blocks (b dies there)
+  let q = Atomics.load(meta, rb + C.R_XTHREAD_FREE) >>> 0;
+  meta[rb + C.R_COLLECT] = q;
+  Atomics.store(meta, rb + C.R_XTHREAD_FREE, 0);
+  for (let k = 0; k < 5; k++) {
+    const next = mem[q >>> 2] >>> 0; // (default mode: plain links)
+    mem[ar.aw(q)] &= ~(1 << ((q >>> C.GRANULE_SHIFT) & 31)); // A cleared; its R bit stays (cleared with its word's)
+    meta[rb + C.R_COLLECT] = next;
+    mem[q >>> 2] = meta[rb + C.R_LOCAL_FREE];
+    meta[rb + C.R_LOCAL_FREE] = q;
+    meta[rb + C.R_USED]--;
+    q = next;
+  }
+  assert.equal(a.releaseAgent(asTerminated(b)), true);
+  a.check();
+  assert.equal(walkStats(a.arena).used, 0, 'every block free (the pages say; the counters may be off by the dead holder\'s half-made update)');
+  // the blocks are allocated again and freed by another agent: no R bit left to take for a double free
+  const c = Allocator.attach(a.handle);
+  const again = Array.from({ length: 200 }, () => a.malloc(48));
+  for (const p of again) c.free(p);
+  a.free(a.malloc(48)); // a collects
+  a.check();
+  assert.equal(walkStats(a.arena).used, 0);
+  c.detach();
 });
