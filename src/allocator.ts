@@ -14,8 +14,8 @@
  *
  * | step                               | Allocator (default) | SecureAllocator (secure 3) | Secure4Allocator (secure 4) | UncheckedAllocator (checkFree: false) |
  * |------------------------------------|:---:|:---:|:---:|:---:|
- * | malloc: size ≤                     | 1024 | 1024 − 8 (padding) | 1024 − 8 | 1024 |
- * | malloc: direct-table load, pop     | ✓ | ✓ (link decoded, checked to stay in the slice) | ✓ (the same) | ✓ |
+ * | malloc: size ≤                     | 512 KiB | 1024 − 8 (padding) | 1024 − 8 | 512 KiB |
+ * | malloc: direct-table load (> 1 KiB: the bin by clz), pop | ✓ | ✓ (link decoded, checked to stay in the slice) | ✓ (the same) | ✓ |
  * | malloc: refill FREE from LOCAL_FREE| ✓ (63 of 64; the 64th: generic) | ✓ | ✓ | ✓ |
  * | malloc: canary + A-bit test        |   | ✓ | ✓ | |
  * | malloc: set A bit                  | ✓ | ✓ | ✓ | |
@@ -26,13 +26,15 @@
  * | free: XTHREAD_FREE empty test      | ✓ | ✓ | ✓ | |
  * | free: canary, size word and slack  |   | (deferred: at reuse) | ✓ | |
  * | free: push on LOCAL_FREE           | ✓ | ✓ (link encoded, in the padding) | ✓ (the same) | ✓ |
- * | free: empty page → pageEmptied     | ✓ | ✓ | ✓ | ✓ |
+ * | free: full page → unfull, empty page → pageEmptied | ✓ | (full: generic) ✓ | (full: generic) ✓ | ✓ |
+ * | free: another agent's page → free.ts freeRemoteFast | ✓ | | | |
+ * | realloc: in place, or malloc + copy + free fast paths | ✓ | | | |
  *
  * Debug mode and `allocStacks` use the default class with the fast paths
  * switched off (`direct` points every size at the empty record, `fastTid`
  * is −1): every call is generic.
  *
- * Costs (V8 on x64; BENCHMARKS.md): `malloc(n ≤ 1 KiB)` about 10
+ * Costs (V8 on x64; BENCHMARKS.md): `malloc(n ≤ 512 KiB)` about 10
  * typed-array accesses, no Atomics, no allocation; `free(p)` of a block on
  * a page this agent owns the same (an `Atomics.load` here measured ~4 ns:
  * V8 does not inline it as a plain load). Every other call is generic.
