@@ -34,8 +34,8 @@
  * still set (step 1 fails: double free) or A already clear (the test after
  * step 1 fails, and it undoes its R bit): never a block freed twice.
  *
- * Reads without holding the page: FLAGS' F_ALIGNED bit and BLOCK_SIZE are
- * written before the page is published (STATE) and F_ALIGNED is only ever
+ * Reads without holding the page: ALIGNED (F_ALIGNED's copy) and BLOCK_SIZE are
+ * written before the page is published (STATE) and ALIGNED is only ever
  * set, before the A bit of the aligned block that makes it matter; a live
  * block (A set) keeps its page in use, so neither changes while the freer
  * looks (types.ts, "who may touch").
@@ -160,7 +160,7 @@ function freeRemote(ag: Agent, rb: number, q: number): void {
     ag.report('EAGAIN', `double free of block ${hex(q)} (size ${meta[rb + C.R_BLOCK_SIZE]})`, q);
     return;
   }
-  const b = (meta[rb + C.R_FLAGS] & C.F_ALIGNED) !== 0 ? blockStartOf(meta, rb, q) : q;
+  const b = meta[rb + C.R_ALIGNED] !== 0 ? blockStartOf(meta, rb, q) : q; // (not FLAGS: the line the holder writes at every malloc)
   if (ag.debug) fillFreed(ag.arena, b, meta[rb + C.R_BLOCK_SIZE]);
   for (;;) { // 2.
     const head = Atomics.load(meta, rb + C.R_XTHREAD_FREE);

@@ -245,7 +245,10 @@ function allocAlignedRaw(ag: Agent, th: Theap, size: number, alignment: number):
   if (b === 0) return 0;
   const q = Math.ceil(b / alignment) * alignment;
   const rb = ag.meta[ag.arena.pm(b >>> C.SLICE_SHIFT)];
-  if (q !== b) ag.meta[rb + C.R_FLAGS] |= C.F_ALIGNED; // first: paddingOf(q) finds the block start by it
+  if (q !== b) { // first: paddingOf(q) finds the block start by it
+    ag.meta[rb + C.R_FLAGS] |= C.F_ALIGNED;
+    ag.meta[rb + C.R_ALIGNED] = 1; // (the copy in the record's second line: free.ts freeRemote)
+  }
   // padded: the padding belongs after `size` bytes at the aligned address (written before the A bit moves there)
   if (ag.padded) setPadding(ag.arena, rb, q, size, ag.debug);
   if (q !== b) {

@@ -70,6 +70,7 @@ export function pageInit(
   meta[rb + C.R_NEXT] = 0;
   meta[rb + C.R_PREV] = 0;
   meta[rb + C.R_FLAGS] = bin | (fresh ? C.F_FRESH : 0);
+  meta[rb + C.R_ALIGNED] = 0;
   meta[rb + C.R_COLLECT] = 0;
   meta[rb + C.R_ORIGIN] = origin;
   meta[rb + C.R_ADELTA] = a.fdir[(s >>> C.DIR_SLICES_SHIFT) << 1];

@@ -478,13 +478,13 @@ export const enum C {
    *  10  CANARY        padded modes: this page's canary key (I5)      init         —
    *  11  NEXT          link in the holder's page queue (PREV: 26)     holder       —
    *  12  SYNCED        tracked pages: USED at the last fold           holder       stats (counters.ts)
-   *  13  FLAGS         bin (bits 0–7, init) | F_* | retire countdown  holder       remote free, validate: the bin, F_ALIGNED (set
+   *  13  FLAGS         bin (bits 0–7, init) | F_* | retire countdown  holder       validate: the bin, F_ALIGNED (set
    *                    << 16                                                       before the A bit of any aligned
    *                                                                                block, never cleared)
    *  14  TNEXT         next page on the holder's tracked list         holder       stats (counters.ts)
    *  15  ADELTA        A-bitmap word of q = ADELTA + (q >>> 8) (arena.ts aw): init  the malloc fast paths
    *      ── words 0–15, one 64-byte line: what the holder's fast paths write. Words 16–31:
-   *         what a remote free reads and writes (but FLAGS' F_ALIGNED and secure keys), so
+   *         what a remote free reads and writes (but secure ≥ 3's link keys), so
    *         that it rarely takes the line the holder writes at every malloc ──
    *  23  STATE         1 = page in use (written last on create,       atomic       anyone (Atomics)
    *                    first on release)
@@ -495,6 +495,7 @@ export const enum C {
    *  25  OWNER         0 | ABANDONED | tid | tid|HELD (the state       atomic       anyone (Atomics); its holder
    *                    machine above)                                              plainly (see "Ownership")
    *  28  BLOCK_SIZE    bytes per block                                init         remote free, validate, stats
+   *  29  ALIGNED       1 once F_ALIGNED is set (its copy for a remote free) holder  remote free
    *  16  RESERVED      blocks that fit                                init         anyone who found the page in use
    *  17  CAPACITY      blocks initialised so far (lazy extension)     holder       validate (messages), check
    *  18  HEAP          heap id (0 = main heap)                        holder       a claimer, after its CAS
@@ -540,6 +541,7 @@ export const enum C {
   R_PREV = 26,
   R_COLLECT = 27,
   R_BLOCK_SIZE = 28,
+  R_ALIGNED = 29,
   /**
    * Record bases are word indices below 2^30 (buffers ≤ 4 GiB), so masking a
    * base loaded from the direct table or the page map changes nothing but
