@@ -1,9 +1,41 @@
 #!/usr/bin/env node
 // Trace replay benchmark: the malloc/free streams of real programs (mtrace v1
 // traces, /work/shared/traces/README.md) replayed on mimalloc-ts and its
-// peers. Run with `npm run bench:replay`.
+// peers. Run with `npm run bench:replay`. Two protocols, two tables:
 //
-// Single-agent replay (default): every event of a trace, in file order, on
+// 1. COLD (the headline, first table; bench/lib/replay-cold.js, the worker
+// bench/lib/replay-cold-worker.js, the adapters bench/lib/cold-peers.js):
+// programs run their allocator cold (/work/shared/DESIGN.md §6). Every
+// replay (peer x trace x rep) runs in a fresh worker_threads Worker (a new
+// isolate) created from this process, with V8's default flags (wasm dynamic
+// tiering on: Liftoff first, TurboFan in the background; this process is not
+// started with --no-wasm-dynamic-tiering unless --threads). In the worker:
+// the allocator is created, then at most 250 ms (--cold-warmup-ms) of
+// warm-up on a synthetic event mix (never the trace: malloc/calloc/realloc/
+// free and a few aligned allocations, sizes 1 B-64 KiB log-distributed, at
+// most 2,000 live) on a separate instance of the same peer, discarded; then
+// the WHOLE trace (--events / --quick: a prefix), all events in file order,
+// thread indices ignored, on a fresh instance. Only the replay calls are
+// timed (performance.now() around chunks of 65,536 events; between chunks,
+// off the clock, the allocator's footprint is sampled). Every new object is
+// stamped with byte stores (its id in its first 4 bytes, (id & 0xff) ^ 0x5a
+// in its last requested byte; sizes 1-3: what fits; size 0: nothing) and the
+// stamps are read back and checked at every free and realloc (realloc: the
+// id must follow the object to its new address, which is then re-stamped);
+// a mismatch or a NULL aborts that replay with an error naming peer, trace
+// and event, and the table says ERROR instead of a number. Native peers:
+// a fresh process of bench/peers/native_replay.c in mode=cold (the same
+// stamps and checks, no warm-up). ns/event = median of --cold-reps reps
+// (default 3; 1 with --quick) shown as median [min-max], with the ratios
+// mimalloc-ts / dlmalloc-wasm, / mimalloc-wasm, / JS floor and a geomean
+// row. Peers: native-mimalloc, native-glibc, mimalloc-ts (mimalloc-ts-secure4
+// when named in --peers or --cold-peers), dlmalloc-wasm, mimalloc-wasm,
+// tlsf-wasm (calloc/realloc/aligned done in JS over its alloc/free), js-floor
+// (not an allocator: size-class free lists, the least a JS allocator costs
+// in this harness). A peer whose wasm file is missing is skipped with a note.
+//
+// 2. WARM (the second table; the protocol bench:replay had before):
+// single-agent replay: every event of a trace, in file order, on
 // one allocator (thread indices ignored; cross-thread frees become local
 // frees); every new block is touched (one 32-bit word per 64 bytes of its
 // first 4 KiB). Each peer runs in its own process (JS and wasm peers:
@@ -13,7 +45,8 @@
 // The JS children first replay 200,000 events on a throwaway instance (JIT
 // warm-up); then rep 0 of every peer is a warm-up rep that also measures
 // memory; the timed reps follow, interleaved across peers (rep 1 of every
-// peer, then rep 2, ...).
+// peer, then rep 2, ...). The children run with --no-wasm-dynamic-tiering
+// (wasm peers on TurboFan code from the start; --v8-default-tiering: not).
 //
 //   ns/event   median over the timed reps of (replay loop time / events);
 //              only the loop is timed (not loading, not the final frees)
@@ -36,11 +69,15 @@
 //          1 timed rep), --mimalloc-size=MiB (buffer, default 256),
 //          --threads (multi-agent mode instead), --wait-idle[=seconds] (first
 //          wait, default up to 300 s, until other processes use < 10% of the
-//          CPUs). A timed rep during which other processes used > 10% of the
+//          CPUs), --cold-only / --warm-only (one protocol), --cold-reps=N,
+//          --cold-peers=name,name (cold protocol's peers; default: --peers'
+//          cold ones, else all but mimalloc-ts-secure4), --cold-warmup-ms=N
+//          (default 250), --floor-size=MiB (the JS floor's buffer, default
+//          256). A timed rep (either protocol) during which other processes used > 10% of the
 //          CPU is repeated after the machine is quiet (at most twice), as in
 //          bench/micro.js; the notes list reps that stayed disturbed.
-// Results: a table on stdout, progress on stderr, bench/results/replay.json
-// (replay-threads.json with --threads).
+// Results: the tables on stdout, progress on stderr, bench/results/replay.json
+// (cold protocol: its "cold" section; replay-threads.json with --threads).
 
 import { fork, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -51,11 +88,15 @@ import { BENCH_DIR, BUILD_DIR, loadMimallocTs, probeNoCheck } from './lib/peers.
 import { median } from './lib/workload.js';
 import { ensureBin, readBin, summarize, tracesDir } from './lib/trace.js';
 import { cpuTicks, waitIdle } from './lib/noise.js';
+import { COLD_ALL, COLD_DEFAULT, runCold } from './lib/replay-cold.js';
 
 // ---- options ----------------------------------------------------------------
 
 const TIERING_FLAG = '--no-wasm-dynamic-tiering'; // as bench/micro.js: wasm peers run TurboFan code from the start
-if (!process.execArgv.includes(TIERING_FLAG) && !process.argv.includes('--v8-default-tiering')) {
+// The cold protocol's workers share this process's V8 flags, and must run with the defaults:
+// only --threads re-executes under the flag; the warm protocol's children get it in their execArgv.
+const WARM_CHILD_FLAGS = process.argv.includes('--v8-default-tiering') ? [] : [TIERING_FLAG];
+if (process.argv.includes('--threads') && !process.execArgv.includes(TIERING_FLAG) && !process.argv.includes('--v8-default-tiering')) {
   const script = fileURLToPath(import.meta.url);
   const r = spawnSync(process.execPath, [...process.execArgv, TIERING_FLAG, script, ...process.argv.slice(2)], { stdio: 'inherit' });
   process.exit(r.status ?? 1);
@@ -76,14 +117,30 @@ const NATIVE = ['native-mimalloc', 'native-glibc'];
 const JS = ['mimalloc-ts', 'mimalloc-ts-secure4', 'mimalloc-ts-secure2', 'mimalloc-ts-nocheck', 'dlmalloc-wasm', 'mimalloc-wasm'];
 const ALL = [...NATIVE, ...JS];
 const REF = 'native-mimalloc';
-const selected = opt('peers')?.split(',') ?? (threadsMode ? ['mimalloc-ts', 'mimalloc-ts-secure4'] : ALL);
+const peersOpt = opt('peers')?.split(',');
+const coldOnly = argv.includes('--cold-only');
+const warmOnly = argv.includes('--warm-only');
+if (coldOnly && warmOnly) throw new Error('--cold-only and --warm-only exclude each other');
+const doCold = !threadsMode && !warmOnly;
+// the warm protocol's peers (--peers names for either protocol: each takes its own)
+const selected = threadsMode || !coldOnly ? (peersOpt?.filter((p) => ALL.includes(p)) ?? (threadsMode ? ['mimalloc-ts', 'mimalloc-ts-secure4'] : ALL)) : [];
+const doWarm = threadsMode || (!coldOnly && selected.length > 0);
+// the cold protocol's peers
+const coldPeers = doCold ? (opt('cold-peers')?.split(',') ?? (peersOpt ? peersOpt.filter((p) => COLD_ALL.includes(p)) : COLD_DEFAULT)) : [];
+const coldReps = Math.max(1, Number(opt('cold-reps') ?? (quick ? 1 : 3)));
+const coldWarmupMs = Number(opt('cold-warmup-ms') ?? 250);
+const floorBytes = Number(opt('floor-size') ?? 256) * 2 ** 20;
 const log = (...m) => console.error('[bench:replay]', ...m);
-// A full run of all seven traces (25 M events) on all six peers with 3 reps
-// takes about 45-60 s on the 2-core VM (the first run also parses the traces,
-// ~6 s), so no prefix is imposed by default.
+// A full run of all seven traces (25 M events) with 3 reps takes about 2.5 min
+// on the 2-core VM when it is quiet: ~45-60 s for the warm protocol, ~100 s
+// for the cold one (147 fresh workers / processes, each JS one with up to
+// 250 ms of warm-up); more when other processes force repeats; the first run
+// also parses the traces (~6 s). So no prefix is imposed by default.
 
 if (!Number.isFinite(eventsOpt) && opt('events') !== undefined) throw new Error('--events=N needs a number');
-for (const p of selected) if (!ALL.includes(p)) throw new Error(`unknown peer ${p}; known: ${ALL.join(', ')}`);
+for (const p of peersOpt ?? []) if (!ALL.includes(p) && !COLD_ALL.includes(p)) throw new Error(`unknown peer ${p}; known: ${[...new Set([...ALL, ...COLD_ALL])].join(', ')}`);
+for (const p of coldPeers) if (!COLD_ALL.includes(p)) throw new Error(`unknown cold peer ${p}; known: ${COLD_ALL.join(', ')}`);
+if (!(coldWarmupMs >= 0 && coldWarmupMs <= 250)) throw new Error('--cold-warmup-ms must be 0..250');
 
 if (!existsSync(TRACES) || !statSync(TRACES).isDirectory()) {
   console.log(`bench:replay: no traces folder at ${TRACES}; nothing to replay.`);
@@ -126,18 +183,18 @@ function artifactProblem(peer) {
   if (!existsSync(path.join(BUILD_DIR, ARTIFACTS[key].file))) return `${ARTIFACTS[key].file} was not built`;
   return null;
 }
-if (!threadsMode && selected.some((p) => PEER_ARTIFACT[p] && stale(ARTIFACTS[PEER_ARTIFACT[p]]))) {
+if (!threadsMode && [...selected, ...coldPeers].some((p) => PEER_ARTIFACT[p] && stale(ARTIFACTS[PEER_ARTIFACT[p]]))) {
   log('peer artifacts missing or stale: running bash bench/peers/build.sh');
   const r = spawnSync('bash', [path.join(BENCH_DIR, 'peers', 'build.sh')], { stdio: ['ignore', 2, 2] });
   if (r.status !== 0) log(`build.sh exited with ${r.status ?? r.signal}`);
 }
 
 const unavailable = {};
-for (const p of selected) {
+for (const p of new Set([...selected, ...coldPeers])) {
   const why = artifactProblem(p);
   if (why) unavailable[p] = `unavailable: ${why}`;
 }
-if (selected.some((p) => p.startsWith('mimalloc-ts'))) {
+if ([...selected, ...coldPeers].some((p) => p.startsWith('mimalloc-ts'))) {
   try {
     const Allocator = await loadMimallocTs();
     const a = Allocator.create({ size: mimallocSize });
@@ -189,7 +246,7 @@ const CHILD = fileURLToPath(new URL('./lib/replay-child.js', import.meta.url));
 function jsPeer(peer, binFile, name, events) {
   const child = fork(CHILD, [peer, binFile, name, Number.isFinite(events) ? String(events) : 'all', String(mimallocSize)], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    execArgv: [...process.execArgv, '--expose-gc'],
+    execArgv: [...process.execArgv.filter((a) => !WARM_CHILD_FLAGS.includes(a)), ...WARM_CHILD_FLAGS, '--expose-gc'],
   });
   let pending = null;
   let dead = null;
@@ -291,7 +348,31 @@ if (threadsMode) {
 const active = selected.filter((p) => !unavailable[p]);
 for (const p of selected) if (unavailable[p]) log(`${p}: ${unavailable[p]}`);
 
-for (const file of traceFiles) {
+// ---- the cold protocol (the headline; bench/lib/replay-cold.js) -----------------
+
+let cold = null;
+if (doCold) {
+  const coldUnavailable = Object.fromEntries(coldPeers.filter((p) => unavailable[p]).map((p) => [p, unavailable[p]]));
+  cold = await runCold({
+    traceFiles,
+    TRACES,
+    peers: coldPeers,
+    unavailable: coldUnavailable,
+    reps: coldReps,
+    eventsOpt,
+    mimallocSize,
+    floorBytes,
+    warmupMs: coldWarmupMs,
+    guarded,
+    table,
+    log,
+    notes,
+  });
+}
+
+// ---- the warm protocol -------------------------------------------------------------
+
+for (const file of doWarm ? traceFiles : []) {
   const traceFile = path.join(TRACES, file);
   const { binFile, header, parsedMs } = await ensureBin(traceFile, BUILD_DIR);
   const name = file.replace(/\.trace\.gz$/, '');
@@ -372,7 +453,27 @@ const prefixNote = names.some((n) => results[n].events < results[n].fileEvents)
     : 'prefixes'
   : 'whole traces';
 out.push(`mimalloc-ts trace replay benchmark (${machine})${quick ? ' [--quick]' : ''}`);
-out.push(`single-agent replay, ${prefixNote}; ns/event = median of ${reps} timed rep(s), each on a fresh allocator, after 1 warm-up rep; every new block touched (1 word / 64 B of its first 4 KiB)`);
+if (cold) {
+  const coldNames = Object.keys(cold.json.results);
+  const coldPrefix = coldNames.some((n) => cold.json.results[n].events < cold.json.results[n].fileEvents)
+    ? `prefix of ${eventsOpt.toLocaleString('en-US')} events per trace`
+    : 'whole traces';
+  out.push('');
+  out.push(`=== 1. COLD protocol (headline): single-agent replay, ${coldPrefix}; each rep in a fresh worker_threads Worker (new isolate; native: a fresh process)`);
+  out.push(`    ${coldWarmupMs ? `<= ${coldWarmupMs} ms warm-up on a synthetic malloc/calloc/realloc/free mix (never the trace) on a throwaway instance` : 'no warm-up'}, then the trace on a fresh instance; only the replay calls timed;`);
+  out.push('    every object stamped (id in its first 4 bytes, marker in its last byte) and checked at free/realloc; native: same stamps, no warm-up;');
+  out.push(
+    process.execArgv.includes(TIERING_FLAG)
+      ? `    NOT V8's defaults: this process (and so every cold worker) was started with ${process.execArgv.join(' ')}: wasm dynamic tiering OFF`
+      : `    V8 defaults: wasm dynamic tiering ON (no --no-wasm-dynamic-tiering; node flags: ${process.execArgv.join(' ') || 'none'})`,
+  );
+  out.push('');
+  out.push(cold.text);
+  out.push('');
+}
+const warmStart = out.length; // the warm tables are dropped again with --cold-only
+out.push(`=== ${cold ? '2. ' : ''}WARM protocol: single-agent replay, ${prefixNote}; ns/event = median of ${reps} timed rep(s), each on a fresh allocator, after 1 warm-up rep; every new block touched (1 word / 64 B of its first 4 KiB)`);
+out.push(`    each peer in its own forked process, JIT warmed by replaying 200,000 events of the trace itself; children run with ${WARM_CHILD_FLAGS.join(' ') || "V8's default flags"}`);
 out.push('');
 
 const cell = (n, p) => results[n].peers[p];
@@ -475,6 +576,7 @@ if (own.length) {
   );
 }
 
+if (!doWarm) out.length = warmStart;
 for (const p of selected) if (unavailable[p]) notes.push(`${p}: ${unavailable[p]}`);
 const checks = [];
 for (const n of names) for (const [p, c] of Object.entries(results[n].peers)) if (c.check && c.check !== 'ok') checks.push(`${n}/${p}: ${c.check}`);
@@ -482,10 +584,15 @@ out.push('');
 out.push(
   'notes:\n' +
     [
-      'RSS counts touched pages only, and the replay touches at most the first 4 KiB of a block, so RSS can be below "ideal" when big blocks are live.',
-      'mimalloc-ts committed = high-water mark of the slices handed to pages (touched or not; the buffer header, ~4% of it, excluded); pagesBytes = bytes in pages at that moment.',
+      ...(doWarm
+        ? [
+            'warm: RSS counts touched pages only, and the replay touches at most the first 4 KiB of a block, so RSS can be below "ideal" when big blocks are live.',
+            'mimalloc-ts committed = high-water mark of the slices handed to pages (touched or not; the buffer header, ~4% of it, excluded); pagesBytes = bytes in pages at that moment.',
+          ]
+        : []),
+      ...(cold ? ['cold: js-floor is not an allocator (size-class free lists, no checks, never returns memory): the least a JS allocator costs in this harness; tlsf-wasm: calloc/realloc/aligned in JS over its alloc/free'] : []),
       ...[...new Set(notes)],
-      ...(checks.length ? checks : ['after every rep all live objects were freed; mimalloc-ts: stats().used === 0 and check() passed (nocheck: check() skipped)']),
+      ...(checks.length ? checks : [`after every rep all live objects were freed${cold ? ' (cold: every stamp checked first)' : ''}; mimalloc-ts: stats().used === 0 and check() passed (nocheck: check() skipped)`]),
     ]
       .map((s) => `  ${s}`)
       .join('\n'),
@@ -504,6 +611,7 @@ writeFileSync(
       date: new Date().toISOString(),
       command: `node bench/replay.js ${argv.join(' ')}`.trim(),
       node_flags: process.execArgv,
+      warm_child_flags: [...WARM_CHILD_FLAGS, '--expose-gc'],
       machine: { cpu: os.cpus()[0]?.model, cpus: os.availableParallelism?.() ?? os.cpus().length, node: process.version, platform: `${os.platform()} ${os.release()} ${os.arch()}` },
       traces_dir: TRACES,
       reps,
@@ -511,6 +619,7 @@ writeFileSync(
       mimalloc_ts_size: mimallocSize,
       reference: REF,
       results,
+      cold: cold?.json ?? null,
       unavailable,
       notes,
       elapsed_s: elapsed,

@@ -5,7 +5,7 @@
  *   gcc -O2 -DUSE_MIMALLOC native_replay.c -lmimalloc  -> mi_malloc & co.
  *   gcc -O2               native_replay.c              -> glibc malloc & co.
  *
- * Usage: native_replay FILE.bin [events=N]
+ * Usage: native_replay FILE.bin [events=N] [mode=cold [sample=K]]
  *
  * FILE.bin is the binary form written by bench/lib/trace.js (the format is
  * documented at the top of that file). Every event of the first N (default:
@@ -21,6 +21,19 @@
  * Memory: the trace arrays and the id -> pointer table live in anonymous
  * mmap'ed memory that is touched before the replay, so the heap's share of
  * the peak RSS is VmHWM after the replay minus VmRSS just before it.
+ *
+ * mode=cold (the cold protocol, bench/lib/replay-cold.js; the headline
+ * table of bench/replay.js): the same per-event work as its JavaScript
+ * worker (bench/lib/replay-cold-worker.js) instead of the touch: every new
+ * object of n > 0 bytes gets its id in its first min(n, 4) bytes (byte
+ * stores, little-endian) and, when n > 4, the marker (id & 0xff) ^ 0x5a in
+ * its last requested byte; free and realloc read both back and compare them
+ * first (realloc: also the id, and the old marker when the old size fits,
+ * at the new address, which is then stamped with the new id). A mismatch
+ * stops the replay with an error naming the event. The loop is timed in
+ * chunks of K events (default 65536); between chunks, off the clock, VmRSS
+ * is sampled (footprint_peak = the highest sample - VmRSS before the replay).
+ * No warm-up: the process is fresh.
  *
  * Prints one JSON object on stdout.
  */
@@ -120,13 +133,122 @@ static inline void touch(char *p, uint32_t n, uint32_t v) {
   }
 }
 
+/* ---- mode=cold: stamps and checks ---------------------------------------- */
+
+#define MARK 0x5a
+
+static inline void stamp(unsigned char *p, uint32_t n, uint32_t k) {
+  p[0] = (unsigned char)k;
+  if (n > 1) p[1] = (unsigned char)(k >> 8);
+  if (n > 2) p[2] = (unsigned char)(k >> 16);
+  if (n > 3) {
+    p[3] = (unsigned char)(k >> 24);
+    if (n > 4) p[n - 1] = (unsigned char)((k & 0xff) ^ MARK);
+  }
+}
+
+/* do the first min(m, 4) bytes at p hold id k? (m > 0) */
+static inline int id_ok(const unsigned char *p, uint32_t m, uint32_t k) {
+  if (p[0] != (k & 0xff)) return 0;
+  if (m > 1 && p[1] != ((k >> 8) & 0xff)) return 0;
+  if (m > 2 && p[2] != ((k >> 16) & 0xff)) return 0;
+  return m < 4 || p[3] == (k >> 24);
+}
+
+static inline int stamp_ok(const unsigned char *p, uint32_t n, uint32_t k) {
+  return id_ok(p, n, k) && (n <= 4 || p[n - 1] == ((k & 0xff) ^ MARK));
+}
+
+static int cold_fail(uint32_t i, const char *what, uint32_t k) {
+  printf("{\"allocator\":\"%s\",\"mode\":\"cold\",\"error\":\"event %u: %s (object %u)\"}\n", ALLOC_NAME, i + 1, what, k);
+  return 1;
+}
+
+static int run_cold(uint32_t n, uint32_t objects, const uint8_t *op, const uint32_t *id, const uint32_t *old,
+                    const uint32_t *size, const uint32_t *align, uint32_t sample) {
+  unsigned char **live = region(sizeof(char *) * ((uint64_t)objects + 1));
+  uint32_t *sz = region(4ull * ((uint64_t)objects + 1));
+  long rss0 = status_bytes("VmRSS");
+  long peak = rss0;
+  double ms = 0;
+  for (uint32_t from = 0; from < n;) {
+    uint32_t to = n - from > sample ? from + sample : n;
+    double t0 = now_ms();
+    for (uint32_t i = from; i < to; i++) {
+      uint32_t o = op[i], k = id[i], nn;
+      unsigned char *p;
+      if (o == OP_FREE) {
+        p = live[k];
+        nn = sz[k];
+        if (nn > 0 && !stamp_ok(p, nn, k)) return cold_fail(i, "stamp changed before free", k);
+        FREE(p);
+        live[k] = NULL;
+        continue;
+      }
+      nn = size[i];
+      switch (o) {
+        case OP_MALLOC: p = MALLOC(nn); break;
+        case OP_CALLOC: p = CALLOC(nn); break;
+        case OP_ALIGNED: p = aligned(align[i], nn); break;
+        default: { /* OP_REALLOC */
+          uint32_t q = old[i], nq = sz[q];
+          unsigned char *pq = live[q];
+          if (nq > 0 && !stamp_ok(pq, nq, q)) return cold_fail(i, "stamp changed before realloc", q);
+          p = REALLOC(pq, nn);
+          if (p == NULL && nn == 0) { /* freed */
+            live[q] = NULL;
+            live[k] = NULL;
+            sz[k] = 0;
+            continue;
+          }
+          if (p == NULL) return cold_fail(i, "realloc returned NULL", q);
+          live[q] = NULL;
+          uint32_t m = nq < nn ? nq : nn;
+          if (m > 0 && (!id_ok(p, m, q) || (nq > 4 && nq <= nn && p[nq - 1] != ((q & 0xff) ^ MARK))))
+            return cold_fail(i, "realloc did not keep the contents", q);
+        }
+      }
+      if (p == NULL) return cold_fail(i, "allocation returned NULL", k);
+      live[k] = p;
+      sz[k] = nn;
+      if (nn > 0) stamp(p, nn, k);
+    }
+    ms += now_ms() - t0;
+    from = to;
+    long r = status_bytes("VmRSS"); /* off the clock */
+    if (r > peak) peak = r;
+  }
+  long hwm = status_bytes("VmHWM");
+  uint32_t freed = 0;
+  for (uint64_t k = 1; k <= objects; k++)
+    if (live[k] != NULL) {
+      if (sz[k] > 0 && !stamp_ok(live[k], sz[k], (uint32_t)k)) return cold_fail(n - 1, "stamp changed (final free)", (uint32_t)k);
+      FREE(live[k]);
+      freed++;
+    }
+  printf("{\"allocator\":\"%s\",\"mode\":\"cold\"", ALLOC_NAME);
+#ifdef USE_MIMALLOC
+  printf(",\"version\":%d", mi_version());
+#endif
+  printf(",\"events\":%u,\"ms\":%.4f,\"ns_per_event\":%.4f", n, ms, ms * 1e6 / (n ? n : 1));
+  printf(",\"rss_before\":%ld,\"footprint_peak\":%ld,\"heap_rss\":%ld,\"freed_at_end\":%u}\n", rss0,
+         rss0 >= 0 ? peak - rss0 : -1, rss0 >= 0 && hwm >= 0 ? hwm - rss0 : -1, freed);
+  return 0;
+}
+
 int main(int argc, char **argv) {
-  if (argc < 2) die("usage: native_replay FILE.bin [events=N]", NULL);
+  if (argc < 2) die("usage: native_replay FILE.bin [events=N] [mode=cold [sample=K]]", NULL);
   uint64_t want = UINT64_MAX;
+  int cold = 0;
+  uint32_t sample = 65536;
   for (int i = 2; i < argc; i++) {
     if (strncmp(argv[i], "events=", 7) == 0) want = strtoull(argv[i] + 7, NULL, 10);
+    else if (strcmp(argv[i], "mode=cold") == 0) cold = 1;
+    else if (strcmp(argv[i], "mode=warm") == 0) cold = 0;
+    else if (strncmp(argv[i], "sample=", 7) == 0) sample = (uint32_t)strtoul(argv[i] + 7, NULL, 10);
     else die("unknown argument", argv[i]);
   }
+  if (sample == 0) sample = 65536;
 
   int fd = open(argv[1], O_RDONLY);
   if (fd < 0) die("cannot open", argv[1]);
@@ -153,6 +275,7 @@ int main(int argc, char **argv) {
   read_at(fd, size, 4ull * n, off_size);
   read_at(fd, align, 4ull * n, off_align);
   close(fd);
+  if (cold) return run_cold(n, objects, op, id, old, size, align, sample);
   /* ids created in the prefix: at most `objects` */
   char **live = region(sizeof(char *) * ((uint64_t)objects + 1));
 
