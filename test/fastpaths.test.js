@@ -124,3 +124,20 @@ test('a holder terminated while collecting remote frees (A bits cleared, R bits 
   assert.equal(walkStats(a.arena).used, 0);
   c.detach();
 });
+
+test('a buffer grown by small reallocs moves a few times (each move leaves a quarter more room), one grown by jumps gets what it asks', () => {
+  const a = Allocator.create({ size: 64 * MiB });
+  let p = a.malloc(1024);
+  let moves = 0;
+  for (let n = 1064; n <= 65536; n += 40) { // 1612 appends of 40 bytes
+    const q = a.realloc(p, n);
+    if (q !== p) moves++;
+    p = q;
+  }
+  assert.ok(moves <= 16, `${moves} moves (exact-fit bins: 32)`);
+  a.free(p);
+  const r = a.realloc(a.malloc(2000), 8000); // a jump: no extra room asked
+  assert.equal(a.usableSize(r), a.goodSize(8000));
+  a.free(r);
+  a.check();
+});
