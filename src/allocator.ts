@@ -345,8 +345,10 @@ export class Allocator {
   }
 
   /**
-   * Resize: in place when usable/2 ≤ n ≤ usable, else move (copying
-   * min(usable, n) bytes). A failed grow returns 0 and leaves p live and intact.
+   * Resize: in place when usable/2 ≤ n ≤ usable, or when a block over
+   * 512 KiB can grow into the free slices after its page (malloc.ts
+   * growHuge); else move (copying min(usable, n) bytes). A failed grow
+   * returns 0 and leaves p live and intact.
    */
   realloc(p: number, n: number): number {
     // Fast path (a live block of a page this agent holds, no padding): the free fast path's
@@ -361,11 +363,7 @@ export class Allocator {
         if (mem[rb + C.R_OWNER] === this.fastTid && (mem[rb + C.R_FLAGS] & C.F_ALIGNED) === 0 && mem[rb + C.R_XTHREAD_FREE] === 0) {
           const bs = mem[rb + C.R_BLOCK_SIZE];
           if (n <= bs && n >= (bs >>> 1) && n !== 0) return p;
-          // A small step up from a block of 1 KiB or more (an append to a growing buffer) gets a
-          // quarter more room: the next steps stay in place (realloc-grow: moves 2.8 % → ~1 % of
-          // calls; each copies the whole block, and copyWithin on a SharedArrayBuffer runs at
-          // ~12 GB/s, a third of memmove's). A jump (n ≥ 1.25 × the block) gets what it asks.
-          const nb = this.malloc(n > bs && bs >= 1024 && n < bs + (bs >>> 2) ? n + (n >>> 2) : n);
+          const nb = this.malloc(n);
           if (nb === 0) return 0; // (ENOMEM reported by malloc; p stays live and intact)
           copyBlock(this.ag, nb, p, n < bs ? n : bs);
           this.free(p);

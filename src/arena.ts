@@ -387,6 +387,30 @@ export class Arena extends ArenaViews {
     return -1;
   }
 
+  /**
+   * Claim the n slices at s exactly (a huge page growing in place: malloc.ts
+   * growHuge), if they are free and in one arena: the claim is announced as
+   * claimSlices' is (the caller clears it). False, nothing changed, otherwise.
+   */
+  claimAt(agentBase: number, s: number, n: number): boolean {
+    let inOne = false;
+    for (let i = 0; i < this.arenaCount; i++) {
+      const L = this.arenas[i];
+      if (s >= L.first && s + n <= L.end) inOne = true;
+    }
+    if (!inOne) return false;
+    const m = this.mem;
+    Atomics.store(m, agentBase + C.A_INTENT_START, s);
+    Atomics.store(m, agentBase + C.A_INTENT_COUNT, n);
+    Atomics.store(m, agentBase + C.A_INTENT_OP, C.INTENT_CLAIM);
+    if (this.tryClearRun(s, n)) {
+      this.noteCommitted(s + n);
+      return true;
+    }
+    Atomics.store(m, agentBase + C.A_INTENT_OP, C.INTENT_NONE);
+    return false;
+  }
+
   clearIntent(agentBase: number): void {
     Atomics.store(this.mem, agentBase + C.A_INTENT_OP, C.INTENT_NONE);
   }

@@ -57,7 +57,13 @@ export function recoverIntent(a: Arena, deadBase: number): void {
   for (let x = s; x < s + n && x < a.sliceCount; x++) {
     if (!held(x)) continue;
     const v = Atomics.load(meta, a.pm(x));
-    if (v !== 0 && v !== rb) continue; // another page covers x
+    if (v !== 0 && v !== rb) {
+      // another page covers x, or a singleton page the dead agent was growing into it (malloc.ts
+      // growHuge writes the page map before SLICES): a page that does not reach x gives it back
+      const st = a.sliceOfRecord(v);
+      if (x < st + meta[v + C.R_SLICES]) continue;
+      Atomics.store(meta, a.pm(x), 0);
+    }
     if (v === rb) {
       if (Atomics.load(meta, rb + C.R_STATE) === C.STATE_IN_USE) continue; // a live page at s (not the dead agent's)
       Atomics.store(meta, a.pm(x), 0);

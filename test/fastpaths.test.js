@@ -125,19 +125,48 @@ test('a holder terminated while collecting remote frees (A bits cleared, R bits 
   c.detach();
 });
 
-test('a buffer grown by small reallocs moves a few times (each move leaves a quarter more room), one grown by jumps gets what it asks', () => {
-  const a = Allocator.create({ size: 64 * MiB });
-  let p = a.malloc(1024);
-  let moves = 0;
-  for (let n = 1064; n <= 65536; n += 40) { // 1612 appends of 40 bytes
-    const q = a.realloc(p, n);
-    if (q !== p) moves++;
-    p = q;
-  }
-  assert.ok(moves <= 16, `${moves} moves (exact-fit bins: 32)`);
-  a.free(p);
-  const r = a.realloc(a.malloc(2000), 8000); // a jump: no extra room asked
-  assert.equal(a.usableSize(r), a.goodSize(8000));
-  a.free(r);
+for (const mode of [{}, { secure: 1 }]) {
+  test(`${JSON.stringify(mode)}: realloc grows a block over 512 KiB in place into the free slices after it (contents kept, no copy), and moves it when they are taken`, () => {
+    const a = Allocator.create({ size: 64 * MiB, ...mode });
+    let p = a.malloc(600 * KiB);
+    const u8 = a.u8;
+    for (let i = 0; i < 600 * KiB; i += 4093) u8[p + i] = i & 255;
+    const q = a.realloc(p, 1536 * KiB);
+    assert.equal(q, p, 'grown in place');
+    assert.ok(a.usableSize(q) >= 1536 * KiB);
+    for (let i = 0; i < 600 * KiB; i += 4093) assert.equal(u8[q + i], i & 255);
+    u8[q + 1536 * KiB - 1] = 7; // the new end is the block's
+    a.check(); // (page map, slices, counters, the guard of secure mode)
+    const r = a.realloc(q, 3 * MiB);
+    assert.equal(r, q, 'and again');
+    const wall = a.malloc(600 * KiB); // takes the slices after it
+    p = a.realloc(r, 8 * MiB);
+    assert.notEqual(p, r, 'moved: the slices after it are taken');
+    assert.equal(u8[p + 1536 * KiB - 1], 7);
+    a.free(wall);
+    a.free(p);
+    assert.equal(a.stats().used, 0);
+    a.check();
+  });
+}
+
+test('an agent terminated while growing a singleton page in place (slices claimed and mapped, SLICES not yet written): the reaper gives the slices back, check() holds', () => {
+  const a = Allocator.create({ size: 32 * MiB });
+  const b = Allocator.attach(a.handle);
+  const p = b.malloc(600 * KiB);
+  const ar = a.arena;
+  const meta = ar.meta;
+  const rb = meta[ar.pm(p >>> C.SLICE_SHIFT)];
+  const s0 = ar.sliceOfRecord(rb);
+  const e = s0 + meta[rb + C.R_SLICES];
+  // what malloc.ts growHuge does, stopped before the page's SLICES (b dies there)
+  assert.equal(Atomics.compareExchange(meta, rb + C.R_OWNER, C.OWNER_ABANDONED, b.ag.tid | C.OWNER_HELD), C.OWNER_ABANDONED);
+  assert.ok(ar.claimAt(b.ag.agentBase, e, 20));
+  for (let x = e; x < e + 20; x++) meta[ar.pm(x)] = rb;
+  assert.equal(a.releaseAgent(asTerminated(b)), true);
   a.check();
+  for (let x = e; x < e + 20; x++) assert.ok(ar.isSliceFree(x), `slice ${x} given back`);
+  a.free(p);
+  a.check();
+  assert.equal(walkStats(ar).used, 0); // (the pages say; counters may be off by the dead agent's half-made update)
 });
