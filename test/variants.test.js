@@ -302,6 +302,9 @@ function runVariant(v, ops) {
           inPlace = !o.fails && o.n > 0 && o.n >= e.usable / 2 && o.n <= room;
         }
         const q = a.realloc(e.p, o.n);
+        // (a block on a page of its own may also grow in place to over 512 KiB, where the slices
+        // after it are free: malloc.ts growHuge, not padded modes)
+        if (inPlace === false && q === e.p && !v.padded && o.n > e.usable && o.n > 512 * 1024) inPlace = true;
         addresses[i] = q;
         if (q === 0) {
           trace[i] = 'NULL';
@@ -325,6 +328,9 @@ function runVariant(v, ops) {
           e.block = blockOf(o.n);
         } else if (v.padded) {
           e.usable = Math.max(e.usable, o.n); // a grow moves the padding; a shrink keeps the block's size
+        } else if (o.n > e.usable) { // grown in place (growHuge): its page is bigger now
+          e.usable = a.usableSize(q);
+          e.block = e.usable;
         }
         const bad = firstBad(a, q, kept, e.tag);
         if (bad >= 0) assert.fail(`${where(i)}: realloc lost the contents: offset ${bad} of ${kept} kept bytes`);
