@@ -374,17 +374,23 @@ export class Arena extends ArenaViews {
         if (this.grow(agentBase, n, align)) { this.refresh(); continue; }
         return -1;
       }
-      const m = this.mem;
-      Atomics.store(m, agentBase + C.A_INTENT_START, s);
-      Atomics.store(m, agentBase + C.A_INTENT_COUNT, n);
-      Atomics.store(m, agentBase + C.A_INTENT_OP, C.INTENT_CLAIM);
-      if (this.tryClearRun(s, n)) {
-        this.noteCommitted(s + n);
-        return s;
-      }
-      Atomics.store(m, agentBase + C.A_INTENT_OP, C.INTENT_NONE);
+      if (this.tryClaim(agentBase, s, n)) return s;
     }
     return -1;
+  }
+
+  /** Claim [s, s+n) (one arena) if all of it is free, announced in the agent's intent first (cleared again if it fails). */
+  private tryClaim(agentBase: number, s: number, n: number): boolean {
+    const m = this.mem;
+    Atomics.store(m, agentBase + C.A_INTENT_START, s);
+    Atomics.store(m, agentBase + C.A_INTENT_COUNT, n);
+    Atomics.store(m, agentBase + C.A_INTENT_OP, C.INTENT_CLAIM);
+    if (this.tryClearRun(s, n)) {
+      this.noteCommitted(s + n);
+      return true;
+    }
+    Atomics.store(m, agentBase + C.A_INTENT_OP, C.INTENT_NONE);
+    return false;
   }
 
   /**
@@ -398,17 +404,7 @@ export class Arena extends ArenaViews {
       const L = this.arenas[i];
       if (s >= L.first && s + n <= L.end) inOne = true;
     }
-    if (!inOne) return false;
-    const m = this.mem;
-    Atomics.store(m, agentBase + C.A_INTENT_START, s);
-    Atomics.store(m, agentBase + C.A_INTENT_COUNT, n);
-    Atomics.store(m, agentBase + C.A_INTENT_OP, C.INTENT_CLAIM);
-    if (this.tryClearRun(s, n)) {
-      this.noteCommitted(s + n);
-      return true;
-    }
-    Atomics.store(m, agentBase + C.A_INTENT_OP, C.INTENT_NONE);
-    return false;
+    return inOne && this.tryClaim(agentBase, s, n);
   }
 
   clearIntent(agentBase: number): void {

@@ -14,7 +14,7 @@ import { ensureTracked, gain, lose, poolGain, poolLose } from './counters.js';
 import { canaryOf, checkFreed, checkPadding, paddingOf, setPadding } from './debug.js';
 import { checkSize, hex } from './errors.js';
 import { freeGeneric, usableOf } from './free.js';
-import { getLink, pageExtend, pageInit, setLink } from './page.js';
+import { fillGuard, getLink, pageExtend, pageInit, setLink } from './page.js';
 import type { Theap } from './page-queue.js';
 import { collectRetired, findPage } from './theap.js';
 import { C } from './types.js';
@@ -199,12 +199,8 @@ function growHuge(ag: Agent, rb: number, size: number): boolean {
   const bs = (slices + got) * C.SLICE_SIZE - guard;
   meta[rb + C.R_BLOCK_SIZE] = bs;
   meta[rb + C.R_EXTENT] = bs;
+  if (guard !== 0) fillGuard(a, s0 * C.SLICE_SIZE + bs, (s0 + slices + got) * C.SLICE_SIZE); // (in the new slices: a kill before SLICES gives them back whole)
   meta[rb + C.R_SLICES] = slices + got; // last: until here, recoverIntent gives the slices back
-  if (guard !== 0) {
-    const g0 = s0 * C.SLICE_SIZE + bs;
-    const u8 = ag.u8;
-    for (let i = g0, end = Math.min(g0 + C.SECURE_GUARD_FILL, (s0 + slices + got) * C.SLICE_SIZE); i < end; i++) u8[i] = C.SECURE_GUARD_BYTE;
-  }
   a.clearIntent(ag.agentBase);
   poolGain(a, rb);
   Atomics.store(meta, rb + C.R_OWNER, C.OWNER_ABANDONED);

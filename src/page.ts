@@ -46,6 +46,11 @@ export function setLink(a: Arena, rb: number, b: number, next: number): void {
   a.mem[(b + meta[rb + C.R_BLOCK_SIZE] - C.LINK_FROM_END) >>> 2] = Math.imul(next ^ meta[rb + C.R_KEY1], meta[rb + C.R_KEY0]);
 }
 
+/** Secure ≥ 1: SECURE_GUARD_BYTE in the first SECURE_GUARD_FILL bytes after a page's last block, g0, up to its end (S1). */
+export function fillGuard(a: Arena, g0: number, end: number): void {
+  const u8 = a.u8;
+  for (let i = g0, e = Math.min(g0 + C.SECURE_GUARD_FILL, end); i < e; i++) u8[i] = C.SECURE_GUARD_BYTE;
+}
 
 /**
  * Publish a page: every field, then the page map, then STATE last, so that a
@@ -82,11 +87,7 @@ export function pageInit(
   Atomics.store(meta, rb + C.R_XTHREAD_FREE, 0);
   Atomics.store(meta, rb + C.R_OWNER, owner);
   for (let x = s; x < s + slices; x++) meta[a.pm(x)] = rb;
-  if (a.secure > 0) {
-    const g0 = s * C.SLICE_SIZE + reserved * blockSize;
-    const u8 = a.u8;
-    for (let i = g0, e = Math.min(g0 + C.SECURE_GUARD_FILL, (s + slices) * C.SLICE_SIZE); i < e; i++) u8[i] = C.SECURE_GUARD_BYTE;
-  }
+  if (a.secure > 0) fillGuard(a, s * C.SLICE_SIZE + reserved * blockSize, (s + slices) * C.SLICE_SIZE);
   Atomics.store(meta, rb + C.R_STATE, C.STATE_IN_USE);
   a.clearIntent(agentBase);
 }
